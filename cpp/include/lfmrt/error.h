@@ -1,0 +1,23 @@
+// Exceptions the runtime throws; the Python bindings translate each into its Python class.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace lfmrt {
+
+// A model file, tensor or config field is missing, malformed or inconsistent.
+// Becomes `lfmrt.LoadError` in Python.
+class LoadError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// A caller passed a bad value (token id out of range, context overflow, bad sampling value).
+// Becomes `ValueError` in Python.
+class InvalidArgument : public std::invalid_argument {
+public:
+    using std::invalid_argument::invalid_argument;
+};
+
+}  // namespace lfmrt

@@ -1,0 +1,48 @@
+// An LFM2 model ready to run: its config, its weights as the kernels want them, and the
+// compute resources (kernel table, thread pool) that every session of it shares.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "lfmrt/config.h"
+#include "lfmrt/tensor.h"
+
+namespace lfmrt {
+
+struct SequenceState;
+
+struct ModelOptions {
+    int n_threads = 1;
+    std::string isa;  // kernel set: "" = best for this CPU, or "scalar", "avx2"
+};
+
+class Model {
+public:
+    // `tensors` maps canonical names (Hugging Face names without the "model." prefix, e.g.
+    // "layers.3.conv.in_proj.weight") to borrowed views; `storage` keeps their memory alive for
+    // the Model's lifetime. Throws LoadError naming the tensor that is missing or misshapen.
+    Model(ModelConfig config, const std::map<std::string, TensorView>& tensors, std::shared_ptr<const void> storage,
+          const ModelOptions& options);
+    ~Model();
+    Model(const Model&) = delete;
+    Model& operator=(const Model&) = delete;
+
+    const ModelConfig& config() const;
+    int n_threads() const;
+    const char* kernel_set() const;
+
+    // Runs `n` tokens at the state's next positions, updating the state. Writes logits for the
+    // last token (vocab floats) or, with all_logits, for each token (n * vocab floats); with
+    // logits == nullptr the head is skipped (an intermediate prefill chunk).
+    // Compute is serialised per Model: concurrent calls from several threads are safe.
+    void forward(SequenceState& state, const int32_t* tokens, size_t n, bool all_logits, float* logits) const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lfmrt

@@ -1,0 +1,58 @@
+// The CPU backend's op set: what the forward pass calls. Each op splits its work across the
+// thread pool and calls the kernel table chosen at load; no op's result depends on the
+// number of threads.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "cpu/kernels/kernels.h"
+#include "cpu/thread_pool.h"
+#include "lfmrt/tensor.h"
+
+namespace lfmrt::cpu {
+
+// A borrowed weight matrix, rows x cols, row-major, in its stored dtype.
+struct Matrix {
+    const void* data = nullptr;
+    DType dtype = DType::F32;
+    int64_t rows = 0;
+    int64_t cols = 0;
+};
+
+class CpuBackend {
+public:
+    CpuBackend(const KernelTable& kernels, int n_threads);
+
+    const KernelTable& kernels() const { return kernels_; }
+    int n_threads() const { return pool_.size(); }
+
+    // Y[t, :] = W · X[t, :] for t in [0, n). X rows have stride ldx, Y rows stride ldy.
+    void matmul(const Matrix& w, const float* x, size_t ldx, size_t n, float* y, size_t ldy);
+
+    // Y[t, :] += bias for t in [0, n).
+    void add_bias(const float* bias, size_t width, size_t n, float* y, size_t ldy);
+
+    // RMSNorm of each of `n` rows of `width` values, row stride ld, in place or into y.
+    void rmsnorm_rows(const float* x, size_t ld_x, const float* weight, size_t width, size_t n, float eps,
+                      float* y, size_t ld_y);
+
+    // Causal attention for n queries at positions n_past .. n_past+n-1 over cached keys and
+    // values at positions 0 .. n_past+n-1. q and out: [n][n_heads * head_dim];
+    // k_cache, v_cache: [position][n_kv_heads * head_dim]. Query head h reads kv head
+    // h / (n_heads / n_kv_heads), as grouped-query attention does.
+    void attention(const float* q, size_t n, size_t n_past, const float* k_cache, const float* v_cache,
+                   size_t n_heads, size_t n_kv_heads, size_t head_dim, float* out);
+
+    // out[i] = silu(gate[i]) * up[i] over n rows of `width`, split across threads.
+    void silu_mul_rows(const float* gate, const float* up, float* out, size_t width, size_t n);
+
+private:
+    const KernelTable& kernels_;
+    ThreadPool pool_;
+    std::vector<std::vector<float>> gemm_scratch_;   // one per thread
+    std::vector<std::vector<float>> score_scratch_;  // one per thread, grows with the context
+};
+
+}  // namespace lfmrt::cpu

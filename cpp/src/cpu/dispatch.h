@@ -1,0 +1,18 @@
+// Chooses the CPU kernel table once, at model load, from the CPU's features.
+#pragma once
+
+#include <string>
+
+#include "cpu/kernels/kernels.h"
+
+namespace lfmrt::cpu {
+
+// Features of this CPU that matter to some kernel table, e.g. "avx2 fma f16c".
+std::string cpu_features();
+
+// The best table this CPU supports, or the one named by `isa` ("scalar", "avx2"; empty means
+// best, and the LFMRT_ISA environment variable is read by the caller). Throws InvalidArgument
+// for an unknown name or a table the CPU cannot run.
+const KernelTable& select_kernels(const std::string& isa);
+
+}  // namespace lfmrt::cpu

@@ -1,0 +1,166 @@
+// pybind11 bindings: translation between Python objects and the C++ runtime, nothing more.
+// Compute releases the GIL; C++ exceptions become lfmrt.LoadError / ValueError.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cpu/dispatch.h"
+#include "lfmrt/config.h"
+#include "lfmrt/error.h"
+#include "lfmrt/model.h"
+#include "lfmrt/sampler.h"
+#include "lfmrt/session.h"
+
+namespace py = pybind11;
+using namespace lfmrt;
+
+namespace {
+
+// Holds a Python object (the memory maps behind the weights) for as long as C++ needs it.
+struct PythonKeepAlive {
+    py::object object;
+    ~PythonKeepAlive() {
+        py::gil_scoped_acquire gil;
+        object = py::object();
+    }
+};
+
+// tensors: {name: (uint8 buffer, dtype name, shape)} as the Python loaders produce them.
+std::map<std::string, TensorView> tensor_views(const py::dict& tensors) {
+    std::map<std::string, TensorView> views;
+    for (const auto& [key, value] : tensors) {
+        const auto name = key.cast<std::string>();
+        const auto entry = value.cast<py::tuple>();
+        if (entry.size() != 3) throw LoadError("tensor '" + name + "': expected (buffer, dtype, shape)");
+        const py::buffer_info buffer = entry[0].cast<py::buffer>().request();
+        TensorView view;
+        view.data = buffer.ptr;
+        view.dtype = dtype_from_name(entry[1].cast<std::string>());
+        view.shape = entry[2].cast<std::vector<int64_t>>();
+        for (int64_t dim : view.shape) {
+            if (dim < 0) throw LoadError("tensor '" + name + "' has a negative dimension");
+        }
+        const auto available = static_cast<size_t>(buffer.size * buffer.itemsize);
+        if (view.nbytes() != available) {
+            throw LoadError("tensor '" + name + "' needs " + std::to_string(view.nbytes()) + " bytes for its shape and " +
+                            dtype_name(view.dtype) + ", but its data holds " + std::to_string(available));
+        }
+        views.emplace(name, std::move(view));
+    }
+    return views;
+}
+
+py::array_t<float> to_numpy(const std::vector<float>& values, size_t rows, size_t cols, bool matrix) {
+    py::array_t<float> array = matrix ? py::array_t<float>({rows, cols}) : py::array_t<float>(cols);
+    std::memcpy(array.mutable_data(), values.data(), values.size() * sizeof(float));
+    return array;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "lfmrt's C++ runtime (internal; use the lfmrt package)";
+
+    py::register_exception_translator([](std::exception_ptr error) {
+        try {
+            if (error) std::rethrow_exception(error);
+        } catch (const LoadError& e) {
+            py::object cls = py::module_::import("lfmrt.errors").attr("LoadError");
+            PyErr_SetString(cls.ptr(), e.what());
+        } catch (const InvalidArgument& e) {
+            PyErr_SetString(PyExc_ValueError, e.what());
+        }
+    });
+
+    py::enum_<LayerKind>(m, "LayerKind")
+        .value("SHORT_CONV", LayerKind::ShortConv)
+        .value("ATTENTION", LayerKind::Attention);
+
+    py::class_<ModelConfig>(m, "ModelConfig")
+        .def(py::init<>())
+        .def_readwrite("vocab_size", &ModelConfig::vocab_size)
+        .def_readwrite("hidden_size", &ModelConfig::hidden_size)
+        .def_readwrite("ff_dim", &ModelConfig::ff_dim)
+        .def_readwrite("layers", &ModelConfig::layers)
+        .def_readwrite("n_heads", &ModelConfig::n_heads)
+        .def_readwrite("n_kv_heads", &ModelConfig::n_kv_heads)
+        .def_readwrite("head_dim", &ModelConfig::head_dim)
+        .def_readwrite("conv_kernel", &ModelConfig::conv_kernel)
+        .def_readwrite("conv_bias", &ModelConfig::conv_bias)
+        .def_readwrite("norm_eps", &ModelConfig::norm_eps)
+        .def_readwrite("rope_theta", &ModelConfig::rope_theta)
+        .def_readwrite("max_context", &ModelConfig::max_context)
+        .def_readwrite("tie_embeddings", &ModelConfig::tie_embeddings);
+
+    py::class_<Model, std::shared_ptr<Model>>(m, "Model")
+        .def(py::init([](ModelConfig config, const py::dict& tensors, py::object storage, int n_threads,
+                         std::string isa) {
+                 auto keep_alive = std::make_shared<PythonKeepAlive>();
+                 keep_alive->object = std::move(storage);
+                 ModelOptions options;
+                 options.n_threads = n_threads;
+                 options.isa = std::move(isa);
+                 return std::make_shared<Model>(std::move(config), tensor_views(tensors), std::move(keep_alive),
+                                                options);
+             }),
+             py::arg("config"), py::arg("tensors"), py::arg("storage"), py::arg("n_threads"), py::arg("isa") = "")
+        .def_property_readonly("n_threads", &Model::n_threads)
+        .def_property_readonly("kernel_set", &Model::kernel_set);
+
+    py::class_<Session>(m, "Session")
+        .def(py::init([](const std::shared_ptr<Model>& model) { return Session(model); }), py::arg("model"))
+        .def(
+            "append",
+            [](Session& session, std::vector<int32_t> tokens, size_t chunk_size, bool all_logits) {
+                std::vector<float> logits;
+                {
+                    py::gil_scoped_release release;
+                    logits = session.append(tokens, chunk_size, all_logits);
+                }
+                const auto vocab = static_cast<size_t>(session.model().config().vocab_size);
+                return to_numpy(logits, all_logits ? tokens.size() : 1, vocab, all_logits);
+            },
+            py::arg("tokens"), py::arg("chunk_size"), py::arg("all_logits") = false)
+        .def("reset", &Session::reset)
+        .def_property_readonly("tokens", &Session::tokens)
+        .def_property_readonly("n_tokens", &Session::n_tokens)
+        .def_property_readonly("memory_bytes", &Session::memory_bytes)
+        .def_property_readonly("last_logits", [](const Session& session) {
+            return to_numpy(session.last_logits(), 1, session.last_logits().size(), false);
+        });
+
+    py::class_<SamplingParams>(m, "SamplingParams")
+        .def(py::init<>())
+        .def_readwrite("temperature", &SamplingParams::temperature)
+        .def_readwrite("top_k", &SamplingParams::top_k)
+        .def_readwrite("top_p", &SamplingParams::top_p)
+        .def_readwrite("min_p", &SamplingParams::min_p)
+        .def_readwrite("repetition_penalty", &SamplingParams::repetition_penalty)
+        .def_readwrite("presence_penalty", &SamplingParams::presence_penalty)
+        .def_readwrite("frequency_penalty", &SamplingParams::frequency_penalty)
+        .def_readwrite("seed", &SamplingParams::seed)
+        .def_readwrite("logit_bias", &SamplingParams::logit_bias)
+        .def("validate", &SamplingParams::validate, py::arg("vocab_size"));
+
+    py::class_<Sampler>(m, "Sampler")
+        .def(py::init<SamplingParams>(), py::arg("params"))
+        .def(
+            "sample",
+            [](Sampler& sampler, const Session& session) {
+                if (session.last_logits().empty()) throw InvalidArgument("the session has no logits yet: append tokens first");
+                py::gil_scoped_release release;
+                return sampler.sample(session.last_logits().data(), session.last_logits().size(), session.tokens());
+            },
+            py::arg("session"), "Samples the next token from the session's last logits.");
+
+    m.def("cpu_features", &cpu::cpu_features, "CPU features that matter to lfmrt's kernels.");
+    m.def(
+        "best_kernel_set", [] { return std::string(cpu::select_kernels("").name); },
+        "The kernel set this CPU would use by default.");
+}
