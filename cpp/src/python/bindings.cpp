@@ -157,7 +157,17 @@ PYBIND11_MODULE(_core, m) {
                 py::gil_scoped_release release;
                 return sampler.sample(session.last_logits().data(), session.last_logits().size(), session.tokens());
             },
-            py::arg("session"), "Samples the next token from the session's last logits.");
+            py::arg("session"), "Samples the next token from the session's last logits.")
+        .def(
+            "sample_logits",
+            [](Sampler& sampler, py::array_t<float, py::array::c_style | py::array::forcecast> logits,
+               const std::vector<int32_t>& history) {
+                if (logits.ndim() != 1 || logits.size() == 0) throw InvalidArgument("logits must be a non-empty 1-D array");
+                py::gil_scoped_release release;
+                return sampler.sample(logits.data(), static_cast<size_t>(logits.size()), history);
+            },
+            py::arg("logits"), py::arg("history") = std::vector<int32_t>(),
+            "Samples a token from the given logits; `history` is the context, for penalties.");
 
     m.def("cpu_features", &cpu::cpu_features, "CPU features that matter to lfmrt's kernels.");
     m.def(

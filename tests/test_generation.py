@@ -1,0 +1,165 @@
+"""generate / stream / chat: greedy determinism, seeds, stop strings, end of sequence, timings."""
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lfmrt
+
+MODELS = Path(__file__).parent / "fixtures" / "models"
+MODEL_DIR = MODELS / "lfm2_350m_pattern_bf16"
+EOS = 7  # <|im_end|>, the fixtures' end-of-turn token
+
+
+@pytest.fixture(scope="module")
+def model() -> lfmrt.Model:
+    return lfmrt.Model.load(MODEL_DIR, n_threads=2)
+
+
+def test_greedy_is_deterministic_and_matches_logits(model):
+    prompt = model.tokenize("The model")
+    a = model.generate(prompt, max_tokens=16, temperature=0, ignore_eos=True)
+    b = model.generate(prompt, max_tokens=16, temperature=0, ignore_eos=True)
+    assert a.tokens == b.tokens and len(a.tokens) == 16
+    # Each greedy token is the argmax of the full-sequence logits at the position before it.
+    logits = model.logits(prompt + a.tokens[:-1])
+    assert np.argmax(logits[len(prompt) - 1 :], axis=1).tolist() == a.tokens
+
+
+def test_text_prompt_is_tokenized_with_special_tokens(model):
+    assert model.generate("Hello", max_tokens=4, temperature=0).tokens == model.generate(
+        model.tokenize("Hello"), max_tokens=4, temperature=0
+    ).tokens
+
+
+def test_same_seed_same_output(model):
+    a = model.generate("Once", max_tokens=24, temperature=1.0, seed=5, ignore_eos=True)
+    b = model.generate("Once", max_tokens=24, temperature=1.0, seed=5, ignore_eos=True)
+    c = model.generate("Once", max_tokens=24, temperature=1.0, seed=6, ignore_eos=True)
+    assert a.tokens == b.tokens
+    assert a.tokens != c.tokens
+
+
+def test_length_finish_and_timings(model):
+    completion = model.generate("Once", max_tokens=10, temperature=0, ignore_eos=True)
+    assert completion.finish_reason == "length" and len(completion.tokens) == 10
+    timings = completion.timings
+    assert timings.prompt_tokens == len(model.tokenize("Once"))
+    assert timings.generated_tokens == 10 and timings.decode_steps == 9
+    assert timings.prefill_tokens_per_s > 0 and timings.decode_tokens_per_s > 0
+
+
+def test_eos_token_stops_and_is_not_returned(model):
+    completion = model.generate("Once", max_tokens=10, temperature=0, logit_bias={EOS: 1e4})
+    assert completion.finish_reason == "stop" and completion.tokens == [] and completion.text == ""
+    ignored = model.generate("Once", max_tokens=3, temperature=0, logit_bias={EOS: 1e4}, ignore_eos=True)
+    assert ignored.tokens == [EOS] * 3
+
+
+def test_stream_pieces_join_to_the_completion_text(model):
+    pieces = list(model.stream("The", max_tokens=30, temperature=0, ignore_eos=True))
+    completion = model.generate("The", max_tokens=30, temperature=0, ignore_eos=True)
+    assert "".join(pieces) == completion.text
+    assert len(pieces) > 1
+
+
+def test_stop_string_across_tokens_is_honoured_and_not_leaked(model):
+    full = model.generate("The", max_tokens=40, temperature=0, ignore_eos=True)
+    # A stop string spanning several tokens, starting a few characters into the text.
+    tokens_text = [model.detokenize([t]) for t in full.tokens]
+    start = len(tokens_text[0]) + len(tokens_text[1]) - 1
+    stop = full.text[start : start + 4]
+    assert len(stop) == 4
+    expected = full.text[: full.text.index(stop)]
+    stopped = model.generate("The", max_tokens=40, temperature=0, ignore_eos=True, stop=[stop])
+    assert stopped.finish_reason == "stop"
+    assert stopped.text == expected
+    streamed = "".join(model.stream("The", max_tokens=40, temperature=0, ignore_eos=True, stop=[stop]))
+    assert streamed == expected
+
+
+def test_chat_renders_the_template_and_stops_at_end_of_turn(model):
+    messages = [{"role": "user", "content": "Hi there"}]
+    rendered = model.apply_chat_template(messages)
+    assert rendered.startswith("<|startoftext|><|im_start|>user\nHi there<|im_end|>\n")
+    assert rendered.endswith("<|im_start|>assistant\n")
+    answer = model.chat(messages, max_tokens=12, temperature=0)
+    prompt = model.tokenize(rendered, add_special_tokens=False)
+    expected = model.generate(prompt, max_tokens=12, temperature=0)
+    assert answer.tokens == expected.tokens
+    assert "".join(model.chat_stream(messages, max_tokens=12, temperature=0)) == answer.text
+    ended = model.chat(messages, max_tokens=12, temperature=0, logit_bias={EOS: 1e4})
+    assert ended.finish_reason == "stop" and ended.text == ""
+
+
+def test_bad_arguments_raise_clear_errors(model):
+    with pytest.raises(ValueError, match="max_tokens"):
+        model.generate("Hi", max_tokens=0)
+    with pytest.raises(ValueError, match="temperature"):
+        model.generate("Hi", max_tokens=2, temperature=-1)
+    with pytest.raises(TypeError, match="unknown sampling option"):
+        model.generate("Hi", max_tokens=2, temprature=0.5)
+    with pytest.raises(ValueError, match="empty"):
+        model.generate([], max_tokens=2)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        model.generate([1, model.config.vocab_size], max_tokens=2)
+
+
+def test_session_rejects_bad_tokens_and_overflow_without_changing_state(model):
+    session = model.session()
+    session.append([1, 2, 3])
+    before = session.last_logits.copy()
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        session.append([5, -1])
+    with pytest.raises(ValueError, match="context"):
+        session.append([5] * model.config.max_context)
+    assert session.n_tokens == 3 and session.tokens == [1, 2, 3]
+    assert np.array_equal(session.last_logits, before)
+    # ...and it still continues exactly as a fresh one would.
+    assert np.allclose(session.append([9]), model.logits([1, 2, 3, 9])[-1], atol=1e-5)
+
+
+def test_session_reset_starts_over(model):
+    session = model.session()
+    first = session.append([1, 4, 9])
+    session.reset()
+    assert session.n_tokens == 0
+    assert np.array_equal(session.append([1, 4, 9]), first)
+
+
+def test_concurrent_generation_from_threads_matches_serial(model):
+    prompts = [model.tokenize(text) for text in ("One", "Two words", "Three more words", "Four")]
+    serial = [model.generate(p, max_tokens=12, temperature=0, ignore_eos=True).tokens for p in prompts]
+    results = [None] * len(prompts)
+
+    def run(i):
+        results[i] = model.generate(prompts[i], max_tokens=12, temperature=0, ignore_eos=True).tokens
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == serial
+
+
+def test_scalar_and_simd_kernel_sets_agree():
+    f32_model = MODELS / "mixed_mha_hd64_f32_dialectA"
+    scalar = lfmrt.Model.load(f32_model, isa="scalar")
+    best = lfmrt.Model.load(f32_model)
+    tokens = list(range(1, 60))
+    assert np.abs(scalar.logits(tokens) - best.logits(tokens)).max() < 1e-4
+
+
+def test_unknown_kernel_set_is_a_clear_error():
+    with pytest.raises(ValueError, match="LFMRT_ISA"):
+        lfmrt.Model.load(MODEL_DIR, isa="avx9000")
+
+
+def test_repr_and_cpu_info(model):
+    text = repr(model)
+    assert "layers=8" in text and "BF16" in text and "kernels=" in text
+    info = lfmrt.cpu_info()
+    assert info["physical_cores"] >= 1 and info["kernels"] in ("scalar", "avx2")
