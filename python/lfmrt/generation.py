@@ -80,7 +80,7 @@ class SamplingOptions:
     top_k: int = 0
     top_p: float = 1.0
     min_p: float = 0.15
-    repetition_penalty: float = 1.05
+    repetition_penalty: float = 1.0
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     seed: int = 0

@@ -15,12 +15,24 @@ from .errors import LoadError
 from .generation import Completion, Generation, SamplingOptions
 from .loaders.config import Lfm2Config
 from .loaders.hf import HFCheckpoint, load_hf_checkpoint
+from .loaders.safetensors import DTYPE_SIZES, TensorRef
 from .session import Session
 
 Prompt = Union[str, Sequence[int]]
 Message = Mapping[str, Any]
 
 _LAYER_KINDS = {"conv": _core.LayerKind.SHORT_CONV, "full_attention": _core.LayerKind.ATTENTION}
+
+
+def _aligned(ref: TensorRef) -> np.ndarray:
+    """The tensor's bytes at an address aligned for its element type, as the kernels read them.
+
+    Files written by the safetensors library are aligned; a hand-made header of odd length is
+    not, and only then is the tensor copied.
+    """
+    if ref.data.ctypes.data % DTYPE_SIZES[ref.dtype] == 0:
+        return ref.data
+    return ref.data.copy()
 
 
 def _core_config(config: Lfm2Config) -> "_core.ModelConfig":
@@ -59,7 +71,7 @@ class Model:
         self.n_threads = n_threads if n_threads is not None else physical_core_count()
         if self.n_threads < 1:
             raise ValueError("n_threads must be at least 1")
-        tensors = {name: (ref.data, ref.dtype, ref.shape) for name, ref in checkpoint.tensors.items()}
+        tensors = {name: (_aligned(ref), ref.dtype, ref.shape) for name, ref in checkpoint.tensors.items()}
         self._core = _core.Model(
             _core_config(self.config), tensors, checkpoint.files, self.n_threads, requested_isa(isa)
         )
