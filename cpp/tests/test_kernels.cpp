@@ -1,0 +1,612 @@
+// Kernel tests: every op of every SIMD table the CPU supports against the scalar table (the
+// specification), on odd sizes, tails, unaligned pointers and mid-block row ranges.
+//
+//   lfmrt_kernel_tests           run the checks; prints one line per check and "N passed, M failed"
+//   lfmrt_kernel_tests --bench   micro-benchmarks of the fastest table (GEMM GFLOP/s, GEMV GB/s)
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
+
+#include "cpu/kernels/kernels.h"
+#include "lfmrt/tensor.h"
+
+using lfmrt::DType;
+using lfmrt::cpu::KernelTable;
+
+namespace {
+
+constexpr DType kDTypes[] = {DType::F32, DType::F16, DType::BF16};
+constexpr size_t kCols[] = {1, 7, 15, 16, 17, 31, 33, 63, 100, 257, 1000, 1031};
+// Below 4 tokens the AVX2 GEMM works row by row; from 4 up it packs, and 7, 8, 13 and 12 reach
+// its 3-, 4-, 5- and 6-token micro-kernels after splitting the tokens into even blocks.
+constexpr size_t kTokens[] = {1, 2, 3, 4, 5, 6, 7, 8, 12, 13};
+constexpr size_t kLengths[] = {1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 100, 257, 1000, 1031};
+
+// Matrix results: error relative to sum_k |w[r][k] * x[k]|, the scale of rounding in a dot.
+constexpr double kMatTol = 1e-6;
+// Elementwise results: error relative to the reference value (plus a tiny absolute floor).
+constexpr double kElemTol = 2e-6;
+constexpr double kAbsFloor = 1e-30;
+
+std::vector<const KernelTable*> simd_tables() {
+    std::vector<const KernelTable*> tables;
+#if defined(__x86_64__) || defined(_M_X64)
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c")) {
+        tables.push_back(&lfmrt::cpu::avx2_kernels());
+    } else {
+        std::printf("SKIP avx2: CPU lacks AVX2/FMA/F16C\n");
+    }
+#endif
+    return tables;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reporting: one check aggregates many cases and keeps the worst error (as a fraction of its
+// tolerance) and the first failure, so the output stays one line per check.
+
+class Report {
+public:
+    void record(bool ok, const std::string& name, const std::string& detail) {
+        (ok ? passed_ : failed_)++;
+        std::printf("%s %s%s%s\n", ok ? "PASS" : "FAIL", name.c_str(), detail.empty() ? "" : ": ",
+                    detail.c_str());
+    }
+    int failed() const { return failed_; }
+    void summary() const { std::printf("%d passed, %d failed\n", passed_, failed_); }
+
+private:
+    int passed_ = 0;
+    int failed_ = 0;
+};
+
+class Check {
+public:
+    // Compares got against ref with |got - ref| <= tol * scale + kAbsFloor.
+    void near(double got, double ref, double scale, double tol, const std::string& where) {
+        ++cases_;
+        const double allowed = tol * scale + kAbsFloor;
+        const double err = std::fabs(got - ref);
+        const bool ok = err <= allowed || (std::isnan(got) && std::isnan(ref)) ||
+                        (std::isinf(got) && got == ref);
+        worst_ = std::max(worst_, ok ? err / allowed : 1e300);
+        if (!ok) fail(where + ": got " + std::to_string(got) + " want " + std::to_string(ref));
+    }
+    void that(bool ok, const std::string& where) {
+        ++cases_;
+        if (!ok) fail(where);
+    }
+    void finish(Report& report, const std::string& name) const {
+        char detail[512];
+        std::snprintf(detail, sizeof detail, "%zu cases, %zu bad, worst %.3g of tolerance%s%s",
+                      cases_, bad_, worst_, first_failure_.empty() ? "" : "; first: ",
+                      first_failure_.c_str());
+        report.record(bad_ == 0, name, detail);
+    }
+
+private:
+    void fail(const std::string& where) {
+        if (bad_++ == 0) first_failure_ = where;
+    }
+    size_t cases_ = 0;
+    size_t bad_ = 0;
+    double worst_ = 0.0;
+    std::string first_failure_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Test data.
+
+std::vector<float> random_floats(size_t n, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
+    std::uniform_real_distribution<float> dist(lo, hi);
+    std::vector<float> v(n);
+    for (float& f : v) f = dist(rng);
+    return v;
+}
+
+// A rows x cols weight matrix stored in `dtype`, plus its exact fp32 widening for reference
+// magnitudes. By default it starts one element past an aligned address, so kernels cannot rely
+// on alignment; `offset_elems` = 0 gives a 16-byte aligned start.
+class Weights {
+public:
+    Weights(DType dtype, size_t rows, size_t cols, std::mt19937& rng, size_t offset_elems = 1)
+        : dtype_(dtype),
+          rows_(rows),
+          cols_(cols),
+          offset_bytes_(offset_elems * lfmrt::dtype_size(dtype)),
+          bytes_((rows * cols) * 4 + offset_bytes_) {
+        std::vector<float> values = random_floats(rows * cols, rng);
+        // Some tiny values, so F16 subnormals are exercised too.
+        for (size_t i = 0; i < values.size(); i += 97) values[i] *= 1e-6f;
+        uint8_t* dst = bytes_.data() + offset_bytes_;
+        for (size_t i = 0; i < values.size(); ++i) {
+            if (dtype == DType::F32) {
+                std::memcpy(dst + i * 4, &values[i], 4);
+            } else {
+                const uint16_t h = dtype == DType::F16 ? lfmrt::f32_to_f16(values[i])
+                                                       : lfmrt::f32_to_bf16(values[i]);
+                std::memcpy(dst + i * 2, &h, 2);
+            }
+        }
+        widened_.resize(rows * cols);
+        lfmrt::convert_to_f32(data(), dtype, widened_.data(), widened_.size());
+    }
+    const void* data() const { return bytes_.data() + offset_bytes_; }
+    DType dtype() const { return dtype_; }
+    size_t rows() const { return rows_; }
+    size_t cols() const { return cols_; }
+    // sum_k |W[r][k] * x[k]|
+    double magnitude(size_t r, const float* x) const {
+        double sum = 0.0;
+        for (size_t k = 0; k < cols_; ++k) sum += std::fabs(double(widened_[r * cols_ + k]) * x[k]);
+        return sum;
+    }
+
+private:
+    DType dtype_;
+    size_t rows_, cols_;
+    size_t offset_bytes_;
+    std::vector<uint8_t> bytes_;
+    std::vector<float> widened_;
+};
+
+// Output buffers are filled with this NaN so writes outside the requested rows show up.
+constexpr uint32_t kSentinelBits = 0x7fc0dead;
+float sentinel() {
+    float f;
+    std::memcpy(&f, &kSentinelBits, sizeof f);
+    return f;
+}
+bool is_sentinel(float f) {
+    uint32_t bits;
+    std::memcpy(&bits, &f, sizeof bits);
+    return bits == kSentinelBits;
+}
+
+// A row range [begin, end) within `rows`.
+struct RowRange {
+    size_t begin, end;
+};
+
+// The full range plus ranges that start and end in the middle of 16-row GEMM panels.
+std::vector<RowRange> row_ranges(size_t rows) {
+    std::vector<RowRange> ranges = {{0, rows}};
+    if (rows > 2) ranges.push_back({1, rows - 1});
+    if (rows > 21) ranges.push_back({5, rows - 3});
+    if (rows > 40) ranges.push_back({16, 32});
+    return ranges;
+}
+
+std::string case_name(size_t rows, size_t cols, size_t n, RowRange range) {
+    return "rows=" + std::to_string(rows) + " cols=" + std::to_string(cols) +
+           " n=" + std::to_string(n) + " range=[" + std::to_string(range.begin) + "," +
+           std::to_string(range.end) + ")";
+}
+
+// Y (n tokens, stride ldy) from one GEMM call or from one GEMV call per token.
+struct MatmulCall {
+    const Weights& w;
+    const float* x;
+    size_t ldx, n, ldy;
+    RowRange range;
+};
+
+std::vector<float> run_gemm(const KernelTable& table, const MatmulCall& c) {
+    std::vector<float> y(c.n * c.ldy, sentinel());
+    std::vector<float> scratch(lfmrt::cpu::kGemmScratchFloats);
+    table.gemm[int(c.w.dtype())](c.w.data(), c.w.cols(), c.x, c.ldx, c.n, y.data(), c.ldy,
+                                 c.range.begin, c.range.end, scratch.data());
+    return y;
+}
+
+std::vector<float> run_gemv_per_token(const KernelTable& table, const MatmulCall& c) {
+    std::vector<float> y(c.n * c.ldy, sentinel());
+    for (size_t t = 0; t < c.n; ++t) {
+        table.gemv[int(c.w.dtype())](c.w.data(), c.w.cols(), c.x + t * c.ldx, y.data() + t * c.ldy,
+                                     c.range.begin, c.range.end);
+    }
+    return y;
+}
+
+// Compares two matmul outputs inside the row range and checks both left everything else alone.
+void compare_matmul(Check& check, const MatmulCall& c, const std::vector<float>& got,
+                    const std::vector<float>& ref, const std::string& where) {
+    for (size_t t = 0; t < c.n; ++t) {
+        for (size_t r = 0; r < c.ldy; ++r) {
+            const size_t i = t * c.ldy + r;
+            if (r >= c.range.begin && r < c.range.end) {
+                check.near(got[i], ref[i], c.w.magnitude(r, c.x + t * c.ldx), kMatTol,
+                           where + " t=" + std::to_string(t) + " r=" + std::to_string(r));
+            } else {
+                check.that(is_sentinel(got[i]), where + " wrote outside its rows");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Matrix kernels.
+
+void test_gemv(Report& report, const KernelTable& simd, DType dtype, std::mt19937& rng) {
+    Check check;
+    for (size_t cols : kCols) {
+        for (size_t rows : {1, 4, 5, 17, 37, 50}) {
+            const Weights w(dtype, rows, cols, rng);
+            const std::vector<float> x = random_floats(cols + 1, rng);
+            for (RowRange range : row_ranges(rows)) {
+                const MatmulCall call{w, x.data() + 1, cols, 1, rows, range};
+                compare_matmul(check, call, run_gemv_per_token(simd, call),
+                               run_gemv_per_token(lfmrt::cpu::scalar_kernels(), call),
+                               case_name(rows, cols, 1, range));
+            }
+        }
+    }
+    check.finish(report, std::string(simd.name) + " gemv " + lfmrt::dtype_name(dtype));
+}
+
+// Shapes for GEMM: the column list against row counts around the 16-row panel, plus shapes that
+// span several packed row blocks and column chunks.
+struct Shape {
+    size_t rows, cols;
+};
+std::vector<Shape> gemm_shapes() {
+    std::vector<Shape> shapes;
+    for (size_t cols : kCols) {
+        for (size_t rows : {3, 16, 37}) shapes.push_back({rows, cols});
+    }
+    shapes.push_back({300, 600});
+    shapes.push_back({161, 1031});
+    return shapes;
+}
+
+void test_gemm(Report& report, const KernelTable& simd, DType dtype, std::mt19937& rng) {
+    Check vs_scalar;
+    Check vs_gemv;
+    for (Shape shape : gemm_shapes()) {
+        const Weights w(dtype, shape.rows, shape.cols, rng);
+        const size_t ldx = shape.cols + 3;
+        const size_t ldy = shape.rows + 5;
+        const std::vector<float> x = random_floats(std::ranges::max(kTokens) * ldx + 1, rng);
+        for (size_t n : kTokens) {
+            for (RowRange range : row_ranges(shape.rows)) {
+                const MatmulCall call{w, x.data() + 1, ldx, n, ldy, range};
+                const std::vector<float> got = run_gemm(simd, call);
+                const std::string where = case_name(shape.rows, shape.cols, n, range);
+                compare_matmul(vs_scalar, call, got, run_gemm(lfmrt::cpu::scalar_kernels(), call),
+                               where);
+                compare_matmul(vs_gemv, call, got, run_gemv_per_token(simd, call), where);
+            }
+        }
+    }
+    const std::string name = std::string(simd.name) + " gemm " + lfmrt::dtype_name(dtype);
+    vs_scalar.finish(report, name);
+    vs_gemv.finish(report, name + " vs own gemv per token");
+}
+
+bool bit_identical(const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// Splitting [0, rows) into pieces, as threads do, must give the same bits as one call.
+std::vector<float> run_split(const KernelTable& table, const MatmulCall& whole,
+                             const std::vector<size_t>& split_points, bool use_gemm) {
+    std::vector<float> y(whole.n * whole.ldy);
+    size_t begin = 0;
+    for (size_t i = 0; i <= split_points.size(); ++i) {
+        const size_t rows = whole.w.rows();
+        const size_t end = i < split_points.size() ? std::min(split_points[i], rows) : rows;
+        if (end <= begin) continue;
+        MatmulCall part = whole;
+        part.range = {begin, end};
+        const std::vector<float> y_part =
+            use_gemm ? run_gemm(table, part) : run_gemv_per_token(table, part);
+        for (size_t t = 0; t < whole.n; ++t) {
+            std::copy(y_part.begin() + t * whole.ldy + begin, y_part.begin() + t * whole.ldy + end,
+                      y.begin() + t * whole.ldy + begin);
+        }
+        begin = end;
+    }
+    return y;
+}
+
+void test_row_splits(Report& report, const KernelTable& table, DType dtype, std::mt19937& rng) {
+    const std::vector<std::vector<size_t>> split_points = {
+        {16}, {1}, {5, 21}, {32, 48, 64}, {7, 130, 131}, {128}};
+    Check check;
+    for (Shape shape : {Shape{77, 1031}, Shape{300, 257}, Shape{170, 33}}) {
+        const Weights w(dtype, shape.rows, shape.cols, rng);
+        for (size_t n : {3, 13}) {  // both sides of the AVX2 GEMM's packing threshold
+            const std::vector<float> x = random_floats(n * shape.cols, rng);
+            const MatmulCall whole{w, x.data(), shape.cols, n, shape.rows, {0, shape.rows}};
+            const std::vector<float> gemm_whole = run_gemm(table, whole);
+            const std::vector<float> gemv_whole = run_gemv_per_token(table, whole);
+            for (const std::vector<size_t>& points : split_points) {
+                const std::string where = case_name(shape.rows, shape.cols, n, whole.range) +
+                                          " split at " + std::to_string(points[0]) + "...";
+                check.that(bit_identical(run_split(table, whole, points, true), gemm_whole),
+                           "gemm " + where);
+                check.that(bit_identical(run_split(table, whole, points, false), gemv_whole),
+                           "gemv " + where);
+            }
+        }
+    }
+    check.finish(report, std::string(table.name) + " row splits bit-identical " +
+                             lfmrt::dtype_name(dtype));
+}
+
+// Degenerate calls: an empty row range or no tokens writes nothing; no columns gives zeros.
+void test_matmul_edges(Report& report, const KernelTable& table, DType dtype, std::mt19937& rng) {
+    Check check;
+    const Weights w(dtype, 20, 9, rng);
+    const std::vector<float> x = random_floats(3 * 9, rng);
+    const auto untouched = [](const std::vector<float>& y) {
+        return std::all_of(y.begin(), y.end(), is_sentinel);
+    };
+    check.that(untouched(run_gemm(table, {w, x.data(), 9, 3, 20, {7, 7}})), "gemm empty range");
+    check.that(untouched(run_gemm(table, {w, x.data(), 9, 0, 20, {0, 20}})), "gemm n=0");
+    check.that(untouched(run_gemv_per_token(table, {w, x.data(), 9, 1, 20, {7, 7}})),
+               "gemv empty range");
+
+    std::vector<float> y(2 * 20, sentinel()), scratch(lfmrt::cpu::kGemmScratchFloats);
+    table.gemm[int(dtype)](w.data(), 0, x.data(), 9, 2, y.data(), 20, 3, 18, scratch.data());
+    table.gemv[int(dtype)](w.data(), 0, x.data(), y.data(), 0, 2);
+    for (size_t t = 0; t < 2; ++t) {
+        for (size_t r = 3; r < 18; ++r) check.that(y[t * 20 + r] == 0.0f, "gemm cols=0 gives 0");
+    }
+    check.that(y[0] == 0.0f && y[1] == 0.0f && is_sentinel(y[2]), "gemv cols=0 gives 0");
+    check.finish(report, std::string(table.name) + " matmul edge cases " + lfmrt::dtype_name(dtype));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vector kernels. Each runs on copies of the same inputs through both tables.
+
+void test_dot(Report& report, const KernelTable& simd, std::mt19937& rng) {
+    Check check;
+    for (size_t n : kLengths) {
+        const std::vector<float> a = random_floats(n + 1, rng), b = random_floats(n + 1, rng);
+        double magnitude = 0.0;
+        for (size_t i = 1; i <= n; ++i) magnitude += std::fabs(double(a[i]) * b[i]);
+        check.near(simd.dot(a.data() + 1, b.data() + 1, n),
+                   lfmrt::cpu::scalar_kernels().dot(a.data() + 1, b.data() + 1, n), magnitude,
+                   kMatTol, "n=" + std::to_string(n));
+    }
+    check.finish(report, std::string(simd.name) + " dot");
+}
+
+// Runs `op(table, out)` for both tables on copies of `init` and compares element by element with
+// a tolerance relative to each reference value; checks the element past the end is untouched.
+template <typename Op>
+void compare_elementwise(Check& check, const KernelTable& simd, const std::vector<float>& init,
+                         double tol, const std::string& where, Op op) {
+    std::vector<float> got = init, ref = init;
+    got.push_back(sentinel());
+    op(simd, got.data());
+    op(lfmrt::cpu::scalar_kernels(), ref.data());
+    for (size_t i = 0; i < ref.size(); ++i) {
+        check.near(got[i], ref[i], std::fabs(ref[i]), tol, where + " i=" + std::to_string(i));
+    }
+    check.that(is_sentinel(got.back()), where + " wrote past the end");
+}
+
+void test_axpy(Report& report, const KernelTable& simd, std::mt19937& rng) {
+    Check check;
+    for (size_t n : kLengths) {
+        const std::vector<float> x = random_floats(n, rng), y = random_floats(n, rng);
+        // The error scales with |a x| + |y|, not with the result (the two may cancel).
+        std::vector<float> got = y, ref = y;
+        got.push_back(sentinel());
+        simd.axpy(0.37f, x.data(), got.data(), n);
+        lfmrt::cpu::scalar_kernels().axpy(0.37f, x.data(), ref.data(), n);
+        for (size_t i = 0; i < n; ++i) {
+            check.near(got[i], ref[i], std::fabs(0.37 * x[i]) + std::fabs(y[i]), kElemTol,
+                       "n=" + std::to_string(n) + " i=" + std::to_string(i));
+        }
+        check.that(is_sentinel(got.back()), "n=" + std::to_string(n) + " wrote past the end");
+    }
+    check.finish(report, std::string(simd.name) + " axpy");
+}
+
+void test_rmsnorm(Report& report, const KernelTable& simd, std::mt19937& rng) {
+    Check check;
+    for (size_t n : kLengths) {
+        const std::vector<float> x = random_floats(n, rng, -4.0f, 4.0f);
+        const std::vector<float> weight = random_floats(n, rng, 0.5f, 1.5f);
+        compare_elementwise(check, simd, x, kElemTol, "n=" + std::to_string(n),
+                            [&](const KernelTable& t, float* io) {  // in place: y aliases x
+                                t.rmsnorm(io, weight.data(), n, 1e-5f, io);
+                            });
+    }
+    check.finish(report, std::string(simd.name) + " rmsnorm");
+}
+
+void test_silu_mul(Report& report, const KernelTable& simd, std::mt19937& rng) {
+    Check check;
+    for (size_t n : kLengths) {
+        std::vector<float> gate = random_floats(n, rng, -12.0f, 12.0f);
+        // Extremes where exp over- or underflows.
+        const float extremes[] = {-100.0f, 100.0f, -88.5f, 88.5f, -87.0f, 0.0f, -0.0f};
+        for (size_t i = 0; i < n && i < std::size(extremes); ++i) gate[i * 7 % n] = extremes[i];
+        const std::vector<float> up = random_floats(n, rng, -2.0f, 2.0f);
+        compare_elementwise(check, simd, gate, kElemTol, "n=" + std::to_string(n),
+                            [&](const KernelTable& t, float* io) {  // out aliases gate
+                                t.silu_mul(io, up.data(), io, n);
+                            });
+    }
+    check.finish(report, std::string(simd.name) + " silu_mul");
+}
+
+void test_mul(Report& report, const KernelTable& simd, std::mt19937& rng) {
+    Check check;
+    for (size_t n : kLengths) {
+        const std::vector<float> a = random_floats(n, rng), b = random_floats(n, rng);
+        compare_elementwise(check, simd, a, 0.0, "n=" + std::to_string(n),
+                            [&](const KernelTable& t, float* io) { t.mul(io, b.data(), io, n); });
+    }
+    check.finish(report, std::string(simd.name) + " mul");
+}
+
+void test_softmax(Report& report, const KernelTable& simd, std::mt19937& rng) {
+    Check check;
+    for (size_t n : kLengths) {
+        for (float spread : {1.0f, 30.0f, 200.0f}) {
+            std::vector<float> x = random_floats(n, rng, -spread, spread);
+            if (n > 3) x[n / 2] = -INFINITY;  // a masked position
+            compare_elementwise(check, simd, x, kElemTol,
+                                "n=" + std::to_string(n) + " spread=" + std::to_string(spread),
+                                [&](const KernelTable& t, float* io) { t.softmax(io, n); });
+        }
+    }
+    check.finish(report, std::string(simd.name) + " softmax");
+}
+
+int run_tests() {
+    Report report;
+    std::mt19937 rng(1234);
+    // The scalar table's own invariants (gemm as gemv per token is its definition, so only the
+    // row-split property is meaningful there).
+    for (DType dtype : kDTypes) {
+        test_row_splits(report, lfmrt::cpu::scalar_kernels(), dtype, rng);
+        test_matmul_edges(report, lfmrt::cpu::scalar_kernels(), dtype, rng);
+    }
+    for (const KernelTable* simd : simd_tables()) {
+        for (DType dtype : kDTypes) {
+            test_gemv(report, *simd, dtype, rng);
+            test_gemm(report, *simd, dtype, rng);
+            test_row_splits(report, *simd, dtype, rng);
+            test_matmul_edges(report, *simd, dtype, rng);
+        }
+        test_dot(report, *simd, rng);
+        test_axpy(report, *simd, rng);
+        test_rmsnorm(report, *simd, rng);
+        test_silu_mul(report, *simd, rng);
+        test_mul(report, *simd, rng);
+        test_softmax(report, *simd, rng);
+    }
+    report.summary();
+    return report.failed() == 0 ? 0 : 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Benchmarks (single thread): best of a few repetitions.
+
+template <typename Fn>
+double best_seconds(int reps, Fn fn) {
+    double best = 1e300;
+    for (int i = 0; i < reps; ++i) {
+        const auto start = std::chrono::steady_clock::now();
+        fn();
+        const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
+        best = std::min(best, elapsed.count());
+    }
+    return best;
+}
+
+#if defined(__x86_64__) || defined(_M_X64)
+// Runs 12 independent chains of 8-wide FMAs in registers for `steps` steps; returns a value
+// derived from the result so the work cannot be dropped.
+__attribute__((target("avx2,fma"))) float run_fma_chains(long steps) {
+    constexpr int kChains = 12;
+    __m256 acc[kChains];
+    for (int i = 0; i < kChains; ++i) acc[i] = _mm256_set1_ps(0.001f * i);
+    const __m256 m = _mm256_set1_ps(0.9999f), c = _mm256_set1_ps(1e-4f);
+    for (long k = 0; k < steps; ++k) {
+#pragma GCC unroll 12
+        for (int i = 0; i < kChains; ++i) acc[i] = _mm256_fmadd_ps(acc[i], m, c);
+    }
+    float sum = 0.0f;
+    for (int i = 0; i < kChains; ++i) sum += _mm256_cvtss_f32(acc[i]);
+    return sum;
+}
+
+// The FMA throughput of this core right now. The machine may be shared, so GEMM figures are
+// also given as a fraction of this.
+double fma_peak_gflops() {
+    constexpr long kSteps = 2'000'000;  // ~3 ms: short enough to fit between other processes
+    volatile float sink = 0.0f;
+    const double seconds = best_seconds(20, [&] { sink = run_fma_chains(kSteps); });
+    return 2.0 * 8 * 12 * kSteps / seconds * 1e-9;
+}
+#endif
+
+void bench_gemm(const KernelTable& table, DType dtype, size_t rows, size_t cols, size_t n,
+                double peak_gflops) {
+    std::mt19937 rng(1);
+    const Weights w(dtype, rows, cols, rng);
+    const std::vector<float> x = random_floats(n * cols, rng);
+    std::vector<float> y(n * rows);
+    std::vector<float> scratch(lfmrt::cpu::kGemmScratchFloats);
+    const double seconds = best_seconds(5, [&] {
+        table.gemm[int(dtype)](w.data(), cols, x.data(), cols, n, y.data(), rows, 0, rows,
+                               scratch.data());
+    });
+    const double gflops = 2.0 * rows * cols * n / seconds * 1e-9;
+    std::printf("%s gemm %-4s rows=%zu cols=%zu n=%zu: %.1f GFLOP/s (%.1f ms", table.name,
+                lfmrt::dtype_name(dtype), rows, cols, n, gflops, seconds * 1e3);
+    if (peak_gflops > 0.0) std::printf(", %.0f%% of FMA peak", 100.0 * gflops / peak_gflops);
+    std::printf(")\n");
+}
+
+void bench_gemv(const KernelTable& table, DType dtype, size_t rows, size_t cols,
+                size_t offset_elems = 0) {
+    std::mt19937 rng(2);
+    const Weights w(dtype, rows, cols, rng, offset_elems);
+    const std::vector<float> x = random_floats(cols, rng);
+    std::vector<float> y(rows);
+    const double seconds = best_seconds(10, [&] {
+        table.gemv[int(dtype)](w.data(), cols, x.data(), y.data(), 0, rows);
+    });
+    const double bytes = double(rows) * cols * lfmrt::dtype_size(dtype);
+    std::printf("%s gemv %-4s rows=%zu cols=%zu (%.1f MB%s): %.1f GB/s (%.3f ms)\n", table.name,
+                lfmrt::dtype_name(dtype), rows, cols, bytes * 1e-6,
+                offset_elems ? ", misaligned" : "", bytes / seconds * 1e-9, seconds * 1e3);
+}
+
+// dot(a, a) over a buffer far larger than the caches reads it once: the memory bandwidth one
+// core gets, to read the GEMV figures against.
+void bench_read_bandwidth(const KernelTable& table, size_t bytes) {
+    std::mt19937 rng(3);
+    const std::vector<float> a = random_floats(bytes / 4, rng);
+    volatile float sink = 0.0f;
+    const double seconds = best_seconds(10, [&] { sink = table.dot(a.data(), a.data(), a.size()); });
+    std::printf("%s dot (read reference, %.1f MB): %.1f GB/s\n", table.name, bytes * 1e-6,
+                bytes / seconds * 1e-9);
+}
+
+int run_benchmarks() {
+    const std::vector<const KernelTable*> simd = simd_tables();
+    const KernelTable& table = simd.empty() ? lfmrt::cpu::scalar_kernels() : *simd.front();
+    double peak = 0.0;
+#if defined(__x86_64__) || defined(_M_X64)
+    if (!simd.empty()) {
+        peak = fma_peak_gflops();
+        std::printf("fma peak (one core, 8-wide fp32 FMA, now): %.1f GFLOP/s\n", peak);
+    }
+#endif
+    for (DType dtype : {DType::BF16, DType::F16, DType::F32}) {
+        bench_gemm(table, dtype, 4608, 1024, 512, peak);
+    }
+    bench_gemm(table, DType::BF16, 1024, 4608, 512, peak);
+    bench_gemm(table, DType::BF16, 4608, 1024, 7, peak);
+    for (DType dtype : {DType::BF16, DType::F16, DType::F32}) bench_gemv(table, dtype, 4608, 1024);
+    bench_gemv(table, DType::BF16, 4608, 1024, 1);
+    bench_gemv(table, DType::BF16, 65536, 1024);
+    bench_read_bandwidth(table, size_t{65536} * 1024 * 2);
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) return run_benchmarks();
+    return run_tests();
+}
