@@ -1,7 +1,9 @@
 #include "cpu/cpu_backend.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <stdexcept>
 
 namespace lfmrt::cpu {
 
@@ -10,7 +12,7 @@ namespace {
 size_t round_up(size_t value, size_t multiple) { return (value + multiple - 1) / multiple * multiple; }
 
 // Rows per task: several tasks per thread so a slow (shared) core does not stall the others,
-// in whole GEMM panels so the split never changes a result.
+// in whole GEMM panels (partial panels take masked loads; any split gives the same bits).
 size_t rows_per_task(size_t rows, int n_threads) {
     const size_t target_tasks = static_cast<size_t>(n_threads) * 4;
     return std::max(kRowBlock, round_up((rows + target_tasks - 1) / target_tasks, kRowBlock));
@@ -25,22 +27,40 @@ CpuBackend::CpuBackend(const KernelTable& kernels, int n_threads)
       score_scratch_(static_cast<size_t>(n_threads)) {}
 
 void CpuBackend::matmul(const Matrix& w, const float* x, size_t ldx, size_t n, float* y, size_t ldy) {
-    const auto rows = static_cast<size_t>(w.rows);
-    const auto cols = static_cast<size_t>(w.cols);
-    const size_t chunk = rows_per_task(rows, pool_.size());
-    const size_t n_tasks = (rows + chunk - 1) / chunk;
-    const int type = static_cast<int>(w.dtype);
-    if (n == 1) {
-        const GemvFn gemv = kernels_.gemv[type];
-        pool_.parallel_for(n_tasks, [&](size_t task, int) {
-            gemv(w.data, cols, x, y, task * chunk, std::min(rows, (task + 1) * chunk));
-        });
-        return;
+    matmul({Projection{w, y, ldy}}, x, ldx, n);
+}
+
+void CpuBackend::matmul(std::initializer_list<Projection> projections, const float* x, size_t ldx, size_t n) {
+    // Tasks are row chunks of each matrix in turn; task_begin[i] is matrix i's first task.
+    constexpr size_t kMaxProjections = 4;
+    const size_t n_matrices = projections.size();
+    if (n_matrices == 0 || n_matrices > kMaxProjections) throw std::logic_error("matmul takes 1 to 4 projections");
+    std::array<size_t, kMaxProjections> chunk{}, task_begin{};
+    size_t n_tasks = 0;
+    size_t i = 0;
+    for (const Projection& p : projections) {
+        const auto rows = static_cast<size_t>(p.w.rows);
+        chunk[i] = rows_per_task(rows, pool_.size());
+        task_begin[i] = n_tasks;
+        n_tasks += (rows + chunk[i] - 1) / chunk[i];
+        ++i;
     }
-    const GemmFn gemm = kernels_.gemm[type];
+    const Projection* list = projections.begin();
     pool_.parallel_for(n_tasks, [&](size_t task, int thread) {
-        gemm(w.data, cols, x, ldx, n, y, ldy, task * chunk, std::min(rows, (task + 1) * chunk),
-             gemm_scratch_[static_cast<size_t>(thread)].data());
+        size_t m = n_matrices - 1;
+        while (task < task_begin[m]) --m;
+        const Projection& p = list[m];
+        const auto rows = static_cast<size_t>(p.w.rows);
+        const auto cols = static_cast<size_t>(p.w.cols);
+        const size_t row_begin = (task - task_begin[m]) * chunk[m];
+        const size_t row_end = std::min(rows, row_begin + chunk[m]);
+        const int type = static_cast<int>(p.w.dtype);
+        if (n == 1) {
+            kernels_.gemv[type](p.w.data, cols, x, p.y, row_begin, row_end);
+        } else {
+            kernels_.gemm[type](p.w.data, cols, x, ldx, n, p.y, p.ldy, row_begin, row_end,
+                                gemm_scratch_[static_cast<size_t>(thread)].data());
+        }
     });
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <vector>
 
 #include "cpu/kernels/kernels.h"
@@ -30,6 +31,15 @@ public:
 
     // Y[t, :] = W · X[t, :] for t in [0, n). X rows have stride ldx, Y rows stride ldy.
     void matmul(const Matrix& w, const float* x, size_t ldx, size_t n, float* y, size_t ldy);
+
+    // Several matrices applied to the same input in one parallel region (q/k/v, w1/w3):
+    // one thread barrier instead of one per matrix, which matters in decode.
+    struct Projection {
+        const Matrix& w;
+        float* y;
+        size_t ldy;
+    };
+    void matmul(std::initializer_list<Projection> projections, const float* x, size_t ldx, size_t n);
 
     // Y[t, :] += bias for t in [0, n).
     void add_bias(const float* bias, size_t width, size_t n, float* y, size_t ldy);

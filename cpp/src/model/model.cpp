@@ -208,9 +208,8 @@ void Model::Impl::attention(const LayerWeights& layer, KvCache& kv, size_t n_pas
     float* q = ws.projected.data();
     float* k = kv.keys_at(n_past);
     float* v = kv.values_at(n_past);
-    backend.matmul(w.q_proj, ws.normed.data(), hidden, n, q, q_width);
-    backend.matmul(w.k_proj, ws.normed.data(), hidden, n, k, kv_width);
-    backend.matmul(w.v_proj, ws.normed.data(), hidden, n, v, kv_width);
+    backend.matmul({{w.q_proj, q, q_width}, {w.k_proj, k, kv_width}, {w.v_proj, v, kv_width}}, ws.normed.data(),
+                   hidden, n);
     backend.rmsnorm_rows(q, head_dim, w.q_norm.data(), head_dim, n * n_heads, eps, q, head_dim);
     backend.rmsnorm_rows(k, head_dim, w.k_norm.data(), head_dim, n * n_kv_heads, eps, k, head_dim);
 
@@ -234,8 +233,7 @@ void Model::Impl::attention(const LayerWeights& layer, KvCache& kv, size_t n_pas
 void Model::Impl::feed_forward(const LayerWeights& layer, size_t n) {
     const size_t hidden = static_cast<size_t>(config.hidden_size);
     const size_t ff = static_cast<size_t>(config.ff_dim);
-    backend.matmul(layer.w1, ws.normed.data(), hidden, n, ws.gate.data(), ff);
-    backend.matmul(layer.w3, ws.normed.data(), hidden, n, ws.up.data(), ff);
+    backend.matmul({{layer.w1, ws.gate.data(), ff}, {layer.w3, ws.up.data(), ff}}, ws.normed.data(), hidden, n);
     backend.silu_mul_rows(ws.gate.data(), ws.up.data(), ws.gate.data(), ff, n);
     backend.matmul(layer.w2, ws.gate.data(), ff, n, ws.op_out.data(), hidden);
 }
