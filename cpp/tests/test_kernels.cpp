@@ -2,7 +2,8 @@
 // specification), on odd sizes, tails, unaligned pointers and mid-block row ranges.
 //
 //   lfmrt_kernel_tests           run the checks; prints one line per check and "N passed, M failed"
-//   lfmrt_kernel_tests --bench   micro-benchmarks of the fastest table (GEMM GFLOP/s, GEMV GB/s)
+//   lfmrt_kernel_tests --bench   micro-benchmarks of the fastest table (GEMM GOPS, GEMV GB/s)
+//   lfmrt_kernel_tests --bench --all   also the transposed shapes and the float types
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -19,20 +20,34 @@
 
 #include "cpu/kernels/kernels.h"
 #include "lfmrt/tensor.h"
+#include "quant/blocks.h"
+#include "quant/quantize.h"
 
 using lfmrt::DType;
 using lfmrt::cpu::KernelTable;
 
 namespace {
 
-constexpr DType kDTypes[] = {DType::F32, DType::F16, DType::BF16};
+constexpr DType kDTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0,
+                             DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
 constexpr size_t kCols[] = {1, 7, 15, 16, 17, 31, 33, 63, 100, 257, 1000, 1031};
+// Block types: rows of whole blocks, one block up to several packed column chunks (the AVX2
+// GEMM packs 2048 values at a time), with odd block counts.
+constexpr size_t kCols32[] = {32, 96, 224, 1056, 2080, 4160};
+constexpr size_t kCols256[] = {256, 768, 1280, 2304, 4352};
+
+std::vector<size_t> cols_for(DType dtype) {
+    if (lfmrt::block_elems(dtype) == 1) return {std::begin(kCols), std::end(kCols)};
+    if (lfmrt::block_elems(dtype) == 32) return {std::begin(kCols32), std::end(kCols32)};
+    return {std::begin(kCols256), std::end(kCols256)};
+}
 // Below 4 tokens the AVX2 GEMM works row by row; from 4 up it packs, and 7, 8, 13 and 12 reach
 // its 3-, 4-, 5- and 6-token micro-kernels after splitting the tokens into even blocks.
 constexpr size_t kTokens[] = {1, 2, 3, 4, 5, 6, 7, 8, 12, 13};
 constexpr size_t kLengths[] = {1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 100, 257, 1000, 1031};
 
 // Matrix results: error relative to sum_k |w[r][k] * x[k]|, the scale of rounding in a dot.
+// (Block types: the integer dots are exact, only their fp32 scaling and summing round.)
 constexpr double kMatTol = 1e-6;
 // Elementwise results: error relative to the reference value (plus a tiny absolute floor).
 constexpr double kElemTol = 2e-6;
@@ -115,28 +130,24 @@ std::vector<float> random_floats(size_t n, std::mt19937& rng, float lo = -1.0f, 
 }
 
 // A rows x cols weight matrix stored in `dtype`, plus its exact fp32 widening for reference
-// magnitudes. By default it starts one element past an aligned address, so kernels cannot rely
-// on alignment; `offset_elems` = 0 gives a 16-byte aligned start.
+// magnitudes. By default it starts one element (block types: 2 bytes, their alignment) past an
+// aligned address, so kernels cannot rely on alignment; `offset_elems` = 0 gives an aligned
+// start.
 class Weights {
 public:
     Weights(DType dtype, size_t rows, size_t cols, std::mt19937& rng, size_t offset_elems = 1)
         : dtype_(dtype),
           rows_(rows),
           cols_(cols),
-          offset_bytes_(offset_elems * lfmrt::dtype_size(dtype)),
-          bytes_((rows * cols) * 4 + offset_bytes_) {
+          offset_bytes_(offset_elems * (lfmrt::is_quantized(dtype) ? 2 : lfmrt::block_bytes(dtype))),
+          bytes_(rows * lfmrt::row_bytes(dtype, cols) + offset_bytes_) {
         std::vector<float> values = random_floats(rows * cols, rng);
         // Some tiny values, so F16 subnormals are exercised too.
         for (size_t i = 0; i < values.size(); i += 97) values[i] *= 1e-6f;
-        uint8_t* dst = bytes_.data() + offset_bytes_;
-        for (size_t i = 0; i < values.size(); ++i) {
-            if (dtype == DType::F32) {
-                std::memcpy(dst + i * 4, &values[i], 4);
-            } else {
-                const uint16_t h = dtype == DType::F16 ? lfmrt::f32_to_f16(values[i])
-                                                       : lfmrt::f32_to_bf16(values[i]);
-                std::memcpy(dst + i * 2, &h, 2);
-            }
+        const size_t row_size = lfmrt::row_bytes(dtype, cols);
+        for (size_t r = 0; r < rows; ++r) {
+            lfmrt::quant::quantize_row(dtype, values.data() + r * cols, bytes_.data() + offset_bytes_ + r * row_size,
+                                       cols);
         }
         widened_.resize(rows * cols);
         lfmrt::convert_to_f32(data(), dtype, widened_.data(), widened_.size());
@@ -158,6 +169,37 @@ private:
     size_t offset_bytes_;
     std::vector<uint8_t> bytes_;
     std::vector<float> widened_;
+};
+
+// A matmul's input as the kernels of `weight` take it: n rows of cols floats (stride ldx) as
+// they are, or quantized to BlockQ8A rows by the scalar table (the specification). `values`
+// holds what the kernels see, widened, for reference magnitudes.
+class Activations {
+public:
+    Activations(DType weight, const float* x, size_t ldx, size_t n, size_t cols)
+        : quantized_(lfmrt::is_quantized(weight)), floats_(x), ldx_(ldx) {
+        if (!quantized_) return;
+        stride_ = lfmrt::cpu::activation_row_bytes(weight, cols);
+        bytes_.resize(n * stride_ + 1);
+        values_.resize(n * cols);
+        for (size_t t = 0; t < n; ++t) {
+            lfmrt::cpu::scalar_kernels().quantize_q8a(x + t * ldx, bytes_.data() + t * stride_, cols);
+            lfmrt::quant::dequantize_row_q8a(reinterpret_cast<const lfmrt::quant::BlockQ8A*>(bytes_.data() + t * stride_),
+                                             values_.data() + t * cols, cols);
+        }
+        ldx_ = cols;
+    }
+    const void* data() const { return quantized_ ? static_cast<const void*>(bytes_.data()) : floats_; }
+    size_t stride() const { return quantized_ ? stride_ : ldx_ * sizeof(float); }
+    const float* values(size_t t) const { return (quantized_ ? values_.data() : floats_) + t * ldx_; }
+
+private:
+    bool quantized_;
+    const float* floats_;
+    size_t ldx_;
+    size_t stride_ = 0;
+    std::vector<uint8_t> bytes_;
+    std::vector<float> values_;
 };
 
 // Output buffers are filled with this NaN so writes outside the requested rows show up.
@@ -196,15 +238,15 @@ std::string case_name(size_t rows, size_t cols, size_t n, RowRange range) {
 // Y (n tokens, stride ldy) from one GEMM call or from one GEMV call per token.
 struct MatmulCall {
     const Weights& w;
-    const float* x;
-    size_t ldx, n, ldy;
+    const Activations& x;
+    size_t n, ldy;
     RowRange range;
 };
 
 std::vector<float> run_gemm(const KernelTable& table, const MatmulCall& c) {
     std::vector<float> y(c.n * c.ldy, sentinel());
-    std::vector<float> scratch(lfmrt::cpu::kGemmScratchFloats);
-    table.gemm[int(c.w.dtype())](c.w.data(), c.w.cols(), c.x, c.ldx, c.n, y.data(), c.ldy,
+    std::vector<uint8_t> scratch(lfmrt::cpu::kGemmScratchBytes);
+    table.gemm[int(c.w.dtype())](c.w.data(), c.w.cols(), c.x.data(), c.x.stride(), c.n, y.data(), c.ldy,
                                  c.range.begin, c.range.end, scratch.data());
     return y;
 }
@@ -212,8 +254,8 @@ std::vector<float> run_gemm(const KernelTable& table, const MatmulCall& c) {
 std::vector<float> run_gemv_per_token(const KernelTable& table, const MatmulCall& c) {
     std::vector<float> y(c.n * c.ldy, sentinel());
     for (size_t t = 0; t < c.n; ++t) {
-        table.gemv[int(c.w.dtype())](c.w.data(), c.w.cols(), c.x + t * c.ldx, y.data() + t * c.ldy,
-                                     c.range.begin, c.range.end);
+        table.gemv[int(c.w.dtype())](c.w.data(), c.w.cols(), static_cast<const uint8_t*>(c.x.data()) + t * c.x.stride(),
+                                     y.data() + t * c.ldy, c.range.begin, c.range.end);
     }
     return y;
 }
@@ -225,7 +267,7 @@ void compare_matmul(Check& check, const MatmulCall& c, const std::vector<float>&
         for (size_t r = 0; r < c.ldy; ++r) {
             const size_t i = t * c.ldy + r;
             if (r >= c.range.begin && r < c.range.end) {
-                check.near(got[i], ref[i], c.w.magnitude(r, c.x + t * c.ldx), kMatTol,
+                check.near(got[i], ref[i], c.w.magnitude(r, c.x.values(t)), kMatTol,
                            where + " t=" + std::to_string(t) + " r=" + std::to_string(r));
             } else {
                 check.that(is_sentinel(got[i]), where + " wrote outside its rows");
@@ -239,12 +281,13 @@ void compare_matmul(Check& check, const MatmulCall& c, const std::vector<float>&
 
 void test_gemv(Report& report, const KernelTable& simd, DType dtype, std::mt19937& rng) {
     Check check;
-    for (size_t cols : kCols) {
+    for (size_t cols : cols_for(dtype)) {
         for (size_t rows : {1, 4, 5, 17, 37, 50}) {
             const Weights w(dtype, rows, cols, rng);
             const std::vector<float> x = random_floats(cols + 1, rng);
+            const Activations input(dtype, x.data() + 1, cols, 1, cols);
             for (RowRange range : row_ranges(rows)) {
-                const MatmulCall call{w, x.data() + 1, cols, 1, rows, range};
+                const MatmulCall call{w, input, 1, rows, range};
                 compare_matmul(check, call, run_gemv_per_token(simd, call),
                                run_gemv_per_token(lfmrt::cpu::scalar_kernels(), call),
                                case_name(rows, cols, 1, range));
@@ -259,27 +302,29 @@ void test_gemv(Report& report, const KernelTable& simd, DType dtype, std::mt1993
 struct Shape {
     size_t rows, cols;
 };
-std::vector<Shape> gemm_shapes() {
+std::vector<Shape> gemm_shapes(DType dtype) {
     std::vector<Shape> shapes;
-    for (size_t cols : kCols) {
+    for (size_t cols : cols_for(dtype)) {
         for (size_t rows : {3, 16, 37}) shapes.push_back({rows, cols});
     }
-    shapes.push_back({300, 600});
-    shapes.push_back({161, 1031});
+    const bool blocks = lfmrt::is_quantized(dtype);
+    shapes.push_back({300, blocks ? size_t{512} : size_t{600}});
+    shapes.push_back({161, blocks ? size_t{1280} : size_t{1031}});
     return shapes;
 }
 
 void test_gemm(Report& report, const KernelTable& simd, DType dtype, std::mt19937& rng) {
     Check vs_scalar;
     Check vs_gemv;
-    for (Shape shape : gemm_shapes()) {
+    for (Shape shape : gemm_shapes(dtype)) {
         const Weights w(dtype, shape.rows, shape.cols, rng);
         const size_t ldx = shape.cols + 3;
         const size_t ldy = shape.rows + 5;
         const std::vector<float> x = random_floats(std::ranges::max(kTokens) * ldx + 1, rng);
         for (size_t n : kTokens) {
+            const Activations input(dtype, x.data() + 1, ldx, n, shape.cols);
             for (RowRange range : row_ranges(shape.rows)) {
-                const MatmulCall call{w, x.data() + 1, ldx, n, ldy, range};
+                const MatmulCall call{w, input, n, ldy, range};
                 const std::vector<float> got = run_gemm(simd, call);
                 const std::string where = case_name(shape.rows, shape.cols, n, range);
                 compare_matmul(vs_scalar, call, got, run_gemm(lfmrt::cpu::scalar_kernels(), call),
@@ -323,11 +368,17 @@ void test_row_splits(Report& report, const KernelTable& table, DType dtype, std:
     const std::vector<std::vector<size_t>> split_points = {
         {16}, {1}, {5, 21}, {32, 48, 64}, {7, 130, 131}, {128}};
     Check check;
-    for (Shape shape : {Shape{77, 1031}, Shape{300, 257}, Shape{170, 33}}) {
+    // Float types: odd column counts; block types: several packed column chunks, one block, a few.
+    const size_t block = lfmrt::block_elems(dtype);
+    const size_t wide = block == 1 ? 1031 : (block == 32 ? 2112 : 2304);
+    const size_t narrow = block == 1 ? 33 : (block == 32 ? 96 : 768);
+    const Shape shapes[] = {{77, wide}, {300, block == 1 ? size_t{257} : size_t{256}}, {170, narrow}};
+    for (Shape shape : shapes) {
         const Weights w(dtype, shape.rows, shape.cols, rng);
-        for (size_t n : {3, 13}) {  // both sides of the AVX2 GEMM's packing threshold
+        for (size_t n : {3, 13}) {  // both sides of the AVX2 GEMMs' packing thresholds
             const std::vector<float> x = random_floats(n * shape.cols, rng);
-            const MatmulCall whole{w, x.data(), shape.cols, n, shape.rows, {0, shape.rows}};
+            const Activations input(dtype, x.data(), shape.cols, n, shape.cols);
+            const MatmulCall whole{w, input, n, shape.rows, {0, shape.rows}};
             const std::vector<float> gemm_whole = run_gemm(table, whole);
             const std::vector<float> gemv_whole = run_gemv_per_token(table, whole);
             for (const std::vector<size_t>& points : split_points) {
@@ -347,24 +398,49 @@ void test_row_splits(Report& report, const KernelTable& table, DType dtype, std:
 // Degenerate calls: an empty row range or no tokens writes nothing; no columns gives zeros.
 void test_matmul_edges(Report& report, const KernelTable& table, DType dtype, std::mt19937& rng) {
     Check check;
-    const Weights w(dtype, 20, 9, rng);
-    const std::vector<float> x = random_floats(3 * 9, rng);
+    const size_t cols = lfmrt::is_quantized(dtype) ? lfmrt::block_elems(dtype) : 9;
+    const Weights w(dtype, 20, cols, rng);
+    const std::vector<float> x = random_floats(3 * cols, rng);
+    const Activations input(dtype, x.data(), cols, 3, cols);
     const auto untouched = [](const std::vector<float>& y) {
         return std::all_of(y.begin(), y.end(), is_sentinel);
     };
-    check.that(untouched(run_gemm(table, {w, x.data(), 9, 3, 20, {7, 7}})), "gemm empty range");
-    check.that(untouched(run_gemm(table, {w, x.data(), 9, 0, 20, {0, 20}})), "gemm n=0");
-    check.that(untouched(run_gemv_per_token(table, {w, x.data(), 9, 1, 20, {7, 7}})),
-               "gemv empty range");
+    check.that(untouched(run_gemm(table, {w, input, 3, 20, {7, 7}})), "gemm empty range");
+    check.that(untouched(run_gemm(table, {w, input, 0, 20, {0, 20}})), "gemm n=0");
+    check.that(untouched(run_gemv_per_token(table, {w, input, 1, 20, {7, 7}})), "gemv empty range");
 
-    std::vector<float> y(2 * 20, sentinel()), scratch(lfmrt::cpu::kGemmScratchFloats);
-    table.gemm[int(dtype)](w.data(), 0, x.data(), 9, 2, y.data(), 20, 3, 18, scratch.data());
-    table.gemv[int(dtype)](w.data(), 0, x.data(), y.data(), 0, 2);
+    std::vector<float> y(2 * 20, sentinel());
+    std::vector<uint8_t> scratch(lfmrt::cpu::kGemmScratchBytes);
+    table.gemm[int(dtype)](w.data(), 0, input.data(), input.stride(), 2, y.data(), 20, 3, 18, scratch.data());
+    table.gemv[int(dtype)](w.data(), 0, input.data(), y.data(), 0, 2);
     for (size_t t = 0; t < 2; ++t) {
         for (size_t r = 3; r < 18; ++r) check.that(y[t * 20 + r] == 0.0f, "gemm cols=0 gives 0");
     }
     check.that(y[0] == 0.0f && y[1] == 0.0f && is_sentinel(y[2]), "gemv cols=0 gives 0");
     check.finish(report, std::string(table.name) + " matmul edge cases " + lfmrt::dtype_name(dtype));
+}
+
+// The SIMD activation quantizer must give the reference's bytes exactly (so every table sees
+// the same integers), including all-zero blocks, huge and tiny values and exact .5 ties.
+void test_quantize_q8a(Report& report, const KernelTable& simd, std::mt19937& rng) {
+    Check check;
+    for (size_t cols : {32, 64, 1024, 4608}) {
+        for (float scale : {1.0f, 1e-20f, 1e20f}) {
+            std::vector<float> x = random_floats(cols + 1, rng, -scale, scale);
+            for (size_t i = 1; i <= 32 && i < x.size(); ++i) x[i] = 0.0f;  // the first block all zeros
+            if (cols >= 64) {  // a block of exact ties at the scale 127 / 127 = 1
+                for (size_t i = 0; i < 32; ++i) x[33 + i] = (i == 0) ? 127.0f : static_cast<float>(i % 7) + 0.5f;
+            }
+            const size_t bytes = cols / 32 * sizeof(lfmrt::quant::BlockQ8A);
+            std::vector<uint8_t> got(bytes + 1, 0xAB), ref(bytes, 0);
+            simd.quantize_q8a(x.data() + 1, got.data(), cols);
+            lfmrt::cpu::scalar_kernels().quantize_q8a(x.data() + 1, ref.data(), cols);
+            check.that(std::memcmp(got.data(), ref.data(), bytes) == 0,
+                       "cols=" + std::to_string(cols) + " scale=" + std::to_string(scale) + " differs");
+            check.that(got[bytes] == 0xAB, "wrote past the end");
+        }
+    }
+    check.finish(report, std::string(simd.name) + " quantize_q8a bit-identical");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -485,6 +561,7 @@ int run_tests() {
             test_row_splits(report, *simd, dtype, rng);
             test_matmul_edges(report, *simd, dtype, rng);
         }
+        test_quantize_q8a(report, *simd, rng);
         test_dot(report, *simd, rng);
         test_axpy(report, *simd, rng);
         test_rmsnorm(report, *simd, rng);
@@ -538,21 +615,26 @@ double fma_peak_gflops() {
 }
 #endif
 
+// Integer and float matmuls are both reported as GOPS: 2 operations (multiply, add) per weight
+// per token.
 void bench_gemm(const KernelTable& table, DType dtype, size_t rows, size_t cols, size_t n,
                 double peak_gflops) {
     std::mt19937 rng(1);
     const Weights w(dtype, rows, cols, rng);
     const std::vector<float> x = random_floats(n * cols, rng);
+    const Activations input(dtype, x.data(), cols, n, cols);
     std::vector<float> y(n * rows);
-    std::vector<float> scratch(lfmrt::cpu::kGemmScratchFloats);
+    std::vector<uint8_t> scratch(lfmrt::cpu::kGemmScratchBytes);
     const double seconds = best_seconds(5, [&] {
-        table.gemm[int(dtype)](w.data(), cols, x.data(), cols, n, y.data(), rows, 0, rows,
+        table.gemm[int(dtype)](w.data(), cols, input.data(), input.stride(), n, y.data(), rows, 0, rows,
                                scratch.data());
     });
-    const double gflops = 2.0 * rows * cols * n / seconds * 1e-9;
-    std::printf("%s gemm %-4s rows=%zu cols=%zu n=%zu: %.1f GFLOP/s (%.1f ms", table.name,
-                lfmrt::dtype_name(dtype), rows, cols, n, gflops, seconds * 1e3);
-    if (peak_gflops > 0.0) std::printf(", %.0f%% of FMA peak", 100.0 * gflops / peak_gflops);
+    const double gops = 2.0 * rows * cols * n / seconds * 1e-9;
+    std::printf("%s gemm %-4s rows=%zu cols=%zu n=%zu: %.1f GOPS (%.1f ms", table.name,
+                lfmrt::dtype_name(dtype), rows, cols, n, gops, seconds * 1e3);
+    if (peak_gflops > 0.0 && !lfmrt::is_quantized(dtype)) {
+        std::printf(", %.0f%% of FMA peak", 100.0 * gops / peak_gflops);
+    }
     std::printf(")\n");
 }
 
@@ -561,14 +643,28 @@ void bench_gemv(const KernelTable& table, DType dtype, size_t rows, size_t cols,
     std::mt19937 rng(2);
     const Weights w(dtype, rows, cols, rng, offset_elems);
     const std::vector<float> x = random_floats(cols, rng);
+    const Activations input(dtype, x.data(), cols, 1, cols);
     std::vector<float> y(rows);
     const double seconds = best_seconds(10, [&] {
-        table.gemv[int(dtype)](w.data(), cols, x.data(), y.data(), 0, rows);
+        table.gemv[int(dtype)](w.data(), cols, input.data(), y.data(), 0, rows);
     });
-    const double bytes = double(rows) * cols * lfmrt::dtype_size(dtype);
-    std::printf("%s gemv %-4s rows=%zu cols=%zu (%.1f MB%s): %.1f GB/s (%.3f ms)\n", table.name,
-                lfmrt::dtype_name(dtype), rows, cols, bytes * 1e-6,
-                offset_elems ? ", misaligned" : "", bytes / seconds * 1e-9, seconds * 1e3);
+    const double bytes = double(rows) * lfmrt::row_bytes(dtype, cols);
+    std::printf("%s gemv %-4s rows=%zu cols=%zu (%.1f MB%s): %.1f GB/s, %.1f GOPS (%.3f ms)\n", table.name,
+                lfmrt::dtype_name(dtype), rows, cols, bytes * 1e-6, offset_elems ? ", misaligned" : "",
+                bytes / seconds * 1e-9, 2.0 * rows * cols / seconds * 1e-9, seconds * 1e3);
+}
+
+// Quantizing one matmul input (the 350M's 512 x 1024 prefill chunk) to BlockQ8A.
+void bench_quantize_q8a(const KernelTable& table, size_t n, size_t cols) {
+    std::mt19937 rng(4);
+    const std::vector<float> x = random_floats(n * cols, rng);
+    std::vector<uint8_t> out(n * lfmrt::cpu::activation_row_bytes(DType::Q8_0, cols));
+    const size_t stride = lfmrt::cpu::activation_row_bytes(DType::Q8_0, cols);
+    const double seconds = best_seconds(5, [&] {
+        for (size_t t = 0; t < n; ++t) table.quantize_q8a(x.data() + t * cols, out.data() + t * stride, cols);
+    });
+    std::printf("%s quantize_q8a n=%zu cols=%zu: %.1f GB/s of fp32 in (%.3f ms)\n", table.name, n, cols,
+                4.0 * n * cols / seconds * 1e-9, seconds * 1e3);
 }
 
 // dot(a, a) over a buffer far larger than the caches reads it once: the memory bandwidth one
@@ -582,7 +678,7 @@ void bench_read_bandwidth(const KernelTable& table, size_t bytes) {
                 bytes / seconds * 1e-9);
 }
 
-int run_benchmarks() {
+int run_benchmarks(bool argc_all) {
     const std::vector<const KernelTable*> simd = simd_tables();
     const KernelTable& table = simd.empty() ? lfmrt::cpu::scalar_kernels() : *simd.front();
     double peak = 0.0;
@@ -592,14 +688,29 @@ int run_benchmarks() {
         std::printf("fma peak (one core, 8-wide fp32 FMA, now): %.1f GFLOP/s\n", peak);
     }
 #endif
-    for (DType dtype : {DType::BF16, DType::F16, DType::F32}) {
+    // The LFM2-350M shapes: w1/w3 (4608 x 1024) and w2 (1024 x 4608), a 512-token prefill.
+    const bool all = argc_all;
+    for (DType dtype : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
         bench_gemm(table, dtype, 4608, 1024, 512, peak);
+        if (all) bench_gemm(table, dtype, 1024, 4608, 512, peak);
     }
-    bench_gemm(table, DType::BF16, 1024, 4608, 512, peak);
-    bench_gemm(table, DType::BF16, 4608, 1024, 7, peak);
-    for (DType dtype : {DType::BF16, DType::F16, DType::F32}) bench_gemv(table, dtype, 4608, 1024);
-    bench_gemv(table, DType::BF16, 4608, 1024, 1);
-    bench_gemv(table, DType::BF16, 65536, 1024);
+    bench_gemm(table, DType::Q4_0, 4608, 1024, 7, peak);
+    bench_quantize_q8a(table, 512, 1024);
+    for (DType dtype : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+        bench_gemv(table, dtype, 4608, 1024);
+    }
+    bench_gemv(table, DType::Q4_0, 65536, 1024);
+    bench_gemv(table, DType::Q8_0, 65536, 1024);
+    if (all) {
+        for (DType dtype : {DType::BF16, DType::F16, DType::F32}) {
+            bench_gemm(table, dtype, 4608, 1024, 512, peak);
+        }
+        bench_gemm(table, DType::BF16, 1024, 4608, 512, peak);
+        bench_gemm(table, DType::BF16, 4608, 1024, 7, peak);
+        for (DType dtype : {DType::BF16, DType::F16, DType::F32}) bench_gemv(table, dtype, 4608, 1024);
+        bench_gemv(table, DType::BF16, 4608, 1024, 1);
+        bench_gemv(table, DType::BF16, 65536, 1024);
+    }
     bench_read_bandwidth(table, size_t{65536} * 1024 * 2);
     return 0;
 }
@@ -607,6 +718,8 @@ int run_benchmarks() {
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) return run_benchmarks();
+    if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) {
+        return run_benchmarks(argc > 2 && std::strcmp(argv[2], "--all") == 0);
+    }
     return run_tests();
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from tokenizers import Tokenizer
 
@@ -18,7 +18,9 @@ class Timings:
     """How long a generation took.
 
     Attributes:
-        prompt_tokens: tokens prefilled before generation.
+        prompt_tokens: tokens of the prompt.
+        prefilled_tokens: tokens run to reach the prompt: its tokens that the session did not
+            already hold, plus any re-run from a conv checkpoint.
         generated_tokens: tokens sampled.
         prefill_seconds: time spent running the prompt through the model.
         decode_steps: forward passes after the prompt (each followed by a sample).
@@ -26,6 +28,7 @@ class Timings:
     """
 
     prompt_tokens: int
+    prefilled_tokens: int
     generated_tokens: int
     prefill_seconds: float
     decode_steps: int
@@ -33,8 +36,8 @@ class Timings:
 
     @property
     def prefill_tokens_per_s(self) -> float:
-        """Prompt tokens per second of prefill."""
-        return self.prompt_tokens / self.prefill_seconds if self.prefill_seconds > 0 else 0.0
+        """Prefilled prompt tokens per second."""
+        return self.prefilled_tokens / self.prefill_seconds if self.prefill_seconds > 0 else 0.0
 
     @property
     def decode_tokens_per_s(self) -> float:
@@ -53,12 +56,32 @@ class Completion:
         tokens: the generated token ids (the stop token excluded).
         finish_reason: ``"stop"`` (end-of-sequence token or stop string) or ``"length"``.
         timings: prefill and decode speed.
+        tool_calls: from ``Model.chat``: the answer's tool calls, OpenAI-style
+            (``{"id", "type": "function", "function": {"name", "arguments": "<json>"}}``), or
+            ``None`` when it made none (see :mod:`lfmrt.tools`).
+        tool_parse_error: why the answer's tool-call block could not be parsed (its text is
+            then returned as plain ``text``), or ``None``.
     """
 
     text: str
     tokens: List[int]
     finish_reason: str
     timings: Timings
+    tool_calls: Optional[List[Dict[str, Any]]] = None
+    tool_parse_error: Optional[str] = None
+
+    @property
+    def content(self) -> str:
+        """The answer without its tool-call blocks (``text`` when it made no calls).
+
+        ``text`` keeps the blocks: it is what the model said, and what a conversation's
+        assistant message must hold for LFM2's template to show the model its own calls.
+        """
+        if not self.tool_calls:
+            return self.text
+        from .tools import parse_tool_calls
+
+        return parse_tool_calls(self.text).content
 
 
 @dataclass(frozen=True)
@@ -104,8 +127,13 @@ class SamplingOptions:
         return params
 
 
-class Generation:
-    """One generation in progress: iterate it for text pieces; ``completion`` once it is done."""
+class GenerationState:
+    """One generation as a sequence of steps, so a scheduler can advance many together.
+
+    ``prefill()`` once, then repeatedly ``accept(sample())`` until ``finished``; between
+    accepts the caller runs the accepted token through the model (``pending_token``), alone
+    with ``Session.append`` or batched with other generations.
+    """
 
     def __init__(
         self,
@@ -122,66 +150,107 @@ class Generation:
             raise ValueError("max_tokens must be at least 1")
         if len(prompt_tokens) == 0:
             raise ValueError("the prompt is empty: give at least one token")
-        if any(not s for s in stop or ()):
-            raise ValueError("stop strings must be non-empty")
-        self._session = session
-        self._tokenizer = tokenizer
+        self.session = session
         self._prompt_tokens = list(prompt_tokens)
         self._sampler = _core.Sampler(sampling.to_core(vocab_size))
         self._max_tokens = max_tokens
-        self._stop = list(stop or [])
         self._stop_token_ids = set(stop_token_ids)
+        self._detokenizer = IncrementalDetokenizer(tokenizer, skip_special_tokens=False)
+        self._stopper = StopStringMatcher(list(stop or []))
+        self._pieces: List[str] = []
+        self._generated: List[int] = []
+        self._prefilled = 0
+        self._prefill_seconds = 0.0
+        self._first_token_time = self._last_token_time = 0.0
+        self._decode_steps = 0
+        self.finish_reason: Optional[str] = None
+        self.pending_token: Optional[int] = None  # accepted, not yet run through the model
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+    def prefill(self) -> None:
+        """Brings the session to the prompt, reusing what it already holds."""
+        start = time.perf_counter()
+        self._prefilled = self.session.prefill(self._prompt_tokens)
+        self._prefill_seconds = time.perf_counter() - start
+
+    def sample(self) -> int:
+        """The next token, from the session's last logits."""
+        return self._sampler.sample(self.session._core)
+
+    def accept(self, token: int) -> str:
+        """Takes a sampled token; returns the text it completes (possibly empty)."""
+        now = time.perf_counter()
+        if not self._generated and self._decode_steps == 0:
+            self._first_token_time = now
+        self._last_token_time = now
+        self.pending_token = None
+        if token in self._stop_token_ids:
+            self.finish_reason = "stop"
+            return self._flush()
+        self._generated.append(token)
+        text = self._stopper.push(self._detokenizer.push(token))
+        if self._stopper.stopped:
+            self.finish_reason = "stop"
+        elif len(self._generated) >= self._max_tokens:
+            self.finish_reason = "length"
+            if text:
+                self._pieces.append(text)
+            return text + self._flush()  # _flush records its own tail
+        else:
+            self.pending_token = token
+        if text:
+            self._pieces.append(text)
+        return text
+
+    def stepped(self) -> None:
+        """Notes that the pending token went through the model."""
+        self._decode_steps += 1
+
+    def _flush(self) -> str:
+        tail = self._stopper.push(self._detokenizer.flush()) + self._stopper.flush()
+        if tail:
+            self._pieces.append(tail)
+        return tail
+
+    def completion(self) -> Completion:
+        """The finished generation's result."""
+        assert self.finished, "the generation has not finished"
+        return Completion(
+            text="".join(self._pieces),
+            tokens=list(self._generated),
+            finish_reason=self.finish_reason or "length",
+            timings=Timings(
+                prompt_tokens=len(self._prompt_tokens),
+                prefilled_tokens=self._prefilled,
+                generated_tokens=len(self._generated),
+                prefill_seconds=self._prefill_seconds,
+                decode_steps=self._decode_steps,
+                decode_seconds=self._last_token_time - self._first_token_time,
+            ),
+        )
+
+
+class Generation:
+    """One generation run alone: iterate it for text pieces; ``completion`` once it is done."""
+
+    def __init__(self, state: GenerationState) -> None:
+        self._state = state
         self.completion: Optional[Completion] = None
 
     def __iter__(self) -> Iterator[str]:
-        session = self._session
-        detokenizer = IncrementalDetokenizer(self._tokenizer, skip_special_tokens=False)
-        stopper = StopStringMatcher(self._stop)
-        pieces: List[str] = []
-        generated: List[int] = []
-        finish_reason = "length"
-
-        start = time.perf_counter()
-        session.append(self._prompt_tokens)
-        prefill_seconds = time.perf_counter() - start
-
-        first_token_time = last_token_time = 0.0
-        decode_steps = 0
+        state = self._state
+        state.prefill()
         while True:
-            token = self._sampler.sample(session._core)
-            last_token_time = time.perf_counter()
-            if not generated:
-                first_token_time = last_token_time
-            if token in self._stop_token_ids:
-                finish_reason = "stop"
-                break
-            generated.append(token)
-            text = stopper.push(detokenizer.push(token))
+            text = state.accept(state.sample())
             if text:
-                pieces.append(text)
                 yield text
-            if stopper.stopped:
-                finish_reason = "stop"
+            if state.finished:
                 break
-            if len(generated) >= self._max_tokens:
-                break
-            session.append([token])
-            decode_steps += 1
-
-        if not stopper.stopped:
-            tail = stopper.push(detokenizer.flush()) + stopper.flush()
-            if tail:
-                pieces.append(tail)
-                yield tail
-        self.completion = Completion(
-            text="".join(pieces),
-            tokens=generated,
-            finish_reason=finish_reason,
-            timings=Timings(
-                prompt_tokens=len(self._prompt_tokens),
-                generated_tokens=len(generated),
-                prefill_seconds=prefill_seconds,
-                decode_steps=decode_steps,
-                decode_seconds=last_token_time - first_token_time,
-            ),
-        )
+            state.session.append([state.pending_token])
+            state.stepped()
+        # The end of an answer is a turn boundary: a later turn may diverge right here.
+        state.session.checkpoint()
+        self.completion = state.completion()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Generator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -12,11 +12,20 @@ from . import _core
 from .chat_template import ChatTemplate
 from .cpu import physical_core_count, requested_isa
 from .errors import LoadError
-from .generation import Completion, Generation, SamplingOptions
+from .generation import Completion, Generation, GenerationState, SamplingOptions
+from .hub import resolve_model
+from .loaders import Checkpoint, load_checkpoint
 from .loaders.config import Lfm2Config
-from .loaders.hf import HFCheckpoint, load_hf_checkpoint
 from .loaders.safetensors import DTYPE_SIZES, TensorRef
-from .session import Session
+from .quantization import quantize_checkpoint
+from .session import (
+    DEFAULT_CHECKPOINT_INTERVAL,
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_MAX_CHECKPOINTS,
+    Session,
+    session_options,
+)
+from .tools import ToolDefinition, messages_for_template, tool_schemas, with_tool_calls
 
 Prompt = Union[str, Sequence[int]]
 Message = Mapping[str, Any]
@@ -28,9 +37,10 @@ def _aligned(ref: TensorRef) -> np.ndarray:
     """The tensor's bytes at an address aligned for its element type, as the kernels read them.
 
     Files written by the safetensors library are aligned; a hand-made header of odd length is
-    not, and only then is the tensor copied.
+    not, and only then is the tensor copied. Quantized blocks (GGUF aligns them to 32 bytes)
+    need the alignment of their leading fp16 scale.
     """
-    if ref.data.ctypes.data % DTYPE_SIZES[ref.dtype] == 0:
+    if ref.data.ctypes.data % DTYPE_SIZES.get(ref.dtype, 2) == 0:
         return ref.data
     return ref.data.copy()
 
@@ -65,15 +75,28 @@ class Model:
         print(model.chat([{"role": "user", "content": "Hello!"}]).text)
     """
 
-    def __init__(self, checkpoint: HFCheckpoint, n_threads: Optional[int] = None, isa: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        n_threads: Optional[int] = None,
+        isa: Optional[str] = None,
+        max_context: Optional[int] = None,
+    ) -> None:
         self._checkpoint = checkpoint
         self.config: Lfm2Config = checkpoint.config
+        if max_context is not None and max_context < 1:
+            raise ValueError("max_context must be at least 1")
+        self.max_context = min(self.config.max_context, max_context or self.config.max_context)
         self.n_threads = n_threads if n_threads is not None else physical_core_count()
         if self.n_threads < 1:
             raise ValueError("n_threads must be at least 1")
         tensors = {name: (_aligned(ref), ref.dtype, ref.shape) for name, ref in checkpoint.tensors.items()}
+        core_config = _core_config(self.config)
+        core_config.max_context = self.max_context
+        # The core keeps pointers into the mapped files and into any array made here (aligned or
+        # quantized copies), so it holds both for as long as it lives, sessions included.
         self._core = _core.Model(
-            _core_config(self.config), tensors, checkpoint.files, self.n_threads, requested_isa(isa)
+            core_config, tensors, (checkpoint.files, tensors), self.n_threads, requested_isa(isa)
         )
         self.tokenizer: Optional[Tokenizer] = checkpoint.tokenizer
         special = checkpoint.special_tokens
@@ -87,27 +110,54 @@ class Model:
 
     @classmethod
     def load(
-        cls, path: Union[str, "os.PathLike[str]"], *, n_threads: Optional[int] = None, isa: Optional[str] = None
+        cls,
+        path: Union[str, "os.PathLike[str]"],
+        *,
+        quant: Optional[str] = None,
+        n_threads: Optional[int] = None,
+        isa: Optional[str] = None,
+        max_context: Optional[int] = None,
+        file: Optional[str] = None,
+        revision: Optional[str] = None,
     ) -> "Model":
-        """Loads a Hugging Face LFM2 checkpoint directory.
+        """Loads a Hugging Face LFM2 checkpoint directory or an LFM2 GGUF file.
 
         The weights are memory-mapped, not copied: loading is fast and resident memory grows
-        with what is used. bf16, f16 and f32 weights are used as stored.
+        with what is used. Weights are used as stored (bf16, f16, f32, and GGUF's Q8_0, Q4_0,
+        Q4_K, Q5_K, Q6_K) unless ``quant`` asks for other types.
 
         Args:
             path: a directory with ``config.json``, safetensors weights (single or sharded) and,
-                for text in and out, ``tokenizer.json``.
+                for text in and out, ``tokenizer.json``; or a ``.gguf`` file (architecture
+                ``lfm2``, as llama.cpp's converter writes it; tokenizer and chat template come
+                from its metadata). Also ``"demo"`` (the bundled demo model) or a Hugging Face
+                repo id: ``"LiquidAI/LFM2.5-350M"``, or a GGUF repo with a quant tag,
+                ``"LiquidAI/LFM2.5-350M-GGUF:Q8_0"`` (default Q4_K_M), downloaded once into the
+                Hub cache (``pip install "lfmrt[hub]"``; ``HF_HUB_OFFLINE=1`` reads the cache
+                only). See :mod:`lfmrt.hub`.
+            quant: quantize on load to ``"q8_0"``, ``"q4_0"``, ``"q4_k_m"``, ``"q5_k_m"``,
+                ``"q6_k"`` (or ``"f16"``, ``"bf16"``, ``"f32"``), with the same tensor-type
+                policy as ``lfmrt quantize`` (see :mod:`lfmrt.quantization`).
             n_threads: compute threads (default: this machine's physical cores).
             isa: kernel set, ``"scalar"`` or ``"avx2"`` (default: ``$LFMRT_ISA`` or the best
                 this CPU runs).
+            max_context: the longest sequence a session may hold (default and upper bound:
+                the model's own context length).
+            file: for a GGUF repo id, the file to use, by name or glob (``"*Q4_K_M.gguf"``).
+            revision: for a repo id, the branch, tag or commit (default ``main``).
 
         Raises:
-            LoadError: a missing or malformed file, tensor or config field (named in the message).
+            LoadError: a missing or malformed file, tensor or config field (named in the message);
+                a repo id that is not cached when the Hub cannot be reached or HF_HUB_OFFLINE=1.
+            ValueError: an unknown ``quant``.
         """
-        return cls(load_hf_checkpoint(path), n_threads=n_threads, isa=isa)
+        checkpoint = load_checkpoint(resolve_model(path, revision=revision, file=file))
+        if quant is not None:
+            checkpoint = quantize_checkpoint(checkpoint, quant)
+        return cls(checkpoint, n_threads=n_threads, isa=isa, max_context=max_context)
 
     @staticmethod
-    def _sampling_defaults(checkpoint: HFCheckpoint) -> SamplingOptions:
+    def _sampling_defaults(checkpoint: Checkpoint) -> SamplingOptions:
         generation = checkpoint.generation
         defaults = SamplingOptions()
         overrides: Dict[str, Any] = {
@@ -136,9 +186,45 @@ class Model:
 
     # --- compute --------------------------------------------------------------------------
 
-    def session(self) -> Session:
-        """A new, empty session (its own KV cache and conv state) on this model."""
-        return Session(self._core)
+    def session(
+        self,
+        *,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        checkpoint_interval: int = DEFAULT_CHECKPOINT_INTERVAL,
+        max_checkpoints: int = DEFAULT_MAX_CHECKPOINTS,
+    ) -> Session:
+        """A new, empty session (its own KV cache and conv state) on this model.
+
+        Args:
+            chunk_size: prefill chunk, in tokens (bounds activation memory).
+            checkpoint_interval: a conv checkpoint every this many positions; a rewind re-runs
+                at most this many tokens (fewer at turn boundaries, which are checkpointed too).
+            max_checkpoints: at most this many checkpoints are kept (each is a few KB per conv
+                layer); beyond it the two closest merge.
+        """
+        options = session_options(checkpoint_interval, max_checkpoints)
+        return Session(_core.Session(self._core, options), chunk_size)
+
+    def load_session(self, snapshot: Union[bytes, str, "os.PathLike[str]"]) -> Session:
+        """Restores a session saved with ``Session.save`` (bytes, or a file path).
+
+        Raises:
+            LoadError: the snapshot is corrupt or truncated, or was made with another model.
+        """
+        if isinstance(snapshot, (bytes, bytearray)):
+            data, source = bytes(snapshot), "session snapshot"
+        else:
+            source = os.fspath(snapshot)
+            try:
+                with open(source, "rb") as f:
+                    data = f.read()
+            except OSError as error:
+                raise LoadError(f"{source}: cannot read the session snapshot ({error.strerror})") from error
+        try:
+            core = _core.Session.restore(self._core, data, session_options(DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_MAX_CHECKPOINTS))
+        except LoadError as error:
+            raise LoadError(f"{source}: {error}") from None
+        return Session(core)
 
     def logits(self, tokens: Sequence[int]) -> np.ndarray:
         """Logits after every token of ``tokens``, shape ``(len(tokens), vocab)``, float32."""
@@ -151,24 +237,29 @@ class Model:
             return self.tokenize(prompt)
         return [int(t) for t in prompt]
 
-    def _generation(
+    def _generation_state(
         self,
         prompt_tokens: List[int],
         max_tokens: int,
         stop: Optional[Sequence[str]],
         ignore_eos: bool,
         sampling: Dict[str, Any],
-    ) -> Generation:
+        session: Optional[Session],
+    ) -> GenerationState:
         unknown = set(sampling) - set(SamplingOptions.__dataclass_fields__)
         if unknown:
             raise TypeError(f"unknown sampling option(s): {', '.join(sorted(unknown))}")
         options = SamplingOptions(**{**self.default_sampling.__dict__, **sampling})
-        return Generation(
-            session=self.session(),
+        if len(prompt_tokens) + 1 > self.max_context:
+            raise ValueError(
+                f"the prompt has {len(prompt_tokens)} tokens; the context holds {self.max_context}"
+            )
+        return GenerationState(
+            session=session if session is not None else self.session(),
             tokenizer=self._require_tokenizer(),
             prompt_tokens=prompt_tokens,
             sampling=options,
-            max_tokens=max_tokens,
+            max_tokens=min(max_tokens, self.max_context - len(prompt_tokens)),
             stop=stop,
             stop_token_ids=[] if ignore_eos else self.eos_token_ids,
             vocab_size=self.config.vocab_size,
@@ -181,21 +272,27 @@ class Model:
         max_tokens: int = 256,
         stop: Optional[Sequence[str]] = None,
         ignore_eos: bool = False,
+        session: Optional[Session] = None,
         **sampling: Any,
     ) -> Completion:
         """Continues ``prompt`` (text, or token ids) and returns the whole completion.
 
         Args:
             prompt: text (tokenized with the tokenizer's special tokens) or token ids.
-            max_tokens: at most this many new tokens.
+            max_tokens: at most this many new tokens (fewer if the context fills up).
             stop: strings that end generation; they are not part of the returned text.
             ignore_eos: keep going past end-of-sequence tokens (for benchmarks and tests).
+            session: continue in this session, reusing the longest common prefix of what it
+                holds and the prompt (only the rest is prefilled); afterwards it holds the
+                prompt and the answer. Default: a fresh session.
             **sampling: any field of :class:`SamplingOptions` (``temperature``, ``top_k``,
                 ``top_p``, ``min_p``, ``repetition_penalty``, ``presence_penalty``,
                 ``frequency_penalty``, ``seed``, ``logit_bias``); unset ones come from the
                 checkpoint's ``generation_config.json``, else LFM2's recommended values.
         """
-        generation = self._generation(self._prompt_tokens(prompt), max_tokens, stop, ignore_eos, sampling)
+        generation = Generation(
+            self._generation_state(self._prompt_tokens(prompt), max_tokens, stop, ignore_eos, sampling, session)
+        )
         for _ in generation:
             pass
         assert generation.completion is not None
@@ -208,14 +305,44 @@ class Model:
         max_tokens: int = 256,
         stop: Optional[Sequence[str]] = None,
         ignore_eos: bool = False,
+        session: Optional[Session] = None,
         **sampling: Any,
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, Completion]:
         """Like :meth:`generate`, but yields text pieces as they are produced.
 
         A piece never ends inside a multi-byte character, and text that might begin a stop
-        string is held back until it is known not to.
+        string is held back until it is known not to. The generator's return value
+        (``StopIteration.value``) is the finished :class:`Completion`.
         """
-        yield from self._generation(self._prompt_tokens(prompt), max_tokens, stop, ignore_eos, sampling)
+        generation = Generation(
+            self._generation_state(self._prompt_tokens(prompt), max_tokens, stop, ignore_eos, sampling, session)
+        )
+        yield from generation
+        assert generation.completion is not None
+        return generation.completion
+
+    def generate_batch(
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        max_tokens: int = 256,
+        stop: Optional[Sequence[str]] = None,
+        ignore_eos: bool = False,
+        max_batch: int = 64,
+        **sampling: Any,
+    ) -> List[Completion]:
+        """Generates for many prompts together (continuous batching: each decode step runs all
+        active sequences through the model at once, reading the weights once). Greedy results
+        equal :meth:`generate`'s for each prompt alone."""
+        from .scheduler import Scheduler
+
+        scheduler = Scheduler(self, max_batch=max_batch)
+        requests = [
+            scheduler.submit(prompt, max_tokens=max_tokens, stop=stop, ignore_eos=ignore_eos, **sampling)
+            for prompt in prompts
+        ]
+        scheduler.run()
+        return [request.completion for request in requests]  # type: ignore[misc]
 
     def apply_chat_template(
         self, messages: Sequence[Message], *, add_generation_prompt: bool = True, **template_args: Any
@@ -225,8 +352,21 @@ class Model:
             raise LoadError(f"{self._checkpoint.path}: the checkpoint has no chat template")
         return self.chat_template.render(list(messages), add_generation_prompt=add_generation_prompt, **template_args)
 
-    def _chat_tokens(self, messages: Sequence[Message], template_args: Dict[str, Any]) -> List[int]:
-        return self.tokenize(self.apply_chat_template(messages, **template_args), add_special_tokens=False)
+    def _chat_tokens(
+        self, messages: Sequence[Message], template_args: Dict[str, Any], max_tokens: int, context_policy: str
+    ) -> List[int]:
+        if context_policy not in ("error", "drop_oldest"):
+            raise ValueError("context_policy must be 'error' or 'drop_oldest'")
+        messages = list(messages)
+        while True:
+            tokens = self.tokenize(self.apply_chat_template(messages, **template_args), add_special_tokens=False)
+            if len(tokens) + min(max_tokens, 1) <= self.max_context or context_policy == "error":
+                return tokens
+            # Drop the oldest turn after any system message, keeping at least the last message.
+            first = 1 if messages and messages[0].get("role") == "system" else 0
+            if len(messages) - first <= 1:
+                return tokens  # nothing left to drop: the generation will report the overflow
+            del messages[first]
 
     def chat(
         self,
@@ -234,20 +374,38 @@ class Model:
         *,
         max_tokens: int = 512,
         stop: Optional[Sequence[str]] = None,
+        session: Optional[Session] = None,
+        context_policy: str = "error",
         template_args: Optional[Dict[str, Any]] = None,
+        tools: Optional[Sequence[ToolDefinition]] = None,
         **sampling: Any,
     ) -> Completion:
         """Answers a conversation (``[{"role": "user", "content": "..."}, ...]``).
 
         The model's chat template renders the messages with the generation prompt; the answer
-        ends at the end-of-turn token. ``template_args`` go to the template (e.g. ``tools``).
+        ends at the end-of-turn token.
+
+        Args:
+            session: a session to keep across turns. Each turn reuses the longest common token
+                prefix with what the session holds, so turn N costs its new tokens, not the
+                whole conversation (also when the template re-renders an earlier turn
+                differently, e.g. dropping old reasoning).
+            context_policy: ``"error"`` (default) raises ValueError when the conversation does
+                not fit the context; ``"drop_oldest"`` drops the oldest turns (after any system
+                message) until it does.
+            template_args: extra variables for the template.
+            tools: tools the model may call: JSON-schema definitions (OpenAI-style or bare) or
+                Python functions (see :mod:`lfmrt.tools`). The answer's calls come back parsed
+                in ``Completion.tool_calls``; ``tool`` messages carry their results.
+            **sampling: as for :meth:`generate`.
         """
-        tokens = self._chat_tokens(messages, template_args or {})
-        generation = self._generation(tokens, max_tokens, stop, False, sampling)
+        messages, args = self._chat_inputs(messages, template_args, tools)
+        tokens = self._chat_tokens(messages, args, max_tokens, context_policy)
+        generation = Generation(self._generation_state(tokens, max_tokens, stop, False, sampling, session))
         for _ in generation:
             pass
         assert generation.completion is not None
-        return generation.completion
+        return with_tool_calls(generation.completion)
 
     def chat_stream(
         self,
@@ -255,12 +413,38 @@ class Model:
         *,
         max_tokens: int = 512,
         stop: Optional[Sequence[str]] = None,
+        session: Optional[Session] = None,
+        context_policy: str = "error",
         template_args: Optional[Dict[str, Any]] = None,
+        tools: Optional[Sequence[ToolDefinition]] = None,
         **sampling: Any,
-    ) -> Iterator[str]:
-        """Like :meth:`chat`, but yields the answer's text pieces as they are produced."""
-        tokens = self._chat_tokens(messages, template_args or {})
-        yield from self._generation(tokens, max_tokens, stop, False, sampling)
+    ) -> Generator[str, None, Completion]:
+        """Like :meth:`chat`, but yields the answer's text pieces as they are produced.
+
+        The generator's return value (``StopIteration.value``, or the value of ``yield from``)
+        is the finished :class:`Completion`, timings and tool calls included.
+        """
+        messages, args = self._chat_inputs(messages, template_args, tools)
+        tokens = self._chat_tokens(messages, args, max_tokens, context_policy)
+        generation = Generation(self._generation_state(tokens, max_tokens, stop, False, sampling, session))
+        yield from generation
+        assert generation.completion is not None
+        return with_tool_calls(generation.completion)
+
+    def _chat_inputs(
+        self,
+        messages: Sequence[Message],
+        template_args: Optional[Dict[str, Any]],
+        tools: Optional[Sequence[ToolDefinition]],
+    ) -> Tuple[List[Message], Dict[str, Any]]:
+        """The messages and template variables to render: ``tools`` as the template expects
+        them, and OpenAI-style assistant ``tool_calls`` written into the content when the
+        template does not read them itself."""
+        args = dict(template_args or {})
+        if tools is not None:
+            args["tools"] = tool_schemas(tools)
+        source = self.chat_template.source if self.chat_template is not None else ""
+        return messages_for_template(messages, source), args
 
     def __repr__(self) -> str:
         c = self.config

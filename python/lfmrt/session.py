@@ -2,25 +2,52 @@
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+import os
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 
 from . import _core
 
 DEFAULT_CHUNK_SIZE = 512
+DEFAULT_CHECKPOINT_INTERVAL = 256
+DEFAULT_MAX_CHECKPOINTS = 32
+
+
+def session_options(checkpoint_interval: int, max_checkpoints: int) -> "_core.SessionOptions":
+    """The C++ session options; raises ValueError for values out of range."""
+    if checkpoint_interval < 1:
+        raise ValueError("checkpoint_interval must be at least 1")
+    if max_checkpoints < 0:
+        raise ValueError("max_checkpoints must be >= 0")
+    options = _core.SessionOptions()
+    options.checkpoint_interval = checkpoint_interval
+    options.max_checkpoints = max_checkpoints
+    return options
 
 
 class Session:
-    """One sequence's state on a model: append tokens, read logits, start over.
+    """One sequence's state on a model: append tokens, read logits, rewind, fork, save.
 
-    Many sessions can share one model; each holds its own KV cache and conv state. Create one
-    with ``Model.session()``.
+    Many sessions can share one model; each holds its own KV cache (in pages that grow with the
+    sequence) and conv state. Conv states cannot be cut like a KV cache, so the session keeps
+    small conv checkpoints (every ``checkpoint_interval`` positions and at the end of each
+    multi-token append) and rewinds to the nearest one, re-running the few tokens after it.
+    Create one with ``Model.session()``; a session is safe to use from several threads (its
+    operations are serialised).
     """
 
-    def __init__(self, core_model: "_core.Model", chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
-        self._core = _core.Session(core_model)
+    def __init__(self, core: "_core.Session", chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+        self._core = core
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
         self.chunk_size = chunk_size
+
+    def _chunk(self, chunk_size: Optional[int]) -> int:
+        size = self.chunk_size if chunk_size is None else chunk_size
+        if size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        return size
 
     def append(
         self, tokens: Sequence[int], *, chunk_size: Optional[int] = None, all_logits: bool = False
@@ -38,14 +65,68 @@ class Session:
             ValueError: a token id outside the vocabulary, a context overflow or a bad chunk
                 size; the session is left unchanged.
         """
-        size = self.chunk_size if chunk_size is None else chunk_size
-        if size < 1:
-            raise ValueError("chunk_size must be at least 1")
-        return self._core.append(list(tokens), size, all_logits)
+        return self._core.append(list(tokens), self._chunk(chunk_size), all_logits)
+
+    def rewind(self, n_tokens: int, *, chunk_size: Optional[int] = None) -> None:
+        """Goes back to holding only the first ``n_tokens`` tokens, exactly as if only they had
+        been appended. ``last_logits`` is empty until the next append."""
+        if n_tokens < 0:
+            raise ValueError("n_tokens must be >= 0")
+        self._core.rewind(n_tokens, self._chunk(chunk_size))
+
+    def prefill(self, tokens: Sequence[int], *, chunk_size: Optional[int] = None) -> int:
+        """Makes the session hold exactly ``tokens``, with the logits after the last one.
+
+        Reuses the longest common prefix with what the session holds: only the tokens after
+        the point where they differ are run (plus, when they differ in the middle, the few
+        tokens between the nearest conv checkpoint and that point).
+
+        Returns:
+            how many tokens were run: the new ones, plus any re-run from a checkpoint (0 when
+            the session already holds exactly ``tokens``).
+        """
+        tokens = [int(t) for t in tokens]
+        if not tokens:
+            raise ValueError("prefill needs at least one token")
+        held = self._core.tokens
+        if held == tokens and len(self._core.last_logits) > 0:
+            return 0  # already there, logits and all
+        common = 0
+        for a, b in zip(held, tokens):
+            if a != b:
+                break
+            common += 1
+        # The last token must be run to have its logits, so reuse at most all but one.
+        common = min(common, len(tokens) - 1)
+        before = self._core.n_forwarded
+        if common < len(held):
+            self.rewind(common, chunk_size=chunk_size)
+        self.append(tokens[common:], chunk_size=chunk_size)
+        return self._core.n_forwarded - before
+
+    def checkpoint(self) -> None:
+        """Records a conv checkpoint at the current position (the end of a chat turn, say)."""
+        self._core.checkpoint()
+
+    def fork(self) -> "Session":
+        """An independent copy of this session. KV pages are shared copy-on-write, so forking
+        costs little until the copies diverge."""
+        return Session(self._core.fork(), self.chunk_size)
 
     def reset(self) -> None:
         """Forgets every token: the session is as new."""
         self._core.reset()
+
+    def save(self, path: Union[str, "os.PathLike[str]", None] = None) -> Optional[bytes]:
+        """A snapshot of the session (tokens, KV cache, conv states and checkpoints) tied to the
+        model's fingerprint. Writes it to ``path`` if given, else returns the bytes. Restore
+        with ``Model.load_session``."""
+        snapshot = self._core.save()
+        if path is None:
+            return snapshot
+        with open(path, "wb") as f:
+            f.write(snapshot)
+        return None
 
     @property
     def tokens(self) -> List[int]:
@@ -58,13 +139,24 @@ class Session:
         return self._core.n_tokens
 
     @property
+    def n_forwarded(self) -> int:
+        """Tokens run through the model since the session was made (re-runs included): the
+        work the session has cost."""
+        return self._core.n_forwarded
+
+    @property
+    def n_checkpoints(self) -> int:
+        """Conv checkpoints currently kept."""
+        return self._core.n_checkpoints
+
+    @property
     def memory_bytes(self) -> int:
-        """Bytes of state this session holds (KV cache, conv state, tokens, logits)."""
+        """Bytes of state this session holds (KV pages, conv states, checkpoints, tokens, logits)."""
         return self._core.memory_bytes
 
     @property
     def last_logits(self) -> np.ndarray:
-        """The logits after the last appended token, shape ``(vocab,)``."""
+        """The logits after the last appended token, shape ``(vocab,)`` (empty after a rewind)."""
         return self._core.last_logits
 
     def __repr__(self) -> str:

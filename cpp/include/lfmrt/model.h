@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "lfmrt/config.h"
 #include "lfmrt/tensor.h"
@@ -13,6 +14,15 @@
 namespace lfmrt {
 
 struct SequenceState;
+
+// One sequence's share of a forward step.
+struct ForwardItem {
+    SequenceState* state;
+    const int32_t* tokens;
+    size_t n;
+    bool all_logits;  // logits for every token (n * vocab floats), else for the last (vocab)
+    float* logits;    // nullptr: no logits wanted (e.g. an intermediate prefill chunk)
+};
 
 struct ModelOptions {
     int n_threads = 1;
@@ -33,12 +43,14 @@ public:
     const ModelConfig& config() const;
     int n_threads() const;
     const char* kernel_set() const;
+    // Identifies the config and weights (sampled bytes of every tensor, so computing it touches
+    // little memory); session snapshots carry it. Computed on first use.
+    uint64_t fingerprint() const;
 
-    // Runs `n` tokens at the state's next positions, updating the state. Writes logits for the
-    // last token (vocab floats) or, with all_logits, for each token (n * vocab floats); with
-    // logits == nullptr the head is skipped (an intermediate prefill chunk).
+    // Runs each item's tokens at its sequence's next positions, updating the sequence's state.
+    // The items' tokens share every matrix product (a batched step reads the weights once).
     // Compute is serialised per Model: concurrent calls from several threads are safe.
-    void forward(SequenceState& state, const int32_t* tokens, size_t n, bool all_logits, float* logits) const;
+    void forward(const std::vector<ForwardItem>& items) const;
 
 private:
     struct Impl;

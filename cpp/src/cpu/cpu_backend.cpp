@@ -23,11 +23,27 @@ size_t rows_per_task(size_t rows, int n_threads) {
 CpuBackend::CpuBackend(const KernelTable& kernels, int n_threads)
     : kernels_(kernels),
       pool_(n_threads),
-      gemm_scratch_(static_cast<size_t>(n_threads), std::vector<float>(kGemmScratchFloats)),
+      gemm_scratch_(static_cast<size_t>(n_threads), std::vector<float>(kGemmScratchBytes / sizeof(float))),
       score_scratch_(static_cast<size_t>(n_threads)) {}
 
 void CpuBackend::matmul(const Matrix& w, const float* x, size_t ldx, size_t n, float* y, size_t ldy) {
     matmul({Projection{w, y, ldy}}, x, ldx, n);
+}
+
+const void* CpuBackend::quantize_activations(const float* x, size_t ldx, size_t n, size_t cols) {
+    const size_t stride = activation_row_bytes(DType::Q8_0, cols);
+    if (quantized_x_.size() < n * stride) quantized_x_.resize(n * stride);
+    uint8_t* out = quantized_x_.data();
+    if (n == 1) {  // decode: not worth waking the pool for one row
+        kernels_.quantize_q8a(x, out, cols);
+        return out;
+    }
+    const size_t rows_per_task = std::max<size_t>(1, n / (4 * static_cast<size_t>(pool_.size())));
+    pool_.parallel_for((n + rows_per_task - 1) / rows_per_task, [&](size_t task, int) {
+        const size_t end = std::min(n, (task + 1) * rows_per_task);
+        for (size_t t = task * rows_per_task; t < end; ++t) kernels_.quantize_q8a(x + t * ldx, out + t * stride, cols);
+    });
+    return out;
 }
 
 void CpuBackend::matmul(std::initializer_list<Projection> projections, const float* x, size_t ldx, size_t n) {
@@ -38,27 +54,34 @@ void CpuBackend::matmul(std::initializer_list<Projection> projections, const flo
     std::array<size_t, kMaxProjections> chunk{}, task_begin{};
     size_t n_tasks = 0;
     size_t i = 0;
+    bool any_blocks = false;
     for (const Projection& p : projections) {
         const auto rows = static_cast<size_t>(p.w.rows);
         chunk[i] = rows_per_task(rows, pool_.size());
         task_begin[i] = n_tasks;
         n_tasks += (rows + chunk[i] - 1) / chunk[i];
+        any_blocks |= activation_format(p.w.dtype) == ActivationFormat::Q8A;
         ++i;
     }
     const Projection* list = projections.begin();
+    // All projections read the same X, so one quantized copy serves every block-weight matrix.
+    const auto cols = static_cast<size_t>(list[0].w.cols);
+    const void* x_q8a = any_blocks ? quantize_activations(x, ldx, n, cols) : nullptr;
     pool_.parallel_for(n_tasks, [&](size_t task, int thread) {
         size_t m = n_matrices - 1;
         while (task < task_begin[m]) --m;
         const Projection& p = list[m];
         const auto rows = static_cast<size_t>(p.w.rows);
-        const auto cols = static_cast<size_t>(p.w.cols);
         const size_t row_begin = (task - task_begin[m]) * chunk[m];
         const size_t row_end = std::min(rows, row_begin + chunk[m]);
         const int type = static_cast<int>(p.w.dtype);
+        const bool blocks = activation_format(p.w.dtype) == ActivationFormat::Q8A;
+        const void* input = blocks ? x_q8a : x;
+        const size_t stride = blocks ? activation_row_bytes(p.w.dtype, cols) : ldx * sizeof(float);
         if (n == 1) {
-            kernels_.gemv[type](p.w.data, cols, x, p.y, row_begin, row_end);
+            kernels_.gemv[type](p.w.data, cols, input, p.y, row_begin, row_end);
         } else {
-            kernels_.gemm[type](p.w.data, cols, x, ldx, n, p.y, p.ldy, row_begin, row_end,
+            kernels_.gemm[type](p.w.data, cols, input, stride, n, p.y, p.ldy, row_begin, row_end,
                                 gemm_scratch_[static_cast<size_t>(thread)].data());
         }
     });
@@ -83,29 +106,52 @@ void CpuBackend::silu_mul_rows(const float* gate, const float* up, float* out, s
     });
 }
 
-void CpuBackend::attention(const float* q, size_t n, size_t n_past, const float* k_cache, const float* v_cache,
-                           size_t n_heads, size_t n_kv_heads, size_t head_dim, float* out) {
+void CpuBackend::attention(const std::vector<AttentionJob>& jobs, size_t n_heads, size_t n_kv_heads,
+                           size_t head_dim) {
     const size_t group = n_heads / n_kv_heads;
     const size_t q_stride = n_heads * head_dim;
-    const size_t kv_stride = n_kv_heads * head_dim;
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-    for (auto& scores : score_scratch_) {
-        if (scores.size() < n_past + n) scores.resize(std::max(n_past + n, 2 * scores.size()));
+    // Tasks are (job, query, head) triples; first_task[j] is job j's first.
+    std::vector<size_t> first_task;
+    size_t n_tasks = 0;
+    size_t longest = 0;
+    for (const AttentionJob& job : jobs) {
+        first_task.push_back(n_tasks);
+        n_tasks += job.n * n_heads;
+        longest = std::max(longest, job.n_past + job.n);
     }
-    pool_.parallel_for(n * n_heads, [&](size_t task, int thread) {
-        const size_t t = task / n_heads;
-        const size_t head = task % n_heads;
-        const size_t kv_head = head / group;
-        const size_t n_ctx = n_past + t + 1;  // causal: positions up to and including this query's
-        const float* query = q + t * q_stride + head * head_dim;
-        const float* keys = k_cache + kv_head * head_dim;
-        const float* values = v_cache + kv_head * head_dim;
+    for (auto& scores : score_scratch_) {
+        if (scores.size() < longest) scores.resize(std::max(longest, 2 * scores.size()));
+    }
+    pool_.parallel_for(n_tasks, [&](size_t task, int thread) {
+        const size_t j = static_cast<size_t>(std::upper_bound(first_task.begin(), first_task.end(), task) -
+                                             first_task.begin()) - 1;
+        const AttentionJob& job = jobs[j];
+        const size_t t = (task - first_task[j]) / n_heads;
+        const size_t head = (task - first_task[j]) % n_heads;
+        const size_t head_offset = (head / group) * head_dim;
+        const size_t n_ctx = job.n_past + t + 1;  // causal: positions up to and including this query's
+        const float* query = job.q + t * q_stride + head * head_dim;
         float* scores = score_scratch_[static_cast<size_t>(thread)].data();
-        for (size_t j = 0; j < n_ctx; ++j) scores[j] = kernels_.dot(query, keys + j * kv_stride, head_dim) * scale;
+        const KvView& kv = job.kv;
+        // Walk the pages: positions [page * P, page * P + P) live in page `page`.
+        for (size_t begin = 0, page = 0; begin < n_ctx; begin += kv.page_positions, ++page) {
+            const size_t end = std::min(n_ctx, begin + kv.page_positions);
+            const float* keys = kv.key_pages[page] + head_offset;
+            for (size_t p = begin; p < end; ++p) {
+                scores[p] = kernels_.dot(query, keys + (p - begin) * kv.row_width, head_dim) * scale;
+            }
+        }
         kernels_.softmax(scores, n_ctx);
-        float* result = out + t * q_stride + head * head_dim;
+        float* result = job.out + t * q_stride + head * head_dim;
         std::fill(result, result + head_dim, 0.0f);
-        for (size_t j = 0; j < n_ctx; ++j) kernels_.axpy(scores[j], values + j * kv_stride, result, head_dim);
+        for (size_t begin = 0, page = 0; begin < n_ctx; begin += kv.page_positions, ++page) {
+            const size_t end = std::min(n_ctx, begin + kv.page_positions);
+            const float* values = kv.value_pages[page] + head_offset;
+            for (size_t p = begin; p < end; ++p) {
+                kernels_.axpy(scores[p], values + (p - begin) * kv.row_width, result, head_dim);
+            }
+        }
     });
 }
 

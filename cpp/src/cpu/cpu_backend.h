@@ -11,6 +11,7 @@
 #include "cpu/kernels/kernels.h"
 #include "cpu/thread_pool.h"
 #include "lfmrt/tensor.h"
+#include "state/kv_cache.h"
 
 namespace lfmrt::cpu {
 
@@ -22,6 +23,15 @@ struct Matrix {
     int64_t cols = 0;
 };
 
+// One sequence's attention in a step: q and out are [n][n_heads * head_dim].
+struct AttentionJob {
+    const float* q;
+    size_t n;
+    size_t n_past;
+    KvView kv;
+    float* out;
+};
+
 class CpuBackend {
 public:
     CpuBackend(const KernelTable& kernels, int n_threads);
@@ -30,6 +40,7 @@ public:
     int n_threads() const { return pool_.size(); }
 
     // Y[t, :] = W · X[t, :] for t in [0, n). X rows have stride ldx, Y rows stride ldy.
+    // For block weights X is quantized (BlockQ8A) once per call, before the row tasks start.
     void matmul(const Matrix& w, const float* x, size_t ldx, size_t n, float* y, size_t ldy);
 
     // Several matrices applied to the same input in one parallel region (q/k/v, w1/w3):
@@ -48,12 +59,10 @@ public:
     void rmsnorm_rows(const float* x, size_t ld_x, const float* weight, size_t width, size_t n, float eps,
                       float* y, size_t ld_y);
 
-    // Causal attention for n queries at positions n_past .. n_past+n-1 over cached keys and
-    // values at positions 0 .. n_past+n-1. q and out: [n][n_heads * head_dim];
-    // k_cache, v_cache: [position][n_kv_heads * head_dim]. Query head h reads kv head
-    // h / (n_heads / n_kv_heads), as grouped-query attention does.
-    void attention(const float* q, size_t n, size_t n_past, const float* k_cache, const float* v_cache,
-                   size_t n_heads, size_t n_kv_heads, size_t head_dim, float* out);
+    // Causal grouped-query attention for each job: its n queries sit at positions n_past ..
+    // n_past+n-1 and attend to the cached keys and values at positions 0 .. n_past+n-1.
+    // Query head h reads kv head h / (n_heads / n_kv_heads).
+    void attention(const std::vector<AttentionJob>& jobs, size_t n_heads, size_t n_kv_heads, size_t head_dim);
 
     // out[i] = silu(gate[i]) * up[i] over n rows of `width`, split across threads.
     void silu_mul_rows(const float* gate, const float* up, float* out, size_t width, size_t n);
@@ -61,7 +70,11 @@ public:
 private:
     const KernelTable& kernels_;
     ThreadPool pool_;
-    std::vector<std::vector<float>> gemm_scratch_;   // one per thread
+    // X in the activation format of block weights: [n][activation_row_bytes], per matmul call.
+    const void* quantize_activations(const float* x, size_t ldx, size_t n, size_t cols);
+
+    std::vector<std::vector<float>> gemm_scratch_;   // one per thread, kGemmScratchBytes each
+    std::vector<uint8_t> quantized_x_;
     std::vector<std::vector<float>> score_scratch_;  // one per thread, grows with the context
 };
 

@@ -26,7 +26,9 @@ struct Workspace {
     std::vector<float> op_out;     // [n][hidden]
     std::vector<float> projected;  // [n][max(3 * hidden, q_width)]: conv's B,C,x or attention's q
     std::vector<float> mixed;      // [n][max(hidden, q_width)]: the op's input to its out_proj
+    std::vector<float> keys, values;  // [n][kv_width]: new rows, before they go into each KV cache
     std::vector<float> gate, up;   // [n][ff_dim]
+    std::vector<float> head_in;    // [rows wanting logits][hidden]
 
     void reserve(const ModelConfig& c, size_t n) {
         const auto grow = [](std::vector<float>& v, size_t size) {
@@ -39,6 +41,9 @@ struct Workspace {
         grow(op_out, n * hidden);
         grow(projected, n * std::max(3 * hidden, q_width));
         grow(mixed, n * std::max(hidden, q_width));
+        grow(keys, n * static_cast<size_t>(c.n_kv_heads * c.head_dim));
+        grow(values, n * static_cast<size_t>(c.n_kv_heads * c.head_dim));
+        grow(head_in, n * hidden);
         grow(gate, n * static_cast<size_t>(c.ff_dim));
         grow(up, n * static_cast<size_t>(c.ff_dim));
     }
@@ -68,6 +73,40 @@ void apply_rope(float* row, size_t n_heads, size_t head_dim, const float* cos, c
     }
 }
 
+// FNV-1a over the config and, per tensor, its name, type, shape and 64 evenly spaced 64-byte
+// samples of its data: enough to tell checkpoints apart without reading every weight.
+uint64_t weights_fingerprint(const ModelConfig& c, const std::map<std::string, TensorView>& tensors) {
+    uint64_t hash = 1469598103934665603ull;
+    const auto mix = [&hash](const void* data, size_t size) {
+        for (size_t i = 0; i < size; ++i) {
+            hash ^= static_cast<const unsigned char*>(data)[i];
+            hash *= 1099511628211ull;
+        }
+    };
+    const auto mix_value = [&mix](const auto& value) { mix(&value, sizeof value); };
+    for (const auto value : {c.vocab_size, c.hidden_size, c.ff_dim, c.n_heads, c.n_kv_heads, c.head_dim,
+                             c.conv_kernel, c.max_context}) {
+        mix_value(value);
+    }
+    for (LayerKind kind : c.layers) mix_value(kind);
+    mix_value(c.conv_bias);
+    mix_value(c.norm_eps);
+    mix_value(c.rope_theta);
+    mix_value(c.tie_embeddings);
+    for (const auto& [name, view] : tensors) {
+        mix(name.data(), name.size());
+        mix_value(view.dtype);
+        for (int64_t dim : view.shape) mix_value(dim);
+        const size_t bytes = view.nbytes();
+        constexpr size_t kSamples = 64, kWindow = 64;
+        for (size_t i = 0; i < kSamples && bytes > 0; ++i) {
+            const size_t offset = (bytes - std::min(bytes, kWindow)) * i / (kSamples - 1);
+            mix(static_cast<const char*>(view.data) + offset, std::min(bytes, kWindow));
+        }
+    }
+    return hash;
+}
+
 }  // namespace
 
 struct Model::Impl {
@@ -75,6 +114,9 @@ struct Model::Impl {
     std::shared_ptr<const void> storage;  // keeps the borrowed weight memory alive
     ModelWeights weights;
     std::vector<float> inv_freq;
+    std::map<std::string, TensorView> tensors;  // for the fingerprint
+    std::once_flag fingerprint_once;
+    uint64_t fingerprint = 0;
 
     std::mutex compute_mutex;  // one forward at a time: the backend and workspace are shared
     cpu::CpuBackend backend;
@@ -86,30 +128,47 @@ struct Model::Impl {
           storage(std::move(s)),
           weights(bind_weights(config, tensors)),
           inv_freq(rope_inverse_frequencies(config)),
+          tensors(tensors),
           backend(cpu::select_kernels(options.isa), std::max(1, options.n_threads)) {}
 
-    void forward(SequenceState& state, const int32_t* tokens, size_t n, bool all_logits, float* logits);
-    void embed(const int32_t* tokens, size_t n);
-    void short_conv(const LayerWeights& layer, ConvState& conv_state, size_t n);
-    void attention(const LayerWeights& layer, KvCache& kv, size_t n_past, size_t n);
+    // The rows of the step's activation matrices that belong to each item, in item order.
+    struct Rows {
+        size_t begin, n;
+    };
+
+    void forward(const std::vector<ForwardItem>& items);
+    void embed(const std::vector<ForwardItem>& items);
+    void short_conv(const LayerWeights& layer, size_t layer_index, const std::vector<ForwardItem>& items,
+                    const std::vector<Rows>& rows, size_t n);
+    void attention(const LayerWeights& layer, size_t layer_index, const std::vector<ForwardItem>& items,
+                   const std::vector<Rows>& rows, size_t n);
     void feed_forward(const LayerWeights& layer, size_t n);
+    void lm_head(const std::vector<ForwardItem>& items, const std::vector<Rows>& rows);
     void add_to_residual(size_t n);
 };
 
-void Model::Impl::forward(SequenceState& state, const int32_t* tokens, size_t n, bool all_logits, float* logits) {
+// All items' tokens go through each weight matrix together (one matrix product per step, the
+// weights read once); only the conv, the KV caches and attention are per sequence.
+void Model::Impl::forward(const std::vector<ForwardItem>& items) {
     const size_t hidden = static_cast<size_t>(config.hidden_size);
     const float eps = config.norm_eps;
+    std::vector<Rows> rows;
+    size_t n = 0;
+    for (const ForwardItem& item : items) {
+        rows.push_back(Rows{n, item.n});
+        n += item.n;
+    }
     ws.reserve(config, n);
 
-    embed(tokens, n);
+    embed(items);
     for (size_t i = 0; i < weights.layers.size(); ++i) {
         const LayerWeights& layer = weights.layers[i];
         backend.rmsnorm_rows(ws.residual.data(), hidden, layer.operator_norm.data(), hidden, n, eps,
                              ws.normed.data(), hidden);
         if (layer.kind == LayerKind::ShortConv) {
-            short_conv(layer, state.conv[i], n);
+            short_conv(layer, i, items, rows, n);
         } else {
-            attention(layer, state.kv[i], state.n_past, n);
+            attention(layer, i, items, rows, n);
         }
         add_to_residual(n);
         backend.rmsnorm_rows(ws.residual.data(), hidden, layer.ffn_norm.data(), hidden, n, eps, ws.normed.data(),
@@ -117,25 +176,50 @@ void Model::Impl::forward(SequenceState& state, const int32_t* tokens, size_t n,
         feed_forward(layer, n);
         add_to_residual(n);
     }
-    state.n_past += n;
-    if (logits == nullptr) return;
-
-    // Only the rows whose logits are wanted go through the final norm and the (large) head.
-    const size_t first = all_logits ? 0 : n - 1;
-    const size_t rows = n - first;
-    backend.rmsnorm_rows(ws.residual.data() + first * hidden, hidden, weights.embedding_norm.data(), hidden, rows,
-                         eps, ws.normed.data(), hidden);
-    backend.matmul(weights.lm_head, ws.normed.data(), hidden, rows, logits,
-                   static_cast<size_t>(config.vocab_size));
+    for (const ForwardItem& item : items) item.state->n_past += item.n;
+    lm_head(items, rows);
 }
 
-void Model::Impl::embed(const int32_t* tokens, size_t n) {
+// Only the rows whose logits are wanted go through the final norm and the (large) head.
+void Model::Impl::lm_head(const std::vector<ForwardItem>& items, const std::vector<Rows>& rows) {
     const size_t hidden = static_cast<size_t>(config.hidden_size);
-    const size_t row_bytes = hidden * dtype_size(weights.embed_tokens.dtype);
+    const size_t vocab = static_cast<size_t>(config.vocab_size);
+    size_t wanted = 0;
+    for (size_t i = 0; i < items.size(); ++i) {
+        if (items[i].logits == nullptr) continue;
+        const size_t first = items[i].all_logits ? rows[i].begin : rows[i].begin + rows[i].n - 1;
+        const size_t count = rows[i].begin + rows[i].n - first;
+        backend.rmsnorm_rows(ws.residual.data() + first * hidden, hidden, weights.embedding_norm.data(), hidden,
+                             count, config.norm_eps, ws.head_in.data() + wanted * hidden, hidden);
+        wanted += count;
+    }
+    if (wanted == 0) return;
+    if (items.size() == 1) {  // the common case writes straight into the caller's buffer
+        backend.matmul(weights.lm_head, ws.head_in.data(), hidden, wanted, items[0].logits, vocab);
+        return;
+    }
+    std::vector<float> logits(wanted * vocab);
+    backend.matmul(weights.lm_head, ws.head_in.data(), hidden, wanted, logits.data(), vocab);
+    size_t offset = 0;
+    for (size_t i = 0; i < items.size(); ++i) {
+        if (items[i].logits == nullptr) continue;
+        const size_t count = items[i].all_logits ? rows[i].n : 1;
+        std::copy(logits.begin() + static_cast<ptrdiff_t>(offset * vocab),
+                  logits.begin() + static_cast<ptrdiff_t>((offset + count) * vocab), items[i].logits);
+        offset += count;
+    }
+}
+
+void Model::Impl::embed(const std::vector<ForwardItem>& items) {
+    const size_t hidden = static_cast<size_t>(config.hidden_size);
+    const size_t embedding_bytes = row_bytes(weights.embed_tokens.dtype, hidden);
     const auto* table = static_cast<const uint8_t*>(weights.embed_tokens.data);
-    for (size_t t = 0; t < n; ++t) {
-        convert_to_f32(table + static_cast<size_t>(tokens[t]) * row_bytes, weights.embed_tokens.dtype,
-                       ws.residual.data() + t * hidden, hidden);
+    float* out = ws.residual.data();
+    for (const ForwardItem& item : items) {
+        for (size_t t = 0; t < item.n; ++t, out += hidden) {
+            convert_to_f32(table + static_cast<size_t>(item.tokens[t]) * embedding_bytes, weights.embed_tokens.dtype, out,
+                           hidden);
+        }
     }
 }
 
@@ -145,8 +229,10 @@ void Model::Impl::add_to_residual(size_t n) {
 }
 
 // Double-gated short conv: B, C, x = split3(in_proj(u)); y = C * conv(B * x); out_proj(y).
-// The depthwise causal conv reads the previous (kernel - 1) values of B*x from conv_state.
-void Model::Impl::short_conv(const LayerWeights& layer, ConvState& conv_state, size_t n) {
+// The depthwise causal conv reads the previous (kernel - 1) values of B*x from the sequence's
+// conv state.
+void Model::Impl::short_conv(const LayerWeights& layer, size_t layer_index, const std::vector<ForwardItem>& items,
+                             const std::vector<Rows>& rows, size_t n) {
     const ShortConvWeights& w = layer.conv;
     const size_t hidden = static_cast<size_t>(config.hidden_size);
     const size_t width = 3 * hidden;
@@ -157,44 +243,48 @@ void Model::Impl::short_conv(const LayerWeights& layer, ConvState& conv_state, s
     if (!w.in_proj_bias.empty()) backend.add_bias(w.in_proj_bias.data(), width, n, bcx, width);
 
     // B * x, written over x's third of each row.
-    for (size_t t = 0; t < n; ++t) {
-        const float* b = bcx + t * width;
-        float* x = bcx + t * width + 2 * hidden;
-        backend.kernels().mul(b, x, x, hidden);
+    for (size_t r = 0; r < n; ++r) {
+        float* x = bcx + r * width + 2 * hidden;
+        backend.kernels().mul(bcx + r * width, x, x, hidden);
     }
-    // The conv input at step s (negative s reaches into the state).
-    const auto input_at = [&](ptrdiff_t s) -> const float* {
-        if (s >= 0) return bcx + static_cast<size_t>(s) * width + 2 * hidden;
-        return conv_state.history.data() + static_cast<size_t>(static_cast<ptrdiff_t>(history) + s) * hidden;
-    };
-    for (size_t t = 0; t < n; ++t) {
-        float* y = ws.mixed.data() + t * hidden;
-        if (w.conv_bias.empty()) {
-            std::fill(y, y + hidden, 0.0f);
-        } else {
-            std::copy(w.conv_bias.begin(), w.conv_bias.end(), y);
+    for (size_t i = 0; i < items.size(); ++i) {
+        ConvState& conv_state = items[i].state->conv[layer_index];
+        float* item_bcx = bcx + rows[i].begin * width;
+        // The conv input at step s of this item (negative s reaches into the state).
+        const auto input_at = [&](ptrdiff_t s) -> const float* {
+            if (s >= 0) return item_bcx + static_cast<size_t>(s) * width + 2 * hidden;
+            return conv_state.history.data() + static_cast<size_t>(static_cast<ptrdiff_t>(history) + s) * hidden;
+        };
+        for (size_t t = 0; t < rows[i].n; ++t) {
+            float* y = ws.mixed.data() + (rows[i].begin + t) * hidden;
+            if (w.conv_bias.empty()) {
+                std::fill(y, y + hidden, 0.0f);
+            } else {
+                std::copy(w.conv_bias.begin(), w.conv_bias.end(), y);
+            }
+            for (size_t j = 0; j < kernel; ++j) {
+                const float* in = input_at(static_cast<ptrdiff_t>(t + j) - static_cast<ptrdiff_t>(history));
+                const float* tap = w.taps.data() + j * hidden;
+                for (size_t c = 0; c < hidden; ++c) y[c] += tap[c] * in[c];
+            }
+            backend.kernels().mul(item_bcx + t * width + hidden, y, y, hidden);  // C * conv(B * x)
         }
-        for (size_t j = 0; j < kernel; ++j) {
-            const float* in = input_at(static_cast<ptrdiff_t>(t + j) - static_cast<ptrdiff_t>(history));
-            const float* tap = w.taps.data() + j * hidden;
-            for (size_t c = 0; c < hidden; ++c) y[c] += tap[c] * in[c];
+        // Keep the last (kernel - 1) conv inputs for the next step.
+        std::vector<float> next(history * hidden);
+        for (size_t s = 0; s < history; ++s) {
+            const float* src = input_at(static_cast<ptrdiff_t>(rows[i].n + s) - static_cast<ptrdiff_t>(history));
+            std::copy(src, src + hidden, next.begin() + static_cast<ptrdiff_t>(s * hidden));
         }
-        backend.kernels().mul(bcx + t * width + hidden, y, y, hidden);  // C * conv(B * x)
+        conv_state.history = std::move(next);
     }
-    // Keep the last (kernel - 1) conv inputs for the next call.
-    std::vector<float> next(history * hidden);
-    for (size_t s = 0; s < history; ++s) {
-        const float* src = input_at(static_cast<ptrdiff_t>(n + s) - static_cast<ptrdiff_t>(history));
-        std::copy(src, src + hidden, next.begin() + static_cast<ptrdiff_t>(s * hidden));
-    }
-    conv_state.history = std::move(next);
 
     backend.matmul(w.out_proj, ws.mixed.data(), hidden, n, ws.op_out.data(), hidden);
     if (!w.out_proj_bias.empty()) backend.add_bias(w.out_proj_bias.data(), hidden, n, ws.op_out.data(), hidden);
 }
 
-// Grouped-query attention with per-head RMSNorm on q and k, RoPE, and the layer's KV cache.
-void Model::Impl::attention(const LayerWeights& layer, KvCache& kv, size_t n_past, size_t n) {
+// Grouped-query attention with per-head RMSNorm on q and k, RoPE, and each sequence's KV cache.
+void Model::Impl::attention(const LayerWeights& layer, size_t layer_index, const std::vector<ForwardItem>& items,
+                            const std::vector<Rows>& rows, size_t n) {
     const AttentionWeights& w = layer.attention;
     const size_t hidden = static_cast<size_t>(config.hidden_size);
     const size_t head_dim = static_cast<size_t>(config.head_dim);
@@ -204,28 +294,39 @@ void Model::Impl::attention(const LayerWeights& layer, KvCache& kv, size_t n_pas
     const size_t kv_width = n_kv_heads * head_dim;
     const float eps = config.norm_eps;
 
-    kv.reserve(n_past + n);
     float* q = ws.projected.data();
-    float* k = kv.keys_at(n_past);
-    float* v = kv.values_at(n_past);
+    float* k = ws.keys.data();
+    float* v = ws.values.data();
     backend.matmul({{w.q_proj, q, q_width}, {w.k_proj, k, kv_width}, {w.v_proj, v, kv_width}}, ws.normed.data(),
                    hidden, n);
     backend.rmsnorm_rows(q, head_dim, w.q_norm.data(), head_dim, n * n_heads, eps, q, head_dim);
     backend.rmsnorm_rows(k, head_dim, w.k_norm.data(), head_dim, n * n_kv_heads, eps, k, head_dim);
 
     std::vector<float> cos(head_dim / 2), sin(head_dim / 2);
-    for (size_t t = 0; t < n; ++t) {
-        const auto position = static_cast<float>(n_past + t);
-        for (size_t i = 0; i < cos.size(); ++i) {
-            const float angle = position * inv_freq[i];
-            cos[i] = std::cos(angle);
-            sin[i] = std::sin(angle);
+    std::vector<cpu::AttentionJob> jobs;
+    for (size_t i = 0; i < items.size(); ++i) {
+        KvCache& cache = items[i].state->kv[layer_index];
+        const size_t n_past = items[i].state->n_past;
+        for (size_t t = 0; t < rows[i].n; ++t) {
+            const size_t r = rows[i].begin + t;
+            const auto position = static_cast<float>(n_past + t);
+            for (size_t f = 0; f < cos.size(); ++f) {
+                const float angle = position * inv_freq[f];
+                cos[f] = std::cos(angle);
+                sin[f] = std::sin(angle);
+            }
+            apply_rope(q + r * q_width, n_heads, head_dim, cos.data(), sin.data());
+            apply_rope(k + r * kv_width, n_kv_heads, head_dim, cos.data(), sin.data());
+            cache.store(n_past + t, k + r * kv_width, v + r * kv_width);
         }
-        apply_rope(q + t * q_width, n_heads, head_dim, cos.data(), sin.data());
-        apply_rope(k + t * kv_width, n_kv_heads, head_dim, cos.data(), sin.data());
     }
-
-    backend.attention(q, n, n_past, kv.keys(), kv.values(), n_heads, n_kv_heads, head_dim, ws.mixed.data());
+    // Views are taken after every store: a store may add pages.
+    for (size_t i = 0; i < items.size(); ++i) {
+        jobs.push_back(cpu::AttentionJob{q + rows[i].begin * q_width, rows[i].n, items[i].state->n_past,
+                                         items[i].state->kv[layer_index].view(),
+                                         ws.mixed.data() + rows[i].begin * q_width});
+    }
+    backend.attention(jobs, n_heads, n_kv_heads, head_dim);
     backend.matmul(w.out_proj, ws.mixed.data(), q_width, n, ws.op_out.data(), hidden);
 }
 
@@ -250,10 +351,18 @@ const ModelConfig& Model::config() const { return impl_->config; }
 int Model::n_threads() const { return impl_->backend.n_threads(); }
 const char* Model::kernel_set() const { return impl_->backend.kernels().name; }
 
-void Model::forward(SequenceState& state, const int32_t* tokens, size_t n, bool all_logits, float* logits) const {
-    if (n == 0) return;
+uint64_t Model::fingerprint() const {
+    std::call_once(impl_->fingerprint_once, [this] { impl_->fingerprint = weights_fingerprint(impl_->config, impl_->tensors); });
+    return impl_->fingerprint;
+}
+
+void Model::forward(const std::vector<ForwardItem>& items) const {
+    if (items.empty()) return;
+    for (const ForwardItem& item : items) {
+        if (item.n == 0) throw InvalidArgument("a forward item has no tokens");
+    }
     std::lock_guard<std::mutex> lock(impl_->compute_mutex);
-    impl_->forward(state, tokens, n, all_logits, logits);
+    impl_->forward(items);
 }
 
 }  // namespace lfmrt

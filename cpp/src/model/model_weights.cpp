@@ -25,6 +25,7 @@ public:
                             shape_string(shape));
         }
         if (view.data == nullptr) throw LoadError("tensor '" + name + "' has no data");
+        check_block_shape(name, view);
         return view;
     }
 

@@ -1,6 +1,6 @@
 // The model's weights bound from the checkpoint's tensors: big matrices stay borrowed in their
-// stored dtype (the kernels widen them in registers); small vectors (norms, biases, conv taps)
-// are widened to fp32 once at load.
+// stored dtype (float types are widened in registers, block types dotted in integers); small
+// vectors (norms, biases, conv taps), of any dtype, are widened to fp32 once at load.
 #pragma once
 
 #include <map>

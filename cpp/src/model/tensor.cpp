@@ -3,6 +3,8 @@
 #include <cstring>
 
 #include "lfmrt/error.h"
+#include "quant/blocks.h"
+#include "quant/quantize.h"
 
 namespace lfmrt {
 
@@ -11,23 +13,72 @@ const char* dtype_name(DType dtype) {
         case DType::F32: return "F32";
         case DType::F16: return "F16";
         case DType::BF16: return "BF16";
+        case DType::Q8_0: return "Q8_0";
+        case DType::Q4_0: return "Q4_0";
+        case DType::Q4_K: return "Q4_K";
+        case DType::Q5_K: return "Q5_K";
+        case DType::Q6_K: return "Q6_K";
     }
     return "?";
 }
 
-size_t dtype_size(DType dtype) { return dtype == DType::F32 ? 4 : 2; }
-
 DType dtype_from_name(const std::string& name) {
-    if (name == "F32") return DType::F32;
-    if (name == "F16") return DType::F16;
-    if (name == "BF16") return DType::BF16;
-    throw LoadError("unsupported dtype '" + name + "' (expected F32, F16 or BF16)");
+    for (int i = 0; i < kNumDTypes; ++i) {
+        const auto dtype = static_cast<DType>(i);
+        if (name == dtype_name(dtype)) return dtype;
+    }
+    throw LoadError("unsupported dtype '" + name + "' (expected F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K or Q6_K)");
 }
+
+bool is_quantized(DType dtype) { return block_elems(dtype) > 1; }
+
+size_t block_elems(DType dtype) {
+    switch (dtype) {
+        case DType::F32:
+        case DType::F16:
+        case DType::BF16: return 1;
+        case DType::Q8_0:
+        case DType::Q4_0: return quant::kQ32;
+        case DType::Q4_K:
+        case DType::Q5_K:
+        case DType::Q6_K: return quant::kQK;
+    }
+    return 1;
+}
+
+size_t block_bytes(DType dtype) {
+    switch (dtype) {
+        case DType::F32: return 4;
+        case DType::F16:
+        case DType::BF16: return 2;
+        case DType::Q8_0: return sizeof(quant::BlockQ8_0);
+        case DType::Q4_0: return sizeof(quant::BlockQ4_0);
+        case DType::Q4_K: return sizeof(quant::BlockQ4_K);
+        case DType::Q5_K: return sizeof(quant::BlockQ5_K);
+        case DType::Q6_K: return sizeof(quant::BlockQ6_K);
+    }
+    return 0;
+}
+
+size_t row_bytes(DType dtype, size_t cols) { return cols / block_elems(dtype) * block_bytes(dtype); }
 
 int64_t TensorView::numel() const {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
     return n;
+}
+
+size_t TensorView::nbytes() const {
+    return static_cast<size_t>(numel()) / block_elems(dtype) * block_bytes(dtype);
+}
+
+void check_block_shape(const std::string& name, const TensorView& view) {
+    const size_t block = block_elems(view.dtype);
+    const int64_t row = view.shape.empty() ? 1 : view.shape.back();
+    if (row % static_cast<int64_t>(block) != 0) {
+        throw LoadError("tensor '" + name + "' is " + dtype_name(view.dtype) + ", whose blocks hold " +
+                        std::to_string(block) + " elements, but its rows have " + std::to_string(row));
+    }
 }
 
 float bf16_to_f32(uint16_t b) {
@@ -91,22 +142,6 @@ uint16_t f32_to_f16(float f) {
     return sign | static_cast<uint16_t>((rounded - 0x38000000u) >> 13);
 }
 
-void convert_to_f32(const void* src, DType dtype, float* dst, size_t n) {
-    switch (dtype) {
-        case DType::F32:
-            std::memcpy(dst, src, n * sizeof(float));
-            return;
-        case DType::F16: {
-            const auto* h = static_cast<const uint16_t*>(src);
-            for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(h[i]);
-            return;
-        }
-        case DType::BF16: {
-            const auto* b = static_cast<const uint16_t*>(src);
-            for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(b[i]);
-            return;
-        }
-    }
-}
+void convert_to_f32(const void* src, DType dtype, float* dst, size_t n) { quant::dequantize_row(dtype, src, dst, n); }
 
 }  // namespace lfmrt

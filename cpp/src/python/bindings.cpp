@@ -16,6 +16,7 @@
 #include "lfmrt/model.h"
 #include "lfmrt/sampler.h"
 #include "lfmrt/session.h"
+#include "quant/quantize.h"
 
 namespace py = pybind11;
 using namespace lfmrt;
@@ -46,6 +47,7 @@ std::map<std::string, TensorView> tensor_views(const py::dict& tensors) {
         for (int64_t dim : view.shape) {
             if (dim < 0) throw LoadError("tensor '" + name + "' has a negative dimension");
         }
+        check_block_shape(name, view);
         const auto available = static_cast<size_t>(buffer.size * buffer.itemsize);
         if (view.nbytes() != available) {
             throw LoadError("tensor '" + name + "' needs " + std::to_string(view.nbytes()) + " bytes for its shape and " +
@@ -54,6 +56,69 @@ std::map<std::string, TensorView> tensor_views(const py::dict& tensors) {
         views.emplace(name, std::move(view));
     }
     return views;
+}
+
+// A dtype name given to quantize/dequantize: ValueError (not LoadError) when unknown.
+DType parse_dtype(const std::string& name) {
+    try {
+        return dtype_from_name(name);
+    } catch (const LoadError& e) {
+        throw InvalidArgument(e.what());
+    }
+}
+
+void check_row_length(DType dtype, size_t cols) {
+    if (cols == 0 || cols % block_elems(dtype) != 0) {
+        throw InvalidArgument(std::string(dtype_name(dtype)) + " rows must be a non-zero multiple of " +
+                              std::to_string(block_elems(dtype)) + " elements, got " + std::to_string(cols));
+    }
+}
+
+// Quantizes each row of a 2-D float32 array to `dtype`: a [rows, row_bytes] uint8 array.
+py::array_t<uint8_t> quantize_rows(const py::array_t<float, py::array::c_style | py::array::forcecast>& values,
+                                   const std::string& dtype_text) {
+    const DType dtype = parse_dtype(dtype_text);
+    if (values.ndim() != 2) throw InvalidArgument("quantize takes a 2-D float32 array");
+    const auto rows = static_cast<size_t>(values.shape(0));
+    const auto cols = static_cast<size_t>(values.shape(1));
+    check_row_length(dtype, cols);
+    const size_t bytes = row_bytes(dtype, cols);
+    py::array_t<uint8_t> out({rows, bytes});
+    const float* src = values.data();
+    uint8_t* dst = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        for (size_t r = 0; r < rows; ++r) quant::quantize_row(dtype, src + r * cols, dst + r * bytes, cols);
+    }
+    return out;
+}
+
+// The float32 values of `data` (row-major `dtype` blocks) with the given shape.
+py::array_t<float> dequantize_rows(const py::array_t<uint8_t, py::array::c_style | py::array::forcecast>& data,
+                                   const std::string& dtype_text, const std::vector<int64_t>& shape) {
+    const DType dtype = parse_dtype(dtype_text);
+    if (shape.empty()) throw InvalidArgument("dequantize needs a shape with at least one dimension");
+    size_t count = 1;
+    for (int64_t dim : shape) {
+        if (dim < 0) throw InvalidArgument("dequantize: negative dimension in shape");
+        count *= static_cast<size_t>(dim);
+    }
+    const auto cols = static_cast<size_t>(shape.back());
+    if (count > 0) check_row_length(dtype, cols);
+    const size_t rows = count == 0 ? 0 : count / cols;
+    const size_t bytes = rows * row_bytes(dtype, cols);
+    if (static_cast<size_t>(data.size()) != bytes) {
+        throw InvalidArgument("dequantize: " + std::to_string(bytes) + " bytes of " + dtype_name(dtype) +
+                              " expected for that shape, got " + std::to_string(data.size()));
+    }
+    py::array_t<float> out(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+    const uint8_t* src = data.data();
+    float* dst = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        quant::dequantize_row(dtype, src, dst, count);
+    }
+    return out;
 }
 
 py::array_t<float> to_numpy(const std::vector<float>& values, size_t rows, size_t cols, bool matrix) {
@@ -111,10 +176,19 @@ PYBIND11_MODULE(_core, m) {
              }),
              py::arg("config"), py::arg("tensors"), py::arg("storage"), py::arg("n_threads"), py::arg("isa") = "")
         .def_property_readonly("n_threads", &Model::n_threads)
-        .def_property_readonly("kernel_set", &Model::kernel_set);
+        .def_property_readonly("kernel_set", &Model::kernel_set)
+        .def_property_readonly("fingerprint", &Model::fingerprint);
+
+    py::class_<SessionOptions>(m, "SessionOptions")
+        .def(py::init<>())
+        .def_readwrite("checkpoint_interval", &SessionOptions::checkpoint_interval)
+        .def_readwrite("max_checkpoints", &SessionOptions::max_checkpoints);
 
     py::class_<Session>(m, "Session")
-        .def(py::init([](const std::shared_ptr<Model>& model) { return Session(model); }), py::arg("model"))
+        .def(py::init([](const std::shared_ptr<Model>& model, SessionOptions options) {
+                 return std::make_unique<Session>(model, options);
+             }),
+             py::arg("model"), py::arg("options") = SessionOptions())
         .def(
             "append",
             [](Session& session, std::vector<int32_t> tokens, size_t chunk_size, bool all_logits) {
@@ -127,10 +201,39 @@ PYBIND11_MODULE(_core, m) {
                 return to_numpy(logits, all_logits ? tokens.size() : 1, vocab, all_logits);
             },
             py::arg("tokens"), py::arg("chunk_size"), py::arg("all_logits") = false)
+        .def("rewind", &Session::rewind, py::arg("n_tokens"), py::arg("chunk_size"),
+             py::call_guard<py::gil_scoped_release>())
+        .def("checkpoint", &Session::checkpoint)
+        .def("fork", &Session::fork)
         .def("reset", &Session::reset)
+        .def("save", [](const Session& session) {
+            std::string snapshot;
+            {
+                py::gil_scoped_release release;
+                snapshot = session.save();
+            }
+            return py::bytes(snapshot);
+        })
+        .def_static(
+            "restore",
+            [](const std::shared_ptr<Model>& model, const py::bytes& snapshot, SessionOptions options) {
+                std::string bytes = snapshot;
+                py::gil_scoped_release release;
+                return Session::restore(model, bytes, options);
+            },
+            py::arg("model"), py::arg("snapshot"), py::arg("options") = SessionOptions())
+        .def_static(
+            "decode_batch",
+            [](const std::vector<Session*>& sessions, const std::vector<int32_t>& tokens) {
+                py::gil_scoped_release release;
+                Session::decode_batch(sessions, tokens);
+            },
+            py::arg("sessions"), py::arg("tokens"))
         .def_property_readonly("tokens", &Session::tokens)
         .def_property_readonly("n_tokens", &Session::n_tokens)
         .def_property_readonly("memory_bytes", &Session::memory_bytes)
+        .def_property_readonly("n_forwarded", &Session::n_forwarded)
+        .def_property_readonly("n_checkpoints", &Session::n_checkpoints)
         .def_property_readonly("last_logits", [](const Session& session) {
             return to_numpy(session.last_logits(), 1, session.last_logits().size(), false);
         });
@@ -169,6 +272,11 @@ PYBIND11_MODULE(_core, m) {
             py::arg("logits"), py::arg("history") = std::vector<int32_t>(),
             "Samples a token from the given logits; `history` is the context, for penalties.");
 
+    m.def("quantize", &quantize_rows, py::arg("array"), py::arg("dtype"),
+          "Quantizes each row of a 2-D float32 array to a GGUF block type (or F32/F16/BF16): a\n"
+          "[rows, row_bytes] uint8 array in GGUF's layout.");
+    m.def("dequantize", &dequantize_rows, py::arg("data"), py::arg("dtype"), py::arg("shape"),
+          "The float32 array of the given shape that `data` (uint8, GGUF layout) encodes.");
     m.def("cpu_features", &cpu::cpu_features, "CPU features that matter to lfmrt's kernels.");
     m.def(
         "best_kernel_set", [] { return std::string(cpu::select_kernels("").name); },

@@ -1,17 +1,6 @@
 #include "state/sequence_state.h"
 
-#include <algorithm>
-
 namespace lfmrt {
-
-void KvCache::reserve(size_t n_positions) {
-    const size_t needed = n_positions * row_width_;
-    if (needed <= keys_.size()) return;
-    // Grow geometrically so a long generation reallocates O(log n) times.
-    const size_t grown = std::max(needed, keys_.size() + keys_.size() / 2);
-    keys_.resize(grown);
-    values_.resize(grown);
-}
 
 SequenceState::SequenceState(const ModelConfig& config) {
     const size_t kv_width = static_cast<size_t>(config.n_kv_heads * config.head_dim);
@@ -21,6 +10,10 @@ SequenceState::SequenceState(const ModelConfig& config) {
         kv.emplace_back(attention ? kv_width : 0);
         conv.push_back(ConvState{std::vector<float>(attention ? 0 : conv_width, 0.0f)});
     }
+}
+
+void SequenceState::truncate_kv(size_t n) {
+    for (auto& cache : kv) cache.truncate(n);
 }
 
 size_t SequenceState::memory_bytes() const {

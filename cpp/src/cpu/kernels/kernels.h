@@ -2,12 +2,16 @@
 //
 // The scalar table is the specification; every SIMD table is tested against it
 // (cpp/tests/test_kernels.cpp). Model code calls kernels only through a table chosen once at
-// load (dispatch.h), so no model code is compiled with ISA flags.
+// load (dispatch.h), so no model code is compiled with ISA flags. Each ISA's kernels live in
+// their own folder (scalar/, avx2/, later neon/) under the same function names.
 //
-// Conventions: weight matrices are row-major `rows x cols` in the weight's own dtype
-// (F32, F16 or BF16) and are never converted ahead of time; activations are fp32;
-// all accumulation is fp32. Kernels work on a row range [row_begin, row_end) so the caller
-// can split rows across threads; splitting rows never changes any result bit.
+// Conventions: weight matrices are row-major `rows x cols` in the weight's own dtype (float
+// types are widened in registers; block types, GGUF's layouts, are dotted in integers) and are
+// never converted ahead of time. A matmul's input X reaches the kernels in the weight type's
+// activation format (activation_format): fp32 as is for float weights, or quantized once per
+// call, row by row, to BlockQ8A (quant/blocks.h) for block weights. All accumulation across
+// blocks is fp32. Kernels work on a row range [row_begin, row_end) so the caller can split rows
+// across threads; splitting rows never changes any result bit.
 #pragma once
 
 #include <cstddef>
@@ -17,16 +21,26 @@
 
 namespace lfmrt::cpu {
 
-// y[r] = dot(W[r, :], x) for r in [row_begin, row_end). Used for decode (one token).
-using GemvFn = void (*)(const void* w, size_t cols, const float* x, float* y, size_t row_begin,
+enum class ActivationFormat { F32, Q8A };
+ActivationFormat activation_format(DType weight);
+// Bytes of one input row of `cols` values in `weight`'s activation format.
+size_t activation_row_bytes(DType weight, size_t cols);
+
+// Quantizes one row of `cols` floats (a multiple of 32) to BlockQ8A at dst.
+using QuantizeRowFn = void (*)(const float* x, void* dst, size_t cols);
+
+// y[r] = dot(W[r, :], x) for r in [row_begin, row_end). Used for decode (one token). x is one
+// row in the weight's activation format.
+using GemvFn = void (*)(const void* w, size_t cols, const void* x, float* y, size_t row_begin,
                         size_t row_end);
 
-// Y[t * ldy + r] = dot(W[r, :], X[t * ldx + :]) for t in [0, n), r in [row_begin, row_end).
-// Used for prefill (many tokens). `scratch` holds at least kGemmScratchFloats floats and belongs
-// to the calling thread (the kernel packs weight panels there).
-using GemmFn = void (*)(const void* w, size_t cols, const float* x, size_t ldx, size_t n, float* y,
-                        size_t ldy, size_t row_begin, size_t row_end, float* scratch);
-inline constexpr size_t kGemmScratchFloats = 64 * 1024;
+// Y[t * ldy + r] = dot(W[r, :], X[t]) for t in [0, n), r in [row_begin, row_end), where row t of
+// X starts x_stride bytes after row t-1. Used for prefill (many tokens). `scratch` holds at
+// least kGemmScratchBytes bytes and belongs to the calling thread (kernels pack weight panels
+// there).
+using GemmFn = void (*)(const void* w, size_t cols, const void* x, size_t x_stride, size_t n,
+                        float* y, size_t ldy, size_t row_begin, size_t row_end, void* scratch);
+inline constexpr size_t kGemmScratchBytes = 256 * 1024;
 
 // Row blocks handed to one thread should be multiples of this (the GEMM panel width).
 inline constexpr size_t kRowBlock = 16;
@@ -36,6 +50,7 @@ struct KernelTable {
 
     GemvFn gemv[kNumDTypes];  // indexed by DType
     GemmFn gemm[kNumDTypes];
+    QuantizeRowFn quantize_q8a;  // bit-identical across tables
 
     // Returns sum_i a[i] * b[i].
     float (*dot)(const float* a, const float* b, size_t n);

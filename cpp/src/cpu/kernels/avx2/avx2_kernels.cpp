@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "cpu/kernels/avx2/quant_kernels.h"
 #include "cpu/kernels/kernels.h"
 
 namespace lfmrt::cpu {
@@ -138,7 +139,8 @@ float dot_row(const void* row, const float* x, size_t cols) {
 }
 
 template <DType D>
-void gemv(const void* w, size_t cols, const float* x, float* y, size_t row_begin, size_t row_end) {
+void gemv(const void* w, size_t cols, const void* x_row, float* y, size_t row_begin, size_t row_end) {
+    const auto* x = static_cast<const float*>(x_row);
     for (size_t r = row_begin; r < row_end; ++r) y[r] = dot_row<D>(weight_row<D>(w, cols, r), x, cols);
 }
 
@@ -158,7 +160,7 @@ constexpr size_t kMr = 6;   // tokens per micro-tile
 constexpr size_t kNr = 16;  // weight rows per micro-tile (two ymm)
 constexpr size_t kKc = 256;
 constexpr size_t kMc = 128;
-static_assert(kMc * kKc <= kGemmScratchFloats, "packed weight block must fit the scratch");
+static_assert(kMc * kKc * sizeof(float) <= kGemmScratchBytes, "packed weight block must fit the scratch");
 static_assert(kMc % kNr == 0 && kRowBlock % kNr == 0);
 
 // Transposes 8 vectors in place: v[i] lane j  ->  v[j] lane i. Always inlined, so that `v`
@@ -313,8 +315,11 @@ void gemm_by_rows(const void* w, size_t cols, const float* x, size_t ldx, size_t
 }
 
 template <DType D>
-void gemm(const void* w, size_t cols, const float* x, size_t ldx, size_t n, float* y, size_t ldy,
-          size_t row_begin, size_t row_end, float* scratch) {
+void gemm(const void* w, size_t cols, const void* x_rows, size_t x_stride, size_t n, float* y, size_t ldy,
+          size_t row_begin, size_t row_end, void* scratch_bytes) {
+    const auto* x = static_cast<const float*>(x_rows);
+    const size_t ldx = x_stride / sizeof(float);
+    auto* scratch = static_cast<float*>(scratch_bytes);
     if (n < kMinTokensToPack) return gemm_by_rows<D>(w, cols, x, ldx, n, y, ldy, row_begin, row_end);
     if (cols == 0) return zero_rows(n, y, ldy, row_begin, row_end);
     for (size_t mb = row_begin; mb < row_end; mb += kMc) {
@@ -427,12 +432,17 @@ void softmax(float* x, size_t n) {
 
 // The per-dtype arrays below are listed in DType order.
 static_assert(static_cast<int>(DType::F32) == 0 && static_cast<int>(DType::F16) == 1 &&
-              static_cast<int>(DType::BF16) == 2 && kNumDTypes == 3);
+              static_cast<int>(DType::BF16) == 2 && static_cast<int>(DType::Q8_0) == 3 &&
+              static_cast<int>(DType::Q4_0) == 4 && static_cast<int>(DType::Q4_K) == 5 &&
+              static_cast<int>(DType::Q5_K) == 6 && static_cast<int>(DType::Q6_K) == 7 && kNumDTypes == 8);
 
 constexpr KernelTable kAvx2Table{
     "avx2",
-    {gemv<DType::F32>, gemv<DType::F16>, gemv<DType::BF16>},
-    {gemm<DType::F32>, gemm<DType::F16>, gemm<DType::BF16>},
+    {gemv<DType::F32>, gemv<DType::F16>, gemv<DType::BF16>, avx2::gemv_q8_0, avx2::gemv_q4_0, avx2::gemv_q4_k,
+     avx2::gemv_q5_k, avx2::gemv_q6_k},
+    {gemm<DType::F32>, gemm<DType::F16>, gemm<DType::BF16>, avx2::gemm_q8_0, avx2::gemm_q4_0, avx2::gemm_q4_k,
+     avx2::gemm_q5_k, avx2::gemm_q6_k},
+    avx2::quantize_q8a,
     dot,
     axpy,
     rmsnorm,

@@ -1,0 +1,92 @@
+// GGUF's block formats, byte for byte as llama.cpp lays them out (ggml-common.h), plus the
+// activation block the integer kernels multiply them with.
+//
+// A block covers 32 (Q8_0, Q4_0) or 256 (the K-quants) consecutive elements of one row. Scales
+// are IEEE half precision (`uint16_t` bits) except in the activation block. Weights arrive from
+// memory-mapped files at any 2-byte alignment, so code reads blocks through these structs but
+// never assumes more alignment than theirs.
+//
+// This header is included by SIMD translation units compiled with ISA flags, so it has no STL
+// includes and its helpers have internal linkage (`static`): an inline function with external
+// linkage emitted there could be picked by the linker for generic callers.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace lfmrt::quant {
+
+inline constexpr size_t kQ32 = 32;   // elements per Q8_0 / Q4_0 block (and per activation block)
+inline constexpr size_t kQK = 256;   // elements per K-quant super-block
+
+// x[i] = d * qs[i]
+struct BlockQ8_0 {
+    uint16_t d;
+    int8_t qs[kQ32];
+};
+
+// x[i] = d * (q[i] - 8): q[i] is the low nibble of qs[i] for i < 16, the high nibble of qs[i-16]
+// otherwise.
+struct BlockQ4_0 {
+    uint16_t d;
+    uint8_t qs[kQ32 / 2];
+};
+
+// Eight sub-blocks of 32: x = d * sc[j] * q - dmin * m[j], q in 0..15, sc and m 6-bit (packed
+// in `scales`, see scale_min_k4). qs holds 64 elements per 32 bytes: sub-block 2i in the low
+// nibbles, 2i+1 in the high nibbles.
+struct BlockQ4_K {
+    uint16_t d;
+    uint16_t dmin;
+    uint8_t scales[12];
+    uint8_t qs[kQK / 2];
+};
+
+// As Q4_K with a fifth bit: bit i of qh[l] is the high bit of element l of sub-block i.
+struct BlockQ5_K {
+    uint16_t d;
+    uint16_t dmin;
+    uint8_t scales[12];
+    uint8_t qh[kQK / 8];
+    uint8_t qs[kQK / 2];
+};
+
+// Sixteen sub-blocks of 16: x = d * scales[j] * (q - 32), q in 0..63. Per 128 elements, ql holds
+// 64 bytes (elements l and l+64 in the low/high nibble of ql[l], l+32 and l+96 in ql[l+32]) and
+// qh 32 bytes (2 bits each for elements l, l+32, l+64, l+96 of qh[l], low to high).
+struct BlockQ6_K {
+    uint8_t ql[kQK / 2];
+    uint8_t qh[kQK / 4];
+    int8_t scales[kQK / 16];
+    uint16_t d;
+};
+
+static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_K) == 144 &&
+              sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210);
+
+// An activation row quantized for the integer kernels (never stored in files): 32 values
+// x[i] ~ d * qs[i], |qs| <= 127, d in fp32, and dsum = d * sum(qs) for the K-quants' minima.
+// One format serves every block weight type (32 divides every weight block and sub-block), so
+// a matmul mixing weight types (Q4_K_M mixes Q4_K and Q6_K) quantizes its input once, and a
+// scale per 32 values is finer (more accurate) than llama.cpp's Q8_K's one per 256.
+struct BlockQ8A {
+    float d;
+    float dsum;
+    int8_t qs[kQ32];
+};
+static_assert(sizeof(BlockQ8A) == 40);
+
+// The 6-bit scale and minimum of sub-block j (0..7) of a Q4_K / Q5_K block:
+// bytes 0-3 hold sc[0..3] (low 6 bits) and the top 2 bits of sc[4..7]; bytes 4-7 the same for
+// the minima; bytes 8-11 the low 4 bits of sc[4..7] (low nibble) and m[4..7] (high nibble).
+static inline void scale_min_k4(size_t j, const uint8_t* scales, uint8_t* sc, uint8_t* m) {
+    if (j < 4) {
+        *sc = scales[j] & 63;
+        *m = scales[j + 4] & 63;
+    } else {
+        *sc = static_cast<uint8_t>((scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4));
+        *m = static_cast<uint8_t>((scales[j + 4] >> 4) | ((scales[j] >> 6) << 4));
+    }
+}
+
+}  // namespace lfmrt::quant

@@ -1,0 +1,407 @@
+"""Tool calling: tool definitions in, structured calls out.
+
+LFM2 reads its tools as a JSON list in the system turn (the template puts them between
+``<|tool_list_start|>`` and ``<|tool_list_end|>``, or after ``List of tools:`` in LFM2.5) and
+answers a call in Pythonic form between two special tokens::
+
+    <|tool_call_start|>[get_weather(city="Paris", days=3), other(x={"a": 1})]<|tool_call_end|>
+
+:func:`tool_schemas` turns what a user passes (OpenAI-style definitions, bare
+``{"name", "description", "parameters"}`` dicts, or plain Python functions) into the bare
+JSON-schema dicts LFM2's model cards show. :func:`parse_tool_calls` reads the model's calls with
+:mod:`ast`, never ``eval``: only keyword arguments whose values are literals (strings in either
+quote, numbers, lists, dicts, ``True``/``true``, ``False``/``false``, ``None``/``null``) are
+accepted; anything else makes the whole answer plain text with a parse error attached.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import json
+import re
+import typing
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+if TYPE_CHECKING:
+    from .generation import Completion
+
+TOOL_CALL_START = "<|tool_call_start|>"
+TOOL_CALL_END = "<|tool_call_end|>"
+
+ToolDefinition = Union[Mapping[str, Any], Callable[..., Any]]
+
+_JSON_NAMES = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
+_SIMPLE_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", type(None): "null"}
+
+
+class ToolCallError(ValueError):
+    """The model's tool-call text is not a list of keyword calls with literal arguments."""
+
+
+# --------------------------------------------------------------------------------------------
+# Definitions
+# --------------------------------------------------------------------------------------------
+
+
+def tool_schemas(tools: Sequence[ToolDefinition]) -> List[Dict[str, Any]]:
+    """The tools as LFM2's template expects them: ``{"name", "description", "parameters"}``.
+
+    Args:
+        tools: each one of
+            - an OpenAI-style definition ``{"type": "function", "function": {...}}`` (unwrapped),
+            - a bare definition with at least a ``"name"`` (passed through),
+            - a Python function (see :func:`function_schema`).
+
+    Raises:
+        TypeError: a tool is none of these.
+        ValueError: a definition has no name, or a function cannot be described.
+    """
+    schemas = []
+    for tool in tools:
+        if callable(tool) and not isinstance(tool, Mapping):
+            schemas.append(function_schema(tool))
+            continue
+        if not isinstance(tool, Mapping):
+            raise TypeError(f"a tool must be a JSON-schema dict or a Python function, got {tool!r}")
+        if tool.get("type") == "function" and isinstance(tool.get("function"), Mapping):
+            tool = tool["function"]
+        if not isinstance(tool.get("name"), str) or not tool["name"]:
+            raise ValueError(f"tool definition without a name: {dict(tool)!r}")
+        schemas.append(dict(tool))
+    return schemas
+
+
+def _type_schema(hint: Any, where: str) -> Dict[str, Any]:
+    """The JSON schema of a type hint (str, int, float, bool, None, list/List[X],
+    dict/Dict[str, X], tuple, Optional/Union, Literal)."""
+    if hint is inspect.Parameter.empty or hint is Any:
+        return {}
+    if hint in _SIMPLE_TYPES:
+        return {"type": _SIMPLE_TYPES[hint]}
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint in (list, tuple, set) or origin in (list, tuple, set, frozenset, Sequence):
+        schema: Dict[str, Any] = {"type": "array"}
+        if args and origin is not tuple:
+            schema["items"] = _type_schema(args[0], where)
+        return schema
+    if hint is dict or origin in (dict, Mapping):
+        schema = {"type": "object"}
+        if len(args) == 2:
+            schema["additionalProperties"] = _type_schema(args[1], where)
+        return schema
+    if origin is Union:
+        options = [_type_schema(a, where) for a in args if a is not type(None)]
+        if len(options) == 1:
+            return options[0]
+        if all(set(o) == {"type"} and isinstance(o["type"], str) for o in options):
+            return {"type": [o["type"] for o in options]}
+        return {"anyOf": options}
+    if origin is typing.Literal:
+        return {"enum": list(args)}
+    raise ValueError(f"{where}: cannot describe type {hint!r} in JSON schema")
+
+
+def _docstring_parts(doc: str) -> Tuple[str, Dict[str, str]]:
+    """(description, {argument: description}) from a Google-style docstring: the text before the
+    first ``Section:`` line, and the ``Args:`` section's ``name (type): text`` or ``name: text``
+    entries (lines indented deeper than an entry continue it)."""
+    description: List[str] = []
+    arguments: Dict[str, str] = {}
+    section: Optional[str] = None
+    current: Optional[str] = None
+    entry_indent = 0
+    for line in inspect.cleandoc(doc).splitlines():
+        indent = len(line) - len(line.lstrip())
+        header = re.fullmatch(r"(\w[\w ]*):\s*", line)
+        if header and indent == 0:
+            section, current = header.group(1).lower(), None
+        elif section is None:
+            description.append(line)
+        elif section in ("args", "arguments", "parameters") and line.strip():
+            entry = re.fullmatch(r"\s+\*{0,2}(\w+)(?:\s*\([^)]*\))?\s*:\s*(.*)", line)
+            if entry and (current is None or indent <= entry_indent):
+                current, entry_indent = entry.group(1), indent
+                arguments[current] = entry.group(2).strip()
+            elif current is not None:
+                arguments[current] = f"{arguments[current]} {line.strip()}".strip()
+    return " ".join(" ".join(description).split()), arguments
+
+
+def function_schema(function: Callable[..., Any]) -> Dict[str, Any]:
+    """A tool definition for a Python function, from its signature, type hints and docstring.
+
+    The description is the docstring's text before its first section; each parameter's
+    description comes from a Google-style ``Args:`` section. Parameters without a default are
+    required; ``Optional[X]`` is described as ``X``.
+
+    Example::
+
+        def get_weather(city: str, days: int = 1) -> dict:
+            '''Get the weather forecast for a city.
+
+            Args:
+                city: the city's name.
+                days: how many days to forecast.
+            '''
+
+    Raises:
+        ValueError: the function takes ``*args``/``**kwargs`` or positional-only parameters
+            (a model's call names every argument), or has a hint JSON schema cannot express.
+    """
+    name = getattr(function, "__name__", None)
+    if not name or name == "<lambda>":
+        raise ValueError(f"{function!r}: a tool function needs a name")
+    try:
+        hints = typing.get_type_hints(function)
+    except Exception:  # unresolvable forward references: fall back to the raw annotations
+        hints = {}
+    description, argument_docs = _docstring_parts(inspect.getdoc(function) or "")
+    properties: Dict[str, Any] = {}
+    required: List[str] = []
+    for parameter in inspect.signature(function).parameters.values():
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD, parameter.POSITIONAL_ONLY):
+            raise ValueError(f"{name}: tool functions take named parameters only ({parameter})")
+        hint = hints.get(parameter.name, parameter.annotation)
+        schema = _type_schema(hint, f"{name}({parameter.name})")
+        if parameter.name in argument_docs:
+            schema["description"] = argument_docs[parameter.name]
+        properties[parameter.name] = schema
+        if parameter.default is inspect.Parameter.empty:
+            required.append(parameter.name)
+    return {
+        "name": name,
+        "description": description,
+        "parameters": {"type": "object", "properties": properties, "required": required},
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Calls
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParsedToolCalls:
+    """What :func:`parse_tool_calls` found in an answer.
+
+    Attributes:
+        content: the text outside the tool-call blocks (stripped); the whole text when there are
+            no calls or they could not be parsed.
+        tool_calls: OpenAI-style calls (``{"id", "type": "function", "function": {"name",
+            "arguments"}}`` with ``arguments`` a JSON string), or ``None`` when there are none.
+        error: why the calls could not be parsed, or ``None``.
+    """
+
+    content: str
+    tool_calls: Optional[List[Dict[str, Any]]]
+    error: Optional[str]
+
+
+def _literal(node: ast.AST) -> Any:
+    """A Python/JSON literal's value; raises ToolCallError for anything else (names other than
+    true/false/null, calls, operators, f-strings, ...)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float, bool, type(None))):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in _JSON_NAMES:
+        return _JSON_NAMES[node.id]
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = _literal(node.operand)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return [_literal(element) for element in node.elts]
+    if isinstance(node, ast.Dict):
+        result = {}
+        for key, value in zip(node.keys, node.values):
+            if key is None:
+                raise ToolCallError("'**' inside a dict is not a literal")
+            k = _literal(key)
+            if not isinstance(k, (str, int, float, bool)) and k is not None:
+                raise ToolCallError(f"dict key {ast.unparse(key)!r} is not a literal")
+            result[k] = _literal(value)
+        return result
+    raise ToolCallError(f"{ast.unparse(node)!r} is not a literal value")
+
+
+def _call_name(node: ast.AST) -> str:
+    """``f`` or a dotted ``a.b.f`` as text."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_call_name(node.value)}.{node.attr}"
+    raise ToolCallError(f"{ast.unparse(node)!r} is not a function name")
+
+
+def _calls_from_json(body: str) -> Optional[List[Tuple[str, Dict[str, Any]]]]:
+    """Calls written as JSON (``[{"name": ..., "arguments": {...}}]``), which LFM2 writes when a
+    system prompt asks for JSON; ``None`` if the body is not that."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    items = value if isinstance(value, list) else [value]
+    calls = []
+    for item in items:
+        if not (isinstance(item, dict) and isinstance(item.get("name"), str)):
+            return None
+        arguments = item.get("arguments", item.get("parameters", {}))
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except ValueError:
+                return None
+        if not isinstance(arguments, dict):
+            return None
+        calls.append((item["name"], arguments))
+    return calls
+
+
+def parse_call_list(body: str) -> List[Tuple[str, Dict[str, Any]]]:
+    """(name, arguments) for each call in the text of one tool-call block.
+
+    Accepts ``[f(a=1), g(b="x")]``, a single call without brackets, and the JSON form
+    ``[{"name": "f", "arguments": {"a": 1}}]``.
+
+    Raises:
+        ToolCallError: the text is not that (the message says what is wrong).
+    """
+    body = body.strip()
+    if not body:
+        raise ToolCallError("empty tool-call block")
+    from_json = _calls_from_json(body)
+    if from_json is not None:
+        return from_json
+    try:
+        with warnings.catch_warnings():  # odd escapes in model output are not the user's concern
+            warnings.simplefilter("ignore")
+            tree = ast.parse(body, mode="eval").body
+    except SyntaxError as error:
+        raise ToolCallError(f"not a Python call list: {error.msg} at column {error.offset}") from None
+    nodes = tree.elts if isinstance(tree, (ast.List, ast.Tuple)) else [tree]
+    calls = []
+    for node in nodes:
+        if not isinstance(node, ast.Call):
+            raise ToolCallError(f"{ast.unparse(node)!r} is not a function call")
+        name = _call_name(node.func)
+        if node.args:
+            raise ToolCallError(f"{name}: positional arguments are not supported (name each argument)")
+        arguments: Dict[str, Any] = {}
+        for keyword in node.keywords:
+            if keyword.arg is None:
+                raise ToolCallError(f"{name}: '**' arguments are not supported")
+            arguments[keyword.arg] = _literal(keyword.value)
+        calls.append((name, arguments))
+    return calls
+
+
+def _blocks(text: str) -> Tuple[List[str], List[str]]:
+    """(the text outside tool-call blocks, piece by piece; the blocks' bodies).
+
+    Raises:
+        ToolCallError: a block is not closed.
+    """
+    outside, bodies = [], []
+    position = 0
+    while True:
+        start = text.find(TOOL_CALL_START, position)
+        if start < 0:
+            outside.append(text[position:])
+            return outside, bodies
+        end = text.find(TOOL_CALL_END, start)
+        if end < 0:
+            raise ToolCallError(f"{TOOL_CALL_START} without {TOOL_CALL_END}")
+        outside.append(text[position:start])
+        bodies.append(text[start + len(TOOL_CALL_START) : end])
+        position = end + len(TOOL_CALL_END)
+
+
+def parse_tool_calls(text: str) -> ParsedToolCalls:
+    """Finds and parses the tool calls in a model's answer; never raises on bad model output.
+
+    Every ``<|tool_call_start|>...<|tool_call_end|>`` block is parsed; the calls of all blocks
+    are returned in order, with ids ``call_0``, ``call_1``, ... The text around the blocks is the
+    content. If any block is malformed, no call is returned: the content is the whole text and
+    ``error`` says what was wrong.
+    """
+    if TOOL_CALL_START not in text:
+        return ParsedToolCalls(content=text, tool_calls=None, error=None)
+    try:
+        outside, bodies = _blocks(text)
+        calls = [call for body in bodies for call in parse_call_list(body)]
+    except (ToolCallError, RecursionError, ValueError) as error:
+        return ParsedToolCalls(content=text, tool_calls=None, error=str(error) or type(error).__name__)
+    tool_calls = [
+        {
+            "id": f"call_{index}",
+            "type": "function",
+            "function": {"name": name, "arguments": json.dumps(arguments, ensure_ascii=False)},
+        }
+        for index, (name, arguments) in enumerate(calls)
+    ]
+    content = " ".join(piece.strip() for piece in outside if piece.strip())
+    return ParsedToolCalls(content=content, tool_calls=tool_calls, error=None)
+
+
+def with_tool_calls(completion: "Completion") -> "Completion":
+    """``completion`` with its tool calls parsed into ``tool_calls`` (or the reason they could
+    not be into ``tool_parse_error``); unchanged when its text holds no tool-call block."""
+    parsed = parse_tool_calls(completion.text)
+    if parsed.tool_calls is None and parsed.error is None:
+        return completion
+    return dataclasses.replace(completion, tool_calls=parsed.tool_calls, tool_parse_error=parsed.error)
+
+
+def _python_literal(value: Any) -> str:
+    """``value`` as Python source (strings in double quotes as JSON writes them, so the model
+    sees the form it was trained on)."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_python_literal(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_python_literal(k)}: {_python_literal(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"tool-call argument {value!r} is not JSON-like")
+
+
+def format_tool_calls(tool_calls: Sequence[Mapping[str, Any]]) -> str:
+    """OpenAI-style calls written back in LFM2's form:
+    ``<|tool_call_start|>[name(arg=value, ...)]<|tool_call_end|>``."""
+    calls = []
+    for call in tool_calls:
+        function = call.get("function", call)
+        arguments = function.get("arguments", {})
+        if isinstance(arguments, str):
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        rendered = ", ".join(f"{key}={_python_literal(value)}" for key, value in arguments.items())
+        calls.append(f"{function['name']}({rendered})")
+    return f"{TOOL_CALL_START}[{', '.join(calls)}]{TOOL_CALL_END}"
+
+
+def messages_for_template(messages: Sequence[Mapping[str, Any]], template_source: str) -> List[Mapping[str, Any]]:
+    """Makes OpenAI-style assistant messages render with a template that ignores ``tool_calls``.
+
+    LFM2's templates render an assistant turn's ``content`` only, so a message that carries its
+    calls in ``tool_calls`` (as OpenAI clients build them) would lose them. For such templates the
+    calls are written into the content in LFM2's own form, unless the content already holds a
+    tool-call block. Templates that read ``tool_calls`` get the messages unchanged.
+    """
+    if "tool_calls" in template_source:
+        return list(messages)
+    result: List[Mapping[str, Any]] = []
+    for message in messages:
+        calls = message.get("tool_calls") if isinstance(message, Mapping) else None
+        content = message.get("content") if isinstance(message, Mapping) else None
+        if calls and (not isinstance(content, str) or TOOL_CALL_START not in content):
+            text = content if isinstance(content, str) else ""
+            message = {**message, "content": text + format_tool_calls(calls)}
+            message.pop("tool_calls")
+        result.append(message)
+    return result

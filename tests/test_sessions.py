@@ -1,0 +1,313 @@
+"""Sessions: rewind, checkpoints, fork, snapshots, prefix reuse, batching, thread safety."""
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lfmrt
+from lfmrt.chat_template import ChatTemplate
+
+MODELS = Path(__file__).parent / "fixtures" / "models"
+MODEL_DIR = MODELS / "lfm2_350m_pattern_bf16"  # 6 conv + 2 attention layers, GQA 2
+F32_DIR = MODELS / "mixed_mha_hd64_f32_dialectA"
+TOLERANCE = 2e-4
+
+
+@pytest.fixture(scope="module")
+def model() -> lfmrt.Model:
+    return lfmrt.Model.load(MODEL_DIR, n_threads=2)
+
+
+def tokens_of(n: int, seed: int = 0, vocab: int = 700):
+    return np.random.default_rng(seed).integers(14, vocab, n).tolist()
+
+
+def fresh_logits(model, tokens):
+    return model.session().append(tokens)
+
+
+@pytest.mark.parametrize("interval", [1, 7, 64])
+@pytest.mark.parametrize("target", [0, 1, 13, 50, 99])
+def test_rewind_equals_a_fresh_session(model, interval, target):
+    tokens = tokens_of(100)
+    session = model.session(checkpoint_interval=interval, chunk_size=16)
+    session.append(tokens)
+    session.rewind(target)
+    assert session.tokens == tokens[:target] and session.n_tokens == target
+    continued = session.append(tokens_of(5, seed=1))
+    expected = fresh_logits(model, tokens[:target] + tokens_of(5, seed=1))
+    assert np.abs(continued - expected).max() < TOLERANCE
+
+
+def test_rewind_reruns_at_most_the_checkpoint_interval(model):
+    session = model.session(checkpoint_interval=16)
+    session.append(tokens_of(100))
+    before = session.n_forwarded
+    session.rewind(70)  # nearest checkpoint at 64
+    assert session.n_forwarded - before == 6
+    session.rewind(64)
+    assert session.n_forwarded - before == 6
+
+
+def test_checkpoint_memory_is_bounded(model):
+    session = model.session(checkpoint_interval=4, max_checkpoints=5)
+    session.append(tokens_of(200))
+    for token in tokens_of(40, seed=2):
+        session.append([token])
+    assert session.n_checkpoints <= 5
+    # Still exact after thinning, only the re-run is longer.
+    session.rewind(123)
+    assert np.abs(session.append([5]) - fresh_logits(model, (tokens_of(200) + tokens_of(40, seed=2))[:123] + [5])).max() < TOLERANCE
+
+
+def test_rewind_past_the_end_is_an_error(model):
+    session = model.session()
+    session.append([1, 2, 3])
+    with pytest.raises(ValueError, match="rewind"):
+        session.rewind(4)
+
+
+def test_fork_is_independent_and_shares_pages(model):
+    prompt = tokens_of(300)
+    session = model.session()
+    session.append(prompt)
+    memory_before = session.memory_bytes
+    fork = session.fork()
+    a = session.append([10, 11])
+    b = fork.append([12])
+    assert np.abs(a - fresh_logits(model, prompt + [10, 11])).max() < TOLERANCE
+    assert np.abs(b - fresh_logits(model, prompt + [12])).max() < TOLERANCE
+    assert fork.tokens == prompt + [12] and session.tokens == prompt + [10, 11]
+    assert memory_before > 0
+
+
+def test_save_and_restore_round_trip(model, tmp_path):
+    session = model.session(checkpoint_interval=8)
+    session.append(tokens_of(50))
+    path = tmp_path / "chat.lfmrt"
+    session.save(path)
+    restored = model.load_session(path)
+    assert restored.tokens == session.tokens
+    assert np.array_equal(restored.append([42]), session.append([42]))
+    # Rewinding a restored session uses its restored checkpoints.
+    restored.rewind(20)
+    assert np.abs(restored.append([7]) - fresh_logits(model, tokens_of(50)[:20] + [7])).max() < TOLERANCE
+
+
+def test_snapshot_of_another_model_is_refused(model):
+    session = model.session()
+    session.append([1, 2, 3])
+    snapshot = session.save()
+    other = lfmrt.Model.load(MODELS / "gqa2_hd64_bf16_jinja")
+    with pytest.raises(lfmrt.LoadError, match="different model"):
+        other.load_session(snapshot)
+
+
+def test_corrupt_and_truncated_snapshots_are_refused_without_crashing(model):
+    session = model.session()
+    session.append(tokens_of(40))
+    snapshot = session.save()
+    rng = np.random.default_rng(0)
+    for cut in [0, 5, 8, 20, 36, len(snapshot) // 2, len(snapshot) - 1]:
+        with pytest.raises(lfmrt.LoadError):
+            model.load_session(snapshot[:cut])
+    for _ in range(50):
+        data = bytearray(snapshot)
+        for _ in range(3):
+            data[rng.integers(0, len(data))] ^= 1 << int(rng.integers(0, 8))
+        with pytest.raises(lfmrt.LoadError):
+            model.load_session(bytes(data))
+    with pytest.raises(lfmrt.LoadError, match="nope"):
+        model.load_session("/nonexistent/nope.lfmrt")
+
+
+def test_prefill_reuses_the_common_prefix(model):
+    session = model.session()
+    first = tokens_of(80)
+    assert session.prefill(first) == 80
+    second = first + tokens_of(10, seed=3)
+    before = session.n_forwarded
+    assert session.prefill(second) == 10
+    assert session.n_forwarded - before == 10
+    assert np.abs(session.last_logits - fresh_logits(model, second)).max() < TOLERANCE
+    # The same prompt again costs nothing: the session holds it, logits and all.
+    before = session.n_forwarded
+    assert session.prefill(second) == 0 and session.n_forwarded == before
+    # A strict prefix re-runs from the nearest checkpoint (the end of `first`, a turn boundary).
+    assert session.prefill(second[:85]) == 5
+    assert session.n_forwarded - before == 5
+    assert np.abs(session.last_logits - fresh_logits(model, second[:85])).max() < TOLERANCE
+
+
+def test_divergence_in_the_middle_reprefills_from_the_turn_boundary(model):
+    session = model.session(checkpoint_interval=256)
+    turn_1 = tokens_of(60)
+    session.prefill(turn_1)  # its end is a checkpoint (a turn boundary)
+    reasoning = tokens_of(25, seed=4)
+    answer = tokens_of(15, seed=5)
+    for token in reasoning + answer:  # as if generated
+        session.append([token])
+    # The template re-renders the history without the reasoning: a divergence mid-sequence.
+    turn_2 = turn_1 + answer + tokens_of(12, seed=6)
+    before = session.n_forwarded
+    session.prefill(turn_2)
+    assert session.n_forwarded - before == len(turn_2) - len(turn_1)
+    assert np.abs(session.last_logits - fresh_logits(model, turn_2)).max() < TOLERANCE
+
+
+def test_ten_turn_chat_costs_only_new_tokens(model):
+    session = model.session()
+    messages = [{"role": "system", "content": "You are terse."}]
+    prefix_cost = []
+    for turn in range(10):
+        messages.append({"role": "user", "content": f"Question number {turn}: what about item {turn * 7}?"})
+        before = session.n_forwarded
+        held_before = session.tokens
+        reply = model.chat(messages, session=session, max_tokens=8, temperature=0)
+        prompt = model.tokenize(model.apply_chat_template(messages), add_special_tokens=False)
+        cost = session.n_forwarded - before - reply.timings.decode_steps
+        new = len(prompt) - next((i for i, (a, b) in enumerate(zip(held_before, prompt)) if a != b), min(len(held_before), len(prompt)))
+        prefix_cost.append((cost, reply.timings.prefilled_tokens, new))
+        # Run alone on the full prompt, the answer is the same.
+        assert reply.tokens == model.generate(prompt, max_tokens=8, temperature=0).tokens
+        messages.append({"role": "assistant", "content": reply.text})
+        assert reply.timings.prefilled_tokens <= len(prompt)
+    # After the first turn, each turn runs its new tokens, plus at most the few between the
+    # divergence (where re-tokenised text differs from what was generated) and the checkpoint
+    # before it: the end of the previous prompt, a turn boundary.
+    for turn, (cost, prefilled, new) in enumerate(prefix_cost[1:], start=1):
+        assert cost == prefilled
+        assert new <= prefilled <= new + 8, f"turn {turn}: ran {prefilled} tokens for {new} new ones"
+
+
+LFM25_STYLE_TEMPLATE = (
+    "{{- bos_token -}}"
+    "{%- for message in messages -%}"
+    "{%- set content = message['content'] -%}"
+    "{%- if message['role'] == 'assistant' and not loop.last -%}"
+    "{%- set content = content.split('</think>')[-1] -%}"
+    "{%- endif -%}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + content + '<|im_end|>\\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+
+
+def test_chat_with_a_template_that_rerenders_history(tmp_path):
+    model = lfmrt.Model.load(MODEL_DIR)
+    model.chat_template = ChatTemplate(LFM25_STYLE_TEMPLATE, "<|startoftext|>", "<|im_end|>")
+    session = model.session()
+    messages = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "<think>The user greets me, I should greet back.</think>Hello!"},
+        {"role": "user", "content": "How are you?"},
+    ]
+    # Turn 1 as it happened: the prompt was prefilled, then the answer (with its reasoning) was
+    # generated token by token.
+    prompt_1 = model.tokenize(model.apply_chat_template(messages[:1]), add_special_tokens=False)
+    history = model.tokenize(model.apply_chat_template(messages[:2], add_generation_prompt=False), add_special_tokens=False)
+    assert history[: len(prompt_1)] == prompt_1
+    session.prefill(prompt_1)
+    for token in history[len(prompt_1) :]:
+        session.append([token])
+    session.checkpoint()
+    # ...and turn 3 re-renders it without: the session diverges in the middle.
+    reply = model.chat(messages, session=session, max_tokens=6, temperature=0)
+    full = model.tokenize(model.apply_chat_template(messages), add_special_tokens=False)
+    assert reply.tokens == model.generate(full, max_tokens=6, temperature=0).tokens
+    # The divergence sits right after turn 1's prompt, a checkpoint: only turn 2's tokens run.
+    assert reply.timings.prefilled_tokens == len(full) - len(prompt_1)
+
+
+def test_context_limit_is_configurable_and_policies(tmp_path):
+    small = lfmrt.Model.load(MODEL_DIR, max_context=64)
+    session = small.session()
+    with pytest.raises(ValueError, match="context"):
+        session.append(tokens_of(65))
+    long_messages = [{"role": "user", "content": "word " * 20}, {"role": "assistant", "content": "ok " * 10}] * 2
+    long_messages.append({"role": "user", "content": "last question"})
+    with pytest.raises(ValueError, match="context"):
+        small.chat(long_messages, max_tokens=4)
+    reply = small.chat(long_messages, max_tokens=4, context_policy="drop_oldest", temperature=0)
+    assert reply.finish_reason in ("stop", "length")
+    # Generation stops at the context limit rather than overflowing it.
+    completion = small.generate(tokens_of(60), max_tokens=50, temperature=0, ignore_eos=True)
+    assert len(completion.tokens) == 4 and completion.finish_reason == "length"
+
+
+@pytest.mark.parametrize("max_batch", [1, 3, 16])
+def test_batched_greedy_equals_single(model, max_batch):
+    prompts = [tokens_of(n, seed=n) for n in (3, 17, 40, 5, 9, 60, 2)]
+    alone = [model.generate(p, max_tokens=12, temperature=0, ignore_eos=True).tokens for p in prompts]
+    batched = model.generate_batch(prompts, max_tokens=12, temperature=0, ignore_eos=True, max_batch=max_batch)
+    assert [c.tokens for c in batched] == alone
+
+
+def test_scheduler_admits_and_retires_between_steps(model):
+    scheduler = lfmrt.Scheduler(model, max_batch=2)
+    short = scheduler.submit(tokens_of(5), max_tokens=2, temperature=0, ignore_eos=True)
+    long = scheduler.submit(tokens_of(6, seed=1), max_tokens=6, temperature=0, ignore_eos=True)
+    late = scheduler.submit(tokens_of(7, seed=2), max_tokens=3, temperature=0, ignore_eos=True)
+    steps = 0
+    while scheduler.active:
+        scheduler.step()
+        steps += 1
+    # `late` joins when `short` leaves, so everything finishes in the long one's steps.
+    assert steps == 6
+    for request, prompt, n in ((short, tokens_of(5), 2), (long, tokens_of(6, seed=1), 6), (late, tokens_of(7, seed=2), 3)):
+        assert request.completion.tokens == model.generate(prompt, max_tokens=n, temperature=0, ignore_eos=True).tokens
+
+
+def test_batched_sampling_with_seeds_matches_single(model):
+    prompts = [tokens_of(8, seed=s) for s in range(4)]
+    alone = [model.generate(p, max_tokens=10, temperature=1.0, seed=9, ignore_eos=True).tokens for p in prompts]
+    batched = model.generate_batch(prompts, max_tokens=10, temperature=1.0, seed=9, ignore_eos=True)
+    # Sampling draws from logits equal to float rounding; with seeds the draws agree.
+    agree = sum(a == b.tokens for a, b in zip(alone, batched))
+    assert agree >= 3
+
+
+def test_sessions_from_many_threads_are_correct(model):
+    prompts = [tokens_of(20 + 5 * i, seed=i) for i in range(6)]
+    expected = [fresh_logits(model, p + [3, 4, 5]) for p in prompts]
+    results = [None] * len(prompts)
+    errors = []
+
+    def work(i):
+        try:
+            for _ in range(3):
+                session = model.session()
+                session.append(prompts[i])
+                for token in (3, 4, 5):
+                    logits = session.append([token])
+                results[i] = logits
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(prompts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    for got, want in zip(results, expected):
+        assert np.abs(got - want).max() < TOLERANCE
+
+
+def test_one_session_shared_by_threads_stays_consistent(model):
+    session = model.session()
+    session.append([1])
+
+    def work(seed):
+        for token in tokens_of(15, seed=seed):
+            session.append([token])
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert session.n_tokens == 61
+    assert np.abs(session.last_logits - fresh_logits(model, session.tokens)).max() < TOLERANCE
