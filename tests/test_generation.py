@@ -15,7 +15,7 @@ EOS = 7  # <|im_end|>, the fixtures' end-of-turn token
 
 @pytest.fixture(scope="module")
 def model() -> lfmrt.Model:
-    return lfmrt.Model.load(MODEL_DIR, n_threads=2)
+    return lfmrt.Model.load(MODEL_DIR, n_threads=2, kv_cache="f32")  # exact comparisons below
 
 
 def test_greedy_is_deterministic_and_matches_logits(model):

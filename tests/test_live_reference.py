@@ -70,7 +70,7 @@ class LiveCase:
         self.name, self.path, self.atol, self.tokenizer_dir = name, path, atol, tokenizer_dir
         self.hf = Lfm2ForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
         self.vocab_size = self.hf.config.vocab_size
-        self.model = lfmrt.Model.load(str(path))
+        self.model = lfmrt.Model.load(str(path), kv_cache="f32")  # the weights' numerics alone
         self._long = None
 
     @torch.no_grad()

@@ -17,7 +17,9 @@ TOLERANCE = 2e-4
 
 @pytest.fixture(scope="module")
 def model() -> lfmrt.Model:
-    return lfmrt.Model.load(MODEL_DIR, n_threads=2)
+    # An f32 KV cache, so the state mechanics are checked to fp32 rounding (f16 and q8_0 caches
+    # round the same keys differently along different paths).
+    return lfmrt.Model.load(MODEL_DIR, n_threads=2, kv_cache="f32")
 
 
 def tokens_of(n: int, seed: int = 0, vocab: int = 700):
@@ -196,7 +198,7 @@ LFM25_STYLE_TEMPLATE = (
 
 
 def test_chat_with_a_template_that_rerenders_history(tmp_path):
-    model = lfmrt.Model.load(MODEL_DIR)
+    model = lfmrt.Model.load(MODEL_DIR, kv_cache="f32")
     model.chat_template = ChatTemplate(LFM25_STYLE_TEMPLATE, "<|startoftext|>", "<|im_end|>")
     session = model.session()
     messages = [
@@ -222,7 +224,7 @@ def test_chat_with_a_template_that_rerenders_history(tmp_path):
 
 
 def test_context_limit_is_configurable_and_policies(tmp_path):
-    small = lfmrt.Model.load(MODEL_DIR, max_context=64)
+    small = lfmrt.Model.load(MODEL_DIR, max_context=64, kv_cache="f32")
     session = small.session()
     with pytest.raises(ValueError, match="context"):
         session.append(tokens_of(65))

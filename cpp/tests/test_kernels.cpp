@@ -19,6 +19,7 @@
 #endif
 
 #include "cpu/kernels/kernels.h"
+#include "cpu/kernels/kv_kernels.h"
 #include "lfmrt/tensor.h"
 #include "quant/blocks.h"
 #include "quant/quantize.h"
@@ -545,6 +546,34 @@ void test_softmax(Report& report, const KernelTable& simd, std::mt19937& rng) {
     check.finish(report, std::string(simd.name) + " softmax");
 }
 
+// KV-cache kernels: a query against a stored key, and a weighted stored value, for each
+// storage type, against the scalar table; lengths are head sizes (whole Q8_0 blocks for Q8_0).
+void test_kv_kernels(Report& report, const lfmrt::cpu::KvKernels& simd, std::mt19937& rng) {
+    const lfmrt::cpu::KvKernels& scalar = lfmrt::cpu::scalar_kv_kernels();
+    for (DType dtype : {DType::F32, DType::F16, DType::Q8_0}) {
+        Check dot_check, axpy_check;
+        const int type = static_cast<int>(dtype);
+        for (size_t n : {32u, 64u, 96u, 128u, 256u}) {
+            const std::vector<float> q = random_floats(n, rng), values = random_floats(n, rng, -3.0f, 3.0f);
+            std::vector<uint8_t> stored(lfmrt::row_bytes(dtype, n) + 1);
+            lfmrt::quant::quantize_row(dtype, values.data(), stored.data() + 1, n);  // unaligned on purpose
+            std::vector<float> widened(n);
+            lfmrt::quant::dequantize_row(dtype, stored.data() + 1, widened.data(), n);
+            double magnitude = 0.0;
+            for (size_t i = 0; i < n; ++i) magnitude += std::fabs(double(q[i]) * widened[i]);
+            const std::string where = std::string(lfmrt::dtype_name(dtype)) + " n=" + std::to_string(n);
+            dot_check.near(simd.dot[type](q.data(), stored.data() + 1, n), scalar.dot[type](q.data(), stored.data() + 1, n),
+                           magnitude, kMatTol, where);
+            std::vector<float> got = random_floats(n, rng), want = got;
+            simd.axpy[type](0.7f, stored.data() + 1, got.data(), n);
+            scalar.axpy[type](0.7f, stored.data() + 1, want.data(), n);
+            for (size_t i = 0; i < n; ++i) axpy_check.near(got[i], want[i], std::fabs(want[i]) + 1.0, 1e-6, where);
+        }
+        dot_check.finish(report, std::string(simd.name) + " kv dot " + lfmrt::dtype_name(dtype));
+        axpy_check.finish(report, std::string(simd.name) + " kv axpy " + lfmrt::dtype_name(dtype));
+    }
+}
+
 int run_tests() {
     Report report;
     std::mt19937 rng(1234);
@@ -569,6 +598,9 @@ int run_tests() {
         test_mul(report, *simd, rng);
         test_softmax(report, *simd, rng);
     }
+#if defined(__x86_64__) || defined(_M_X64)
+    if (!simd_tables().empty()) test_kv_kernels(report, lfmrt::cpu::avx2_kv_kernels(), rng);
+#endif
     report.summary();
     return report.failed() == 0 ? 0 : 1;
 }

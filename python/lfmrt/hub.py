@@ -171,6 +171,8 @@ def _is_connection_error(error: BaseException) -> bool:
     """A failure to reach the Hub at all (no network, DNS, timeout, proxy), as opposed to an
     answer from it (not found, gated, unauthorised)."""
     names = {cls.__name__ for cls in type(error).__mro__}
+    if "LocalEntryNotFoundError" in names:  # huggingface_hub's "unreachable and not cached"
+        return True
     if names & {"RepositoryNotFoundError", "RevisionNotFoundError", "GatedRepoError", "EntryNotFoundError", "HFValidationError"}:
         return False
     if names & {"OfflineModeIsEnabled", "ConnectionError", "TimeoutException", "ConnectError", "Timeout", "NetworkError", "TransportError", "ProxyError"}:

@@ -45,6 +45,19 @@ def _aligned(ref: TensorRef) -> np.ndarray:
     return ref.data.copy()
 
 
+_KV_CACHE_TYPES = {"f32": "F32", "f16": "F16", "q8_0": "Q8_0"}
+
+
+def _kv_cache_dtype(kv_cache: Optional[str], checkpoint: Checkpoint) -> str:
+    """The KV cache's storage type: as asked, else f32 for an all-f32 checkpoint, else f16."""
+    if kv_cache is None:
+        all_f32 = all(ref.dtype == "F32" for ref in checkpoint.tensors.values())
+        return "F32" if all_f32 else "F16"
+    if kv_cache.lower() not in _KV_CACHE_TYPES:
+        raise ValueError(f"kv_cache must be one of {', '.join(_KV_CACHE_TYPES)}, not {kv_cache!r}")
+    return _KV_CACHE_TYPES[kv_cache.lower()]
+
+
 def _core_config(config: Lfm2Config) -> "_core.ModelConfig":
     core = _core.ModelConfig()
     core.vocab_size = config.vocab_size
@@ -81,6 +94,7 @@ class Model:
         n_threads: Optional[int] = None,
         isa: Optional[str] = None,
         max_context: Optional[int] = None,
+        kv_cache: Optional[str] = None,
     ) -> None:
         self._checkpoint = checkpoint
         self.config: Lfm2Config = checkpoint.config
@@ -96,7 +110,12 @@ class Model:
         # The core keeps pointers into the mapped files and into any array made here (aligned or
         # quantized copies), so it holds both for as long as it lives, sessions included.
         self._core = _core.Model(
-            core_config, tensors, (checkpoint.files, tensors), self.n_threads, requested_isa(isa)
+            core_config,
+            tensors,
+            (checkpoint.files, tensors),
+            self.n_threads,
+            requested_isa(isa),
+            _kv_cache_dtype(kv_cache, checkpoint),
         )
         self.tokenizer: Optional[Tokenizer] = checkpoint.tokenizer
         special = checkpoint.special_tokens
@@ -117,6 +136,7 @@ class Model:
         n_threads: Optional[int] = None,
         isa: Optional[str] = None,
         max_context: Optional[int] = None,
+        kv_cache: Optional[str] = None,
         file: Optional[str] = None,
         revision: Optional[str] = None,
     ) -> "Model":
@@ -143,6 +163,9 @@ class Model:
                 this CPU runs).
             max_context: the longest sequence a session may hold (default and upper bound:
                 the model's own context length).
+            kv_cache: how the KV cache stores keys and values: ``"f16"`` (the default, half
+                the memory of ``"f32"``), ``"q8_0"`` (about half of f16 again, a small quality
+                cost) or ``"f32"`` (the default for f32 weights, where exactness is the point).
             file: for a GGUF repo id, the file to use, by name or glob (``"*Q4_K_M.gguf"``).
             revision: for a repo id, the branch, tag or commit (default ``main``).
 
@@ -154,7 +177,7 @@ class Model:
         checkpoint = load_checkpoint(resolve_model(path, revision=revision, file=file))
         if quant is not None:
             checkpoint = quantize_checkpoint(checkpoint, quant)
-        return cls(checkpoint, n_threads=n_threads, isa=isa, max_context=max_context)
+        return cls(checkpoint, n_threads=n_threads, isa=isa, max_context=max_context, kv_cache=kv_cache)
 
     @staticmethod
     def _sampling_defaults(checkpoint: Checkpoint) -> SamplingOptions:

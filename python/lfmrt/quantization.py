@@ -24,13 +24,16 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
-from gguf import GGMLQuantizationType, LlamaFileType
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
 from gguf import quants as gguf_quants
 
+from . import _core
+from .cpu import physical_core_count
 from .loaders import Checkpoint
 from .loaders.config import Lfm2Config
 from .loaders.safetensors import TensorRef
@@ -40,16 +43,7 @@ BLOCK_TYPES = ("Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K")
 DTYPES = FLOAT_TYPES + BLOCK_TYPES
 
 # (values per block, bytes per block) of each element type, as in GGUF.
-BLOCK_SIZES: Dict[str, Tuple[int, int]] = {
-    "F32": (1, 4),
-    "F16": (1, 2),
-    "BF16": (1, 2),
-    "Q8_0": (32, 34),
-    "Q4_0": (32, 18),
-    "Q4_K": (256, 144),
-    "Q5_K": (256, 176),
-    "Q6_K": (256, 210),
-}
+BLOCK_SIZES: Dict[str, Tuple[int, int]] = {name: GGML_QUANT_SIZES[GGMLQuantizationType[name]] for name in DTYPES}
 
 
 @dataclass(frozen=True)
@@ -179,9 +173,7 @@ def to_f32(ref: TensorRef) -> np.ndarray:
         return ref.data.view(np.float16).astype(np.float32).reshape(ref.shape)
     if ref.dtype == "BF16":
         return (ref.data.view(np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(ref.shape)
-    cols = ref.shape[-1]
-    rows = ref.data.reshape(-1, cols // BLOCK_SIZES[ref.dtype][0] * BLOCK_SIZES[ref.dtype][1])
-    return gguf_quants.dequantize(rows, GGMLQuantizationType[ref.dtype]).reshape(ref.shape)
+    return np.asarray(_core.dequantize(ref.data, ref.dtype, list(ref.shape)))
 
 
 def encode(values: np.ndarray, dtype: str) -> np.ndarray:
@@ -190,7 +182,7 @@ def encode(values: np.ndarray, dtype: str) -> np.ndarray:
 
     F16 rounds to nearest even (as numpy and llama.cpp's converter do); BF16 rounds to nearest
     even (as ``gguf.quants`` does); block types use lfmrt's reference quantizers
-    (``_core.quantize``), which match llama.cpp's.
+    (``_core.quantize``).
     """
     values = np.ascontiguousarray(values, dtype=np.float32)
     if dtype == "F32":
@@ -199,10 +191,14 @@ def encode(values: np.ndarray, dtype: str) -> np.ndarray:
         return values.astype(np.float16).reshape(-1).view(np.uint8)
     if dtype == "BF16":
         return gguf_quants.quantize(values, GGMLQuantizationType.BF16).reshape(-1)
-    from . import _core
-
     rows = values.reshape(-1, values.shape[-1])
-    return np.asarray(_core.quantize(rows, dtype)).reshape(-1)
+    # _core.quantize releases the GIL: split the rows across the cores (K types search scales).
+    chunks = np.array_split(rows, min(physical_core_count(), max(1, len(rows) // 64)))
+    if len(chunks) == 1:
+        return np.asarray(_core.quantize(rows, dtype)).reshape(-1)
+    with ThreadPoolExecutor(len(chunks)) as pool:
+        parts = list(pool.map(lambda chunk: np.asarray(_core.quantize(chunk, dtype)), chunks))
+    return np.concatenate(parts, axis=0).reshape(-1)
 
 
 def convert(ref: TensorRef, dtype: str) -> TensorRef:

@@ -27,6 +27,7 @@ struct ForwardItem {
 struct ModelOptions {
     int n_threads = 1;
     std::string isa;  // kernel set: "" = best for this CPU, or "scalar", "avx2"
+    DType kv_dtype = DType::F16;  // KV cache storage: F32, F16 or Q8_0
 };
 
 class Model {
@@ -43,6 +44,7 @@ public:
     const ModelConfig& config() const;
     int n_threads() const;
     const char* kernel_set() const;
+    DType kv_dtype() const;
     // Identifies the config and weights (sampled bytes of every tensor, so computing it touches
     // little memory); session snapshots carry it. Computed on first use.
     uint64_t fingerprint() const;

@@ -1,5 +1,7 @@
 #include "cpu/cpu_backend.h"
 
+#include "cpu/dispatch.h"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -22,6 +24,7 @@ size_t rows_per_task(size_t rows, int n_threads) {
 
 CpuBackend::CpuBackend(const KernelTable& kernels, int n_threads)
     : kernels_(kernels),
+      kv_kernels_(kv_kernels_for(kernels)),
       pool_(n_threads),
       gemm_scratch_(static_cast<size_t>(n_threads), std::vector<float>(kGemmScratchBytes / sizeof(float))),
       score_scratch_(static_cast<size_t>(n_threads)) {}
@@ -111,45 +114,52 @@ void CpuBackend::attention(const std::vector<AttentionJob>& jobs, size_t n_heads
     const size_t group = n_heads / n_kv_heads;
     const size_t q_stride = n_heads * head_dim;
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-    // Tasks are (job, query, head) triples; first_task[j] is job j's first.
+    // Tasks are (job, query, kv head) triples, each serving the kv head's group of query heads
+    // so a stored key or value is read (and widened) once for all of them. first_task[j] is
+    // job j's first task.
     std::vector<size_t> first_task;
     size_t n_tasks = 0;
     size_t longest = 0;
     for (const AttentionJob& job : jobs) {
         first_task.push_back(n_tasks);
-        n_tasks += job.n * n_heads;
+        n_tasks += job.n * n_kv_heads;
         longest = std::max(longest, job.n_past + job.n);
     }
     for (auto& scores : score_scratch_) {
-        if (scores.size() < longest) scores.resize(std::max(longest, 2 * scores.size()));
+        if (scores.size() < group * longest) scores.resize(std::max(group * longest, 2 * scores.size()));
     }
     pool_.parallel_for(n_tasks, [&](size_t task, int thread) {
         const size_t j = static_cast<size_t>(std::upper_bound(first_task.begin(), first_task.end(), task) -
                                              first_task.begin()) - 1;
         const AttentionJob& job = jobs[j];
-        const size_t t = (task - first_task[j]) / n_heads;
-        const size_t head = (task - first_task[j]) % n_heads;
-        const size_t head_offset = (head / group) * head_dim;
-        const size_t n_ctx = job.n_past + t + 1;  // causal: positions up to and including this query's
-        const float* query = job.q + t * q_stride + head * head_dim;
-        float* scores = score_scratch_[static_cast<size_t>(thread)].data();
         const KvView& kv = job.kv;
+        const size_t t = (task - first_task[j]) / n_kv_heads;
+        const size_t kv_head = (task - first_task[j]) % n_kv_heads;
+        const size_t head_offset = kv_head * (kv.row_bytes / n_kv_heads);  // bytes into a row
+        const size_t n_ctx = job.n_past + t + 1;  // causal: positions up to and including this query's
+        const KvDotFn dot = kv_kernels_.dot[static_cast<int>(kv.dtype)];
+        const KvAxpyFn axpy = kv_kernels_.axpy[static_cast<int>(kv.dtype)];
+        float* scores = score_scratch_[static_cast<size_t>(thread)].data();  // [group][n_ctx]
+        const float* queries = job.q + t * q_stride + kv_head * group * head_dim;
+        float* results = job.out + t * q_stride + kv_head * group * head_dim;
+
         // Walk the pages: positions [page * P, page * P + P) live in page `page`.
         for (size_t begin = 0, page = 0; begin < n_ctx; begin += kv.page_positions, ++page) {
             const size_t end = std::min(n_ctx, begin + kv.page_positions);
-            const float* keys = kv.key_pages[page] + head_offset;
+            const uint8_t* keys = kv.key_pages[page] + head_offset;
             for (size_t p = begin; p < end; ++p) {
-                scores[p] = kernels_.dot(query, keys + (p - begin) * kv.row_width, head_dim) * scale;
+                const uint8_t* key = keys + (p - begin) * kv.row_bytes;
+                for (size_t h = 0; h < group; ++h) scores[h * n_ctx + p] = dot(queries + h * head_dim, key, head_dim) * scale;
             }
         }
-        kernels_.softmax(scores, n_ctx);
-        float* result = job.out + t * q_stride + head * head_dim;
-        std::fill(result, result + head_dim, 0.0f);
+        for (size_t h = 0; h < group; ++h) kernels_.softmax(scores + h * n_ctx, n_ctx);
+        std::fill(results, results + group * head_dim, 0.0f);
         for (size_t begin = 0, page = 0; begin < n_ctx; begin += kv.page_positions, ++page) {
             const size_t end = std::min(n_ctx, begin + kv.page_positions);
-            const float* values = kv.value_pages[page] + head_offset;
+            const uint8_t* values = kv.value_pages[page] + head_offset;
             for (size_t p = begin; p < end; ++p) {
-                kernels_.axpy(scores[p], values + (p - begin) * kv.row_width, result, head_dim);
+                const uint8_t* value = values + (p - begin) * kv.row_bytes;
+                for (size_t h = 0; h < group; ++h) axpy(scores[h * n_ctx + p], value, results + h * head_dim, head_dim);
             }
         }
     });

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cpu/kernels/kernels.h"
+#include "cpu/kernels/kv_kernels.h"
 #include "cpu/thread_pool.h"
 #include "lfmrt/tensor.h"
 #include "state/kv_cache.h"
@@ -34,6 +35,7 @@ struct AttentionJob {
 
 class CpuBackend {
 public:
+    // The KV-cache kernels are those of the same ISA as `kernels`.
     CpuBackend(const KernelTable& kernels, int n_threads);
 
     const KernelTable& kernels() const { return kernels_; }
@@ -69,6 +71,7 @@ public:
 
 private:
     const KernelTable& kernels_;
+    const KvKernels& kv_kernels_;
     ThreadPool pool_;
     // X in the activation format of block weights: [n][activation_row_bytes], per matmul call.
     const void* quantize_activations(const float* x, size_t ldx, size_t n, size_t cols);

@@ -50,4 +50,14 @@ const KernelTable& select_kernels(const std::string& isa) {
     throw InvalidArgument("unknown kernel set '" + isa + "' (LFMRT_ISA): expected 'scalar' or 'avx2'");
 }
 
+const KvKernels& kv_kernels_for(const KernelTable& table) {
+    // Every SIMD table of this build runs on a CPU with AVX2, FMA and F16C.
+    if (&table == &scalar_kernels()) return scalar_kv_kernels();
+#if defined(__x86_64__) || defined(_M_X64)
+    return avx2_kv_kernels();
+#else
+    return scalar_kv_kernels();
+#endif
+}
+
 }  // namespace lfmrt::cpu

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "cpu/kernels/kernels.h"
+#include "cpu/kernels/kv_kernels.h"
 
 namespace lfmrt::cpu {
 
@@ -14,5 +15,8 @@ std::string cpu_features();
 // best, and the LFMRT_ISA environment variable is read by the caller). Throws InvalidArgument
 // for an unknown name or a table the CPU cannot run.
 const KernelTable& select_kernels(const std::string& isa);
+
+// The KV-cache kernels of the same ISA as `table` (a table chosen by select_kernels).
+const KvKernels& kv_kernels_for(const KernelTable& table);
 
 }  // namespace lfmrt::cpu

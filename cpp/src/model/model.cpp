@@ -107,6 +107,17 @@ uint64_t weights_fingerprint(const ModelConfig& c, const std::map<std::string, T
     return hash;
 }
 
+void check_kv_dtype(const ModelConfig& c, DType kv_dtype) {
+    if (!cpu::is_kv_dtype(kv_dtype)) {
+        throw InvalidArgument(std::string("the KV cache cannot be stored as ") + dtype_name(kv_dtype) +
+                              " (choose F32, F16 or Q8_0)");
+    }
+    if (kv_dtype == DType::Q8_0 && c.head_dim % static_cast<int64_t>(block_elems(DType::Q8_0)) != 0) {
+        throw InvalidArgument("a Q8_0 KV cache needs head_dim to be a multiple of 32; this model's is " +
+                              std::to_string(c.head_dim));
+    }
+}
+
 }  // namespace
 
 struct Model::Impl {
@@ -118,6 +129,7 @@ struct Model::Impl {
     std::once_flag fingerprint_once;
     uint64_t fingerprint = 0;
 
+    DType kv_dtype;
     std::mutex compute_mutex;  // one forward at a time: the backend and workspace are shared
     cpu::CpuBackend backend;
     Workspace ws;
@@ -129,7 +141,10 @@ struct Model::Impl {
           weights(bind_weights(config, tensors)),
           inv_freq(rope_inverse_frequencies(config)),
           tensors(tensors),
-          backend(cpu::select_kernels(options.isa), std::max(1, options.n_threads)) {}
+          kv_dtype(options.kv_dtype),
+          backend(cpu::select_kernels(options.isa), std::max(1, options.n_threads)) {
+        check_kv_dtype(config, kv_dtype);
+    }
 
     // The rows of the step's activation matrices that belong to each item, in item order.
     struct Rows {
@@ -350,6 +365,7 @@ Model::~Model() = default;
 const ModelConfig& Model::config() const { return impl_->config; }
 int Model::n_threads() const { return impl_->backend.n_threads(); }
 const char* Model::kernel_set() const { return impl_->backend.kernels().name; }
+DType Model::kv_dtype() const { return impl_->kv_dtype; }
 
 uint64_t Model::fingerprint() const {
     std::call_once(impl_->fingerprint_once, [this] { impl_->fingerprint = weights_fingerprint(impl_->config, impl_->tensors); });

@@ -165,17 +165,20 @@ PYBIND11_MODULE(_core, m) {
 
     py::class_<Model, std::shared_ptr<Model>>(m, "Model")
         .def(py::init([](ModelConfig config, const py::dict& tensors, py::object storage, int n_threads,
-                         std::string isa) {
+                         std::string isa, const std::string& kv_dtype) {
                  auto keep_alive = std::make_shared<PythonKeepAlive>();
                  keep_alive->object = std::move(storage);
                  ModelOptions options;
                  options.n_threads = n_threads;
                  options.isa = std::move(isa);
+                 options.kv_dtype = dtype_from_name(kv_dtype);
                  return std::make_shared<Model>(std::move(config), tensor_views(tensors), std::move(keep_alive),
                                                 options);
              }),
-             py::arg("config"), py::arg("tensors"), py::arg("storage"), py::arg("n_threads"), py::arg("isa") = "")
+             py::arg("config"), py::arg("tensors"), py::arg("storage"), py::arg("n_threads"), py::arg("isa") = "",
+             py::arg("kv_dtype") = "F16")
         .def_property_readonly("n_threads", &Model::n_threads)
+        .def_property_readonly("kv_dtype", [](const Model& model) { return std::string(dtype_name(model.kv_dtype())); })
         .def_property_readonly("kernel_set", &Model::kernel_set)
         .def_property_readonly("fingerprint", &Model::fingerprint);
 

@@ -1,14 +1,23 @@
 #include "state/kv_cache.h"
 
 #include <algorithm>
+#include <cstring>
+
+#include "lfmrt/error.h"
+#include "quant/quantize.h"
 
 namespace lfmrt {
 
-KvCache::Page& KvCache::writable_page(size_t index) {
+KvCache::KvCache(size_t row_width, DType dtype)
+    : row_width_(row_width), dtype_(dtype), row_bytes_(row_width == 0 ? 0 : lfmrt::row_bytes(dtype, row_width)) {}
+
+KvCache::Page& KvCache::writable_page(size_t position) {
+    truncate(position);
+    const size_t index = position / kPagePositions;
     while (pages_.size() <= index) {
         auto page = std::make_shared<Page>();
-        page->keys.resize(kPagePositions * row_width_);
-        page->values.resize(kPagePositions * row_width_);
+        page->keys.resize(kPagePositions * row_bytes_);
+        page->values.resize(kPagePositions * row_bytes_);
         pages_.push_back(std::move(page));
     }
     std::shared_ptr<Page>& page = pages_[index];
@@ -17,11 +26,18 @@ KvCache::Page& KvCache::writable_page(size_t index) {
 }
 
 void KvCache::store(size_t position, const float* keys, const float* values) {
-    truncate(position);
-    Page& page = writable_page(position / kPagePositions);
+    Page& page = writable_page(position);
     const size_t offset = offset_in_page(position);
-    std::copy(keys, keys + row_width_, page.keys.begin() + static_cast<ptrdiff_t>(offset));
-    std::copy(values, values + row_width_, page.values.begin() + static_cast<ptrdiff_t>(offset));
+    quant::quantize_row(dtype_, keys, page.keys.data() + offset, row_width_);
+    quant::quantize_row(dtype_, values, page.values.data() + offset, row_width_);
+    n_positions_ = position + 1;
+}
+
+void KvCache::store_raw(size_t position, const uint8_t* keys, const uint8_t* values) {
+    Page& page = writable_page(position);
+    const size_t offset = offset_in_page(position);
+    std::memcpy(page.keys.data() + offset, keys, row_bytes_);
+    std::memcpy(page.values.data() + offset, values, row_bytes_);
     n_positions_ = position + 1;
 }
 
@@ -38,19 +54,9 @@ KvView KvCache::view() {
         key_pointers_.push_back(page->keys.data());
         value_pointers_.push_back(page->values.data());
     }
-    return KvView{key_pointers_.data(), value_pointers_.data(), kPagePositions, row_width_, n_positions_};
+    return KvView{key_pointers_.data(), value_pointers_.data(), kPagePositions, row_bytes_, dtype_, n_positions_};
 }
 
-size_t KvCache::memory_bytes() const {
-    return pages_.size() * 2 * kPagePositions * row_width_ * sizeof(float);
-}
-
-size_t KvCache::unshared_bytes() const {
-    size_t bytes = 0;
-    for (const auto& page : pages_) {
-        if (page.use_count() == 1) bytes += 2 * kPagePositions * row_width_ * sizeof(float);
-    }
-    return bytes;
-}
+size_t KvCache::memory_bytes() const { return pages_.size() * 2 * kPagePositions * row_bytes_; }
 
 }  // namespace lfmrt

@@ -19,7 +19,7 @@ struct ConvState {
 };
 
 struct SequenceState {
-    explicit SequenceState(const ModelConfig& config);
+    SequenceState(const ModelConfig& config, DType kv_dtype);
 
     std::vector<ConvState> conv;  // indexed by layer; empty for attention layers
     std::vector<KvCache> kv;      // indexed by layer; zero-width for conv layers

@@ -14,7 +14,7 @@ namespace lfmrt {
 Session::Session(std::shared_ptr<const Model> model, SessionOptions options)
     : model_(std::move(model)),
       options_(options),
-      state_(std::make_unique<SequenceState>(model_->config())),
+      state_(std::make_unique<SequenceState>(model_->config(), model_->kv_dtype())),
       checkpoints_(std::make_unique<ConvCheckpoints>(options.max_checkpoints)) {
     if (options_.checkpoint_interval == 0) throw InvalidArgument("checkpoint_interval must be positive");
 }
@@ -105,7 +105,7 @@ std::unique_ptr<Session> Session::fork() const {
 
 void Session::reset() {
     std::lock_guard<std::mutex> lock(mutex_);
-    state_ = std::make_unique<SequenceState>(model_->config());
+    state_ = std::make_unique<SequenceState>(model_->config(), model_->kv_dtype());
     checkpoints_->clear();
     tokens_.clear();
     last_logits_.clear();

@@ -89,12 +89,13 @@ std::string write_snapshot(const Model& model, const std::vector<int32_t>& token
     payload.put_array(tokens.data(), tokens.size());
     write_conv(payload, state.conv);
     for (KvCache& cache : state.kv) {
+        payload.put<uint32_t>(static_cast<uint32_t>(cache.dtype()));
         payload.put<uint64_t>(cache.row_width());
-        std::vector<float> rows;
-        rows.reserve(2 * cache.n_positions() * cache.row_width());
+        std::vector<uint8_t> rows;
+        rows.reserve(2 * cache.n_positions() * cache.row_bytes());
         for (size_t p = 0; p < cache.n_positions(); ++p) {
-            rows.insert(rows.end(), cache.key_row(p), cache.key_row(p) + cache.row_width());
-            rows.insert(rows.end(), cache.value_row(p), cache.value_row(p) + cache.row_width());
+            rows.insert(rows.end(), cache.key_row(p), cache.key_row(p) + cache.row_bytes());
+            rows.insert(rows.end(), cache.value_row(p), cache.value_row(p) + cache.row_bytes());
         }
         payload.put_array(rows.data(), rows.size());
     }
@@ -157,14 +158,18 @@ void read_snapshot(const Model& model, const std::string& snapshot, std::vector<
     }
     read_conv(rest, state.conv);
     for (KvCache& cache : state.kv) {
+        if (rest.get<uint32_t>("a KV cache") != static_cast<uint32_t>(cache.dtype())) {
+            throw LoadError(std::string("session snapshot's KV cache type differs from this model's (") +
+                            dtype_name(cache.dtype()) + ")");
+        }
         if (rest.get<uint64_t>("a KV cache") != cache.row_width()) {
             throw LoadError("session snapshot's KV cache rows do not match this model");
         }
-        std::vector<float> rows(2 * n_tokens * cache.row_width());
+        std::vector<uint8_t> rows(2 * n_tokens * cache.row_bytes());
         rest.get_array(rows.data(), rows.size(), "a KV cache");
         for (size_t p = 0; p < n_tokens; ++p) {
-            const float* keys = rows.data() + 2 * p * cache.row_width();
-            cache.store(p, keys, keys + cache.row_width());
+            const uint8_t* keys = rows.data() + 2 * p * cache.row_bytes();
+            cache.store_raw(p, keys, keys + cache.row_bytes());
         }
     }
     state.n_past = n_tokens;

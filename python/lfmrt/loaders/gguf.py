@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
-from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader, GGUFValueType
 from tokenizers import Tokenizer
 
 from ..errors import LoadError
@@ -48,16 +48,7 @@ GGML_DTYPES: Dict[int, str] = {
     int(GGMLQuantizationType[name]): name for name in ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K")
 }
 # (values per block, bytes per block) by GGML type id.
-_BLOCKS: Dict[int, Tuple[int, int]] = {
-    int(GGMLQuantizationType.F32): (1, 4),
-    int(GGMLQuantizationType.F16): (1, 2),
-    int(GGMLQuantizationType.BF16): (1, 2),
-    int(GGMLQuantizationType.Q8_0): (32, 34),
-    int(GGMLQuantizationType.Q4_0): (32, 18),
-    int(GGMLQuantizationType.Q4_K): (256, 144),
-    int(GGMLQuantizationType.Q5_K): (256, 176),
-    int(GGMLQuantizationType.Q6_K): (256, 210),
-}
+_BLOCKS: Dict[int, Tuple[int, int]] = {i: GGML_QUANT_SIZES[GGMLQuantizationType(i)] for i in GGML_DTYPES}
 
 # Canonical (Hugging Face without "model.") -> GGUF tensor names: llama.cpp's LFM2 name map
 # (gguf-py's tensor_mapping.py). "{i}" is the block index.

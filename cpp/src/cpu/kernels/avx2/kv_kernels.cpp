@@ -1,0 +1,118 @@
+// AVX2 KV kernels (compiled with -mavx2 -mfma -mf16c only; chosen at run time).
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "cpu/kernels/kv_kernels.h"
+#include "quant/blocks.h"
+
+namespace lfmrt::cpu {
+
+namespace {
+
+float horizontal_sum(__m256 v) {
+    const __m128 pair = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 quad = _mm_add_ps(pair, _mm_movehl_ps(pair, pair));
+    return _mm_cvtss_f32(_mm_add_ss(quad, _mm_movehdup_ps(quad)));
+}
+
+__m256 load_f16x8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+
+// Eight int8 values widened to fp32.
+__m256 load_i8x8(const int8_t* p) {
+    const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
+}
+
+float dot_f32(const float* q, const void* k, size_t n) {
+    const auto* key = static_cast<const float*>(k);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(key + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), _mm256_loadu_ps(key + i + 8), acc1);
+    }
+    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(key + i), acc0);
+    float sum = horizontal_sum(_mm256_add_ps(acc0, acc1));
+    for (; i < n; ++i) sum += q[i] * key[i];
+    return sum;
+}
+
+float dot_f16(const float* q, const void* k, size_t n) {
+    const auto* key = static_cast<const uint16_t*>(k);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_f16x8(key + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), load_f16x8(key + i + 8), acc1);
+    }
+    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_f16x8(key + i), acc0);
+    float sum = horizontal_sum(_mm256_add_ps(acc0, acc1));
+    for (; i < n; ++i) sum += q[i] * _cvtsh_ss(key[i]);
+    return sum;
+}
+
+float dot_q8_0(const float* q, const void* k, size_t n) {
+    const auto* blocks = static_cast<const quant::BlockQ8_0*>(k);
+    __m256 total = _mm256_setzero_ps();
+    for (size_t b = 0; b < n / quant::kQ32; ++b, q += quant::kQ32) {
+        __m256 block = _mm256_mul_ps(_mm256_loadu_ps(q), load_i8x8(blocks[b].qs));
+        block = _mm256_fmadd_ps(_mm256_loadu_ps(q + 8), load_i8x8(blocks[b].qs + 8), block);
+        block = _mm256_fmadd_ps(_mm256_loadu_ps(q + 16), load_i8x8(blocks[b].qs + 16), block);
+        block = _mm256_fmadd_ps(_mm256_loadu_ps(q + 24), load_i8x8(blocks[b].qs + 24), block);
+        total = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(blocks[b].d)), block, total);
+    }
+    return horizontal_sum(total);
+}
+
+void axpy_f32(float a, const void* v, float* out, size_t n) {
+    const auto* value = static_cast<const float*>(v);
+    const __m256 scale = _mm256_set1_ps(a);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(out + i, _mm256_fmadd_ps(scale, _mm256_loadu_ps(value + i), _mm256_loadu_ps(out + i)));
+    }
+    for (; i < n; ++i) out[i] += a * value[i];
+}
+
+void axpy_f16(float a, const void* v, float* out, size_t n) {
+    const auto* value = static_cast<const uint16_t*>(v);
+    const __m256 scale = _mm256_set1_ps(a);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(out + i, _mm256_fmadd_ps(scale, load_f16x8(value + i), _mm256_loadu_ps(out + i)));
+    }
+    for (; i < n; ++i) out[i] += a * _cvtsh_ss(value[i]);
+}
+
+void axpy_q8_0(float a, const void* v, float* out, size_t n) {
+    const auto* blocks = static_cast<const quant::BlockQ8_0*>(v);
+    for (size_t b = 0; b < n / quant::kQ32; ++b, out += quant::kQ32) {
+        const __m256 scale = _mm256_set1_ps(a * _cvtsh_ss(blocks[b].d));
+        for (size_t i = 0; i < quant::kQ32; i += 8) {
+            _mm256_storeu_ps(out + i, _mm256_fmadd_ps(scale, load_i8x8(blocks[b].qs + i), _mm256_loadu_ps(out + i)));
+        }
+    }
+}
+
+// constexpr, so the table is constant-initialised: no code from this file runs before dispatch
+// has checked that the CPU supports it.
+constexpr KvKernels make_table() {
+    KvKernels table{"avx2", {}, {}};
+    table.dot[static_cast<int>(DType::F32)] = dot_f32;
+    table.dot[static_cast<int>(DType::F16)] = dot_f16;
+    table.dot[static_cast<int>(DType::Q8_0)] = dot_q8_0;
+    table.axpy[static_cast<int>(DType::F32)] = axpy_f32;
+    table.axpy[static_cast<int>(DType::F16)] = axpy_f16;
+    table.axpy[static_cast<int>(DType::Q8_0)] = axpy_q8_0;
+    return table;
+}
+
+constexpr KvKernels kAvx2KvKernels = make_table();
+
+}  // namespace
+
+const KvKernels& avx2_kv_kernels() { return kAvx2KvKernels; }
+
+}  // namespace lfmrt::cpu
