@@ -159,7 +159,7 @@ class Model:
                 ``"q6_k"`` (or ``"f16"``, ``"bf16"``, ``"f32"``), with the same tensor-type
                 policy as ``lfmrt quantize`` (see :mod:`lfmrt.quantization`).
             n_threads: compute threads (default: this machine's physical cores).
-            isa: kernel set, ``"scalar"`` or ``"avx2"`` (default: ``$LFMRT_ISA`` or the best
+            isa: kernel set, ``"scalar"``, ``"avx2"`` or ``"avx512"`` (default: ``$LFMRT_ISA`` or the best
                 this CPU runs).
             max_context: the longest sequence a session may hold (default and upper bound:
                 the model's own context length).

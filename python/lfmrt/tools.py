@@ -17,6 +17,7 @@ accepted; anything else makes the whole answer plain text with a parse error att
 from __future__ import annotations
 
 import ast
+import collections.abc
 import dataclasses
 import inspect
 import json
@@ -83,17 +84,17 @@ def _type_schema(hint: Any, where: str) -> Dict[str, Any]:
     if hint in _SIMPLE_TYPES:
         return {"type": _SIMPLE_TYPES[hint]}
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint in (list, tuple, set) or origin in (list, tuple, set, frozenset, Sequence):
+    if hint in (list, tuple, set) or origin in (list, tuple, set, frozenset, collections.abc.Sequence):
         schema: Dict[str, Any] = {"type": "array"}
         if args and origin is not tuple:
             schema["items"] = _type_schema(args[0], where)
         return schema
-    if hint is dict or origin in (dict, Mapping):
+    if hint is dict or origin in (dict, collections.abc.Mapping):
         schema = {"type": "object"}
         if len(args) == 2:
             schema["additionalProperties"] = _type_schema(args[1], where)
         return schema
-    if origin is Union:
+    if origin is Union or type(hint).__name__ == "UnionType":  # Optional[X], X | None
         options = [_type_schema(a, where) for a in args if a is not type(None)]
         if len(options) == 1:
             return options[0]
@@ -244,6 +245,8 @@ def _calls_from_json(body: str) -> Optional[List[Tuple[str, Dict[str, Any]]]]:
     except ValueError:
         return None
     items = value if isinstance(value, list) else [value]
+    if not items:
+        return None
     calls = []
     for item in items:
         if not (isinstance(item, dict) and isinstance(item.get("name"), str)):
@@ -282,6 +285,8 @@ def parse_call_list(body: str) -> List[Tuple[str, Dict[str, Any]]]:
     except SyntaxError as error:
         raise ToolCallError(f"not a Python call list: {error.msg} at column {error.offset}") from None
     nodes = tree.elts if isinstance(tree, (ast.List, ast.Tuple)) else [tree]
+    if not nodes:
+        raise ToolCallError("no call in the tool-call block")
     calls = []
     for node in nodes:
         if not isinstance(node, ast.Call):

@@ -12,6 +12,7 @@
 #include "cpu/cpu_backend.h"
 #include "cpu/dispatch.h"
 #include "lfmrt/error.h"
+#include "model/fingerprint.h"
 #include "model/model_weights.h"
 #include "state/sequence_state.h"
 
@@ -71,40 +72,6 @@ void apply_rope(float* row, size_t n_heads, size_t head_dim, const float* cos, c
             head[i + half] = x2 * cos[i] + x1 * sin[i];
         }
     }
-}
-
-// FNV-1a over the config and, per tensor, its name, type, shape and 64 evenly spaced 64-byte
-// samples of its data: enough to tell checkpoints apart without reading every weight.
-uint64_t weights_fingerprint(const ModelConfig& c, const std::map<std::string, TensorView>& tensors) {
-    uint64_t hash = 1469598103934665603ull;
-    const auto mix = [&hash](const void* data, size_t size) {
-        for (size_t i = 0; i < size; ++i) {
-            hash ^= static_cast<const unsigned char*>(data)[i];
-            hash *= 1099511628211ull;
-        }
-    };
-    const auto mix_value = [&mix](const auto& value) { mix(&value, sizeof value); };
-    for (const auto value : {c.vocab_size, c.hidden_size, c.ff_dim, c.n_heads, c.n_kv_heads, c.head_dim,
-                             c.conv_kernel, c.max_context}) {
-        mix_value(value);
-    }
-    for (LayerKind kind : c.layers) mix_value(kind);
-    mix_value(c.conv_bias);
-    mix_value(c.norm_eps);
-    mix_value(c.rope_theta);
-    mix_value(c.tie_embeddings);
-    for (const auto& [name, view] : tensors) {
-        mix(name.data(), name.size());
-        mix_value(view.dtype);
-        for (int64_t dim : view.shape) mix_value(dim);
-        const size_t bytes = view.nbytes();
-        constexpr size_t kSamples = 64, kWindow = 64;
-        for (size_t i = 0; i < kSamples && bytes > 0; ++i) {
-            const size_t offset = (bytes - std::min(bytes, kWindow)) * i / (kSamples - 1);
-            mix(static_cast<const char*>(view.data) + offset, std::min(bytes, kWindow));
-        }
-    }
-    return hash;
 }
 
 void check_kv_dtype(const ModelConfig& c, DType kv_dtype) {

@@ -1,0 +1,1 @@
+"""The ``lfmrt`` command line (see :mod:`lfmrt.cli.main`)."""

@@ -1,0 +1,89 @@
+"""``lfmrt bench MODEL``: prefill and decode speed, and peak memory.
+
+Each run prefills ``--prompt-tokens`` tokens into a fresh session and decodes ``--gen-tokens``
+more (greedy, end-of-sequence ignored); the best of ``--repeat`` runs is reported, as
+llama-bench does. Peak memory is this process's peak resident set (weights are memory-mapped,
+so it counts the pages actually touched).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from typing import Any, Dict, List
+
+import numpy as np
+
+from ..cpu import cpu_info
+from ..errors import LoadError
+from ..generation import Timings
+from . import common
+
+NAME = "bench"
+# Token ids below this are LFM2's special tokens; prompts use ordinary text tokens only.
+FIRST_TEXT_TOKEN = 14
+
+
+def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Adds ``lfmrt bench``."""
+    parser = subparsers.add_parser(NAME, help="measure prefill and decode speed and peak memory",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common.add_model_arguments(parser)
+    parser.add_argument("--prompt-tokens", "-p", type=int, default=512, metavar="N", help="prompt length (default 512)")
+    parser.add_argument("--gen-tokens", "-n", type=int, default=128, metavar="N", help="tokens to decode (default 128)")
+    parser.add_argument("--repeat", "-r", type=int, default=3, metavar="N", help="runs; the best is reported (default 3)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.set_defaults(func=run)
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the benchmark; returns the exit status."""
+    if args.prompt_tokens < 1 or args.gen_tokens < 1 or args.repeat < 1:
+        return common.fail(f"lfmrt {NAME}", ValueError("--prompt-tokens, --gen-tokens and --repeat must be at least 1"))
+    try:
+        start = time.perf_counter()
+        model = common.load_model(args)
+        load_seconds = time.perf_counter() - start
+        rng = np.random.default_rng(0)
+        high = max(FIRST_TEXT_TOKEN + 1, model.config.vocab_size - 2)
+        prompt = [int(t) for t in rng.integers(FIRST_TEXT_TOKEN, high, size=args.prompt_tokens)]
+        runs: List[Timings] = []
+        session_bytes = 0
+        for _ in range(args.repeat):
+            session = model.session()
+            completion = model.generate(prompt, max_tokens=args.gen_tokens, ignore_eos=True, temperature=0.0, session=session)
+            runs.append(completion.timings)
+            session_bytes = session.memory_bytes
+    except (LoadError, ValueError) as error:
+        return common.fail(f"lfmrt {NAME}", error)
+    results: Dict[str, Any] = {
+        "model": args.model,
+        "threads": model.n_threads,
+        "kernels": cpu_info()["kernels"],
+        "load_seconds": round(load_seconds, 3),
+        "prompt_tokens": args.prompt_tokens,
+        "gen_tokens": args.gen_tokens,
+        "prefill_tokens_per_s": round(max(t.prefill_tokens_per_s for t in runs), 2),
+        "decode_tokens_per_s": round(max(t.decode_tokens_per_s for t in runs), 2),
+        "session_state_bytes": session_bytes,
+        "peak_rss_bytes": peak_rss_bytes(),
+    }
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print(f"model            {results['model']}  ({model.n_threads} threads, {results['kernels']} kernels)")
+    print(f"load             {load_seconds:.2f} s")
+    print(f"prefill          {results['prefill_tokens_per_s']:.1f} tok/s  ({args.prompt_tokens} tokens, best of {args.repeat})")
+    print(f"decode           {results['decode_tokens_per_s']:.1f} tok/s  ({args.gen_tokens} tokens, best of {args.repeat})")
+    print(f"session state    {session_bytes / 2**20:.1f} MiB")
+    print(f"peak memory      {results['peak_rss_bytes'] / 2**20:.1f} MiB (resident)")
+    return 0
