@@ -4,6 +4,7 @@ and llama.cpp (llama-cpp-python, when it imports) on the files lfmrt writes."""
 from __future__ import annotations
 
 import json
+import mmap
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from tokenizers import Tokenizer
 import lfmrt
 from lfmrt.cli.main import main as cli_main
 from lfmrt.loaders import load_checkpoint, load_gguf_checkpoint
-from lfmrt.loaders.gguf import GLOBAL_TENSOR_NAMES, LAYER_TENSOR_NAMES
+from lfmrt.loaders.gguf import GLOBAL_TENSOR_NAMES, LAYER_TENSOR_NAMES, _walk_header
 from lfmrt.loaders.gguf_writer import write_gguf
 from lfmrt.quantization import SCHEMES, scheme, tensor_types
 
@@ -188,6 +189,94 @@ def test_metadata_matches_llama_cpps_converter(tmp_path):
     assert our_fields.keys() == their_fields.keys()
     for key, value in their_fields.items():
         assert our_fields[key] == value, key
+
+
+# --- lfmrt's reader against the gguf package's ----------------------------------------------------
+
+BENCH_GGUF = Path(__file__).resolve().parents[1] / "bench" / "models" / "lfm2-350m-random-f16.gguf"
+
+
+def assert_reader_agrees(path: Path, compare_bytes: bool = True) -> None:
+    """lfmrt's header walk and the checkpoint built from it say what ``gguf.GGUFReader`` says:
+    every metadata key, its types and value (in file order), and every tensor's name, type,
+    shape, place in the file and bytes."""
+    reader = gguf.GGUFReader(path)
+    expected_fields = [(k, f.types, f.contents()) for k, f in reader.fields.items() if not k.startswith("GGUF.")]
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buffer:
+        header = _walk_header(str(path), buffer, len(buffer))
+    assert [(k, header.types[k], v) for k, v in header.values.items()] == expected_fields
+    assert [(t.name, t.dtype, list(t.dims), t.start, t.nbytes) for t in header.tensors] == [
+        (t.name, t.tensor_type.name, t.shape.tolist(), t.data_offset, int(t.n_bytes)) for t in reader.tensors
+    ]
+
+    checkpoint = load_gguf_checkpoint(path)
+    assert list(checkpoint.metadata.items()) == [(k, v) for k, _, v in expected_fields]
+    base = np.frombuffer(checkpoint.files[0], dtype=np.uint8).ctypes.data
+    refs = {ref.name: ref for ref in checkpoint.tensors.values()}
+    assert sorted(refs) == sorted(t.name for t in reader.tensors)
+    for t in reader.tensors:
+        ref = refs[t.name]
+        assert ref.data.dtype == np.uint8 and not ref.data.flags.writeable
+        assert ref.data.ctypes.data - base == t.data_offset and ref.data.nbytes == t.n_bytes  # a view, in place
+        if compare_bytes:
+            assert ref.data.tobytes() == t.data.tobytes(), t.name
+
+
+@pytest.mark.parametrize(
+    "name", ["lfm2_350m_pattern_bf16-q8_0", "gqa2_hd64_bf16_jinja-q4_k_m", "mixed_mha_hd64_f32_dialectA-f16"]
+)
+def test_reader_agrees_with_the_gguf_package(name, gguf_dir):
+    assert_reader_agrees(gguf_dir / f"{name}.gguf")
+
+
+@pytest.mark.skipif(not BENCH_GGUF.is_file(), reason="the benchmark model is not there")
+def test_reader_agrees_with_the_gguf_package_on_the_benchmark_model():
+    assert_reader_agrees(BENCH_GGUF, compare_bytes=False)
+
+
+def test_reader_agrees_on_every_value_type(tmp_path):
+    """Every scalar and array type, non-ASCII strings, a larger alignment and every tensor type
+    lfmrt reads (the file is no model, so only the reader sees it)."""
+    T = gguf.GGUFValueType
+    path = tmp_path / "types.gguf"
+    writer = gguf.GGUFWriter(path, "lfm2")
+    writer.add_custom_alignment(64)
+    scalars = {
+        T.UINT8: 255, T.INT8: -128, T.UINT16: 65535, T.INT16: -32768, T.UINT32: 2**32 - 1, T.INT32: -(2**31),
+        T.FLOAT32: 0.1, T.UINT64: 2**64 - 1, T.INT64: -(2**63), T.FLOAT64: 0.1, T.BOOL: True,
+    }  # fmt: skip
+    for kind, value in scalars.items():
+        writer.add_key_value(f"test.scalar.{kind.name.lower()}", value, kind)
+        items = [value, 0, value] if kind != T.BOOL else [True, False, True]
+        writer.add_key_value(f"test.array.{kind.name.lower()}", items, T.ARRAY, sub_type=kind)
+    writer.add_string("test.string", "naïve café 日本語 🦙")
+    writer.add_string("test.string.empty", "")
+    writer.add_array("test.array.string", ["", "a", "Ġthe", "日本", "🦙🦙", "x" * 1000])
+    rng = np.random.default_rng(0)
+    for ggml_type in ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K"):
+        quant = gguf.GGMLQuantizationType[ggml_type]
+        per_block, block_bytes = gguf.GGML_QUANT_SIZES[quant]
+        raw = rng.integers(0, 256, size=(3, 256 // per_block * block_bytes), dtype=np.uint8)  # 3 rows of 256
+        writer.add_tensor(f"t.{ggml_type}", raw, raw_dtype=quant)
+    writer.add_tensor("t.vector", np.arange(7, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+    reader = gguf.GGUFReader(path)
+    expected = {k: (f.types, f.contents()) for k, f in reader.fields.items() if not k.startswith("GGUF.")}
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buffer:
+        header = _walk_header(str(path), buffer, len(buffer))
+        tensors = [(t.name, t.dtype, list(t.dims), bytes(buffer[t.start : t.start + t.nbytes])) for t in header.tensors]
+    assert {k: (header.types[k], v) for k, v in header.values.items()} == expected
+    assert list(header.values) == list(expected)
+    for key, (_, value) in expected.items():  # the same Python types too (bool is not int, float is not int)
+        got = header.values[key]
+        pairs = list(zip(got, value)) if isinstance(value, list) else [(got, value)]
+        assert type(got) is type(value) and [type(a) for a, _ in pairs] == [type(b) for _, b in pairs], key
+    assert tensors == [(t.name, t.tensor_type.name, t.shape.tolist(), t.data.tobytes()) for t in reader.tensors]
+    assert [t.start for t in header.tensors] == [t.data_offset for t in reader.tensors]
 
 
 # --- the tokenizer round trip ---------------------------------------------------------------------

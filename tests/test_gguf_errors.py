@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import mmap
 import struct
 import subprocess
 import sys
@@ -11,7 +13,8 @@ import gguf
 import pytest
 
 import lfmrt
-from lfmrt.loaders import load_checkpoint
+from lfmrt.loaders import load_checkpoint, load_gguf_checkpoint
+from lfmrt.loaders.gguf import _walk_header
 from lfmrt.loaders.gguf_writer import write_gguf
 
 MODELS = Path(__file__).parent / "fixtures" / "models"
@@ -130,6 +133,90 @@ def test_missing_file_and_directory_that_is_not_gguf(tmp_path):
     text.write_text("hello")
     with pytest.raises(lfmrt.LoadError, match="notes.txt"):
         lfmrt.Model.load(text)
+
+
+def gguf_string(text: bytes) -> bytes:
+    return struct.pack("<Q", len(text)) + text
+
+
+def hand_made(entries, tensors: bytes = b"", n_tensors: int = 0) -> bytes:
+    """A GGUF v3 file from raw metadata entries (key, type id, value bytes) and tensor infos."""
+    kvs = b"".join(gguf_string(key) + struct.pack("<I", kind) + value for key, kind, value in entries)
+    return b"GGUF" + struct.pack("<IQQ", 3, n_tensors, len(entries)) + kvs + tensors
+
+
+T = gguf.GGUFValueType
+ARCH = (b"general.architecture", T.STRING, gguf_string(b"lfm2"))
+
+
+def test_duplicate_metadata_key(tmp_path):
+    # GGUFReader would keep both under different names; llama.cpp and lfmrt refuse the file.
+    bad = tmp_path / "bad.gguf"
+    count = (b"lfm2.block_count", T.UINT32, struct.pack("<I", 2))
+    bad.write_bytes(hand_made([ARCH, count, count]) + bytes(64))
+    with pytest.raises(lfmrt.LoadError, match=r"bad\.gguf: metadata key 'lfm2\.block_count' appears twice"):
+        lfmrt.Model.load(bad)
+
+
+def test_empty_arrays_read_like_gguf_reader(tmp_path):
+    """An empty array has no item type in GGUFReader's types, and lfmrt's reader agrees."""
+    path = tmp_path / "empty.gguf"
+    empty = [(f"test.{kind.name}".encode(), T.ARRAY, struct.pack("<IQ", kind, 0)) for kind in (T.UINT32, T.STRING)]
+    path.write_bytes(hand_made([ARCH, *empty]) + bytes(64))
+    reader = gguf.GGUFReader(path)
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buffer:
+        header = _walk_header(str(path), buffer, len(buffer))
+    expected = {k: (f.types, f.contents()) for k, f in reader.fields.items() if not k.startswith("GGUF.")}
+    assert {k: (header.types[k], v) for k, v in header.values.items()} == expected
+    assert header.values["test.UINT32"] == [] and header.types["test.STRING"] == [T.ARRAY]
+
+
+def test_token_that_is_not_utf8(good, tmp_path):
+    data = bytearray(good.read_bytes())
+    at = data.index(gguf_string(b"<|im_end|>")) + 8  # the token, not the chat template's text
+    data[at] = 0xFF
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(lfmrt.LoadError, match=r"bad\.gguf: metadata 'tokenizer\.ggml\.tokens'\[\d+\] .*not UTF-8"):
+        lfmrt.Model.load(bad)
+
+
+def tokens_array_at(data: bytes) -> int:
+    """Where the item type of tokenizer.ggml.tokens starts (the count follows it)."""
+    return data.index(gguf_string(b"tokenizer.ggml.tokens")) + 8 + len(b"tokenizer.ggml.tokens") + 4
+
+
+@pytest.mark.parametrize("count", [2**63 - 1, 2**40])
+def test_string_array_with_a_huge_count(good, tmp_path, count):
+    data = bytearray(good.read_bytes())
+    struct.pack_into("<Q", data, tokens_array_at(data) + 4, count)
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(bytes(data))
+    message = rf"bad\.gguf: truncated or malformed GGUF: .*tokens.* claims {count} strings"
+    with pytest.raises(lfmrt.LoadError, match=message):
+        lfmrt.Model.load(bad)
+
+
+def test_string_array_item_running_past_the_end(good, tmp_path):
+    data = bytearray(good.read_bytes())
+    at = tokens_array_at(data) + 4 + 8  # the first token's length
+    struct.pack_into("<Q", data, at, 2**62)
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(lfmrt.LoadError, match=r"bad\.gguf: truncated or malformed GGUF: .*tokens'\[0\]"):
+        lfmrt.Model.load(bad)
+
+
+def test_a_failed_load_leaves_no_mapping_behind(good, tmp_path):
+    """The mapping is closed as soon as the load fails after the header walk (here: on the
+    architecture), even while the error, and with it the loader's frames, is still held."""
+    bad = rewrite(good, tmp_path / "bad.gguf", arch="llama")
+    gc.collect()
+    before = sum(type(o) is mmap.mmap and not o.closed for o in gc.get_objects())
+    with pytest.raises(lfmrt.LoadError, match="architecture") as held:
+        load_gguf_checkpoint(bad)
+    assert held.value is not None
+    assert sum(type(o) is mmap.mmap and not o.closed for o in gc.get_objects()) == before
 
 
 FUZZ_SCRIPT = r"""

@@ -155,3 +155,12 @@ def test_fuzzed_and_truncated_weights_never_crash(checkpoint, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "LoadError" in result.stdout
+
+
+def test_broken_chat_template_is_a_load_error_naming_the_checkpoint(checkpoint):
+    config_path = checkpoint / "tokenizer_config.json"
+    tokenizer_config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    tokenizer_config["chat_template"] = "{% for message in messages %}{{ message['content'] }"  # unclosed
+    config_path.write_text(json.dumps(tokenizer_config))
+    with pytest.raises(lfmrt.LoadError, match="chat template"):
+        lfmrt.Model.load(checkpoint)

@@ -9,7 +9,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from . import _core
-from .chat_template import ChatTemplate
+from .chat_template import ChatTemplate, TemplateError
 from .cpu import physical_core_count, requested_isa
 from .errors import LoadError
 from .generation import Completion, Generation, GenerationState, SamplingOptions
@@ -56,6 +56,17 @@ def _kv_cache_dtype(kv_cache: Optional[str], checkpoint: Checkpoint) -> str:
     if kv_cache.lower() not in _KV_CACHE_TYPES:
         raise ValueError(f"kv_cache must be one of {', '.join(_KV_CACHE_TYPES)}, not {kv_cache!r}")
     return _KV_CACHE_TYPES[kv_cache.lower()]
+
+
+def _chat_template(checkpoint: Checkpoint) -> Optional[ChatTemplate]:
+    """The checkpoint's chat template, compiled; a broken one is the checkpoint's fault (LoadError)."""
+    if not checkpoint.chat_template:
+        return None
+    special = checkpoint.special_tokens
+    try:
+        return ChatTemplate(checkpoint.chat_template, special.get("bos_token", ""), special.get("eos_token", ""))
+    except TemplateError as error:
+        raise LoadError(f"{checkpoint.path}: its chat template does not compile: {error}") from error
 
 
 def _core_config(config: Lfm2Config) -> "_core.ModelConfig":
@@ -118,12 +129,7 @@ class Model:
             _kv_cache_dtype(kv_cache, checkpoint),
         )
         self.tokenizer: Optional[Tokenizer] = checkpoint.tokenizer
-        special = checkpoint.special_tokens
-        self.chat_template: Optional[ChatTemplate] = (
-            ChatTemplate(checkpoint.chat_template, special.get("bos_token", ""), special.get("eos_token", ""))
-            if checkpoint.chat_template
-            else None
-        )
+        self.chat_template: Optional[ChatTemplate] = _chat_template(checkpoint)
         self.eos_token_ids: List[int] = list(checkpoint.generation.eos_token_id)
         self.default_sampling = self._sampling_defaults(checkpoint)
 
@@ -159,8 +165,9 @@ class Model:
                 ``"q6_k"`` (or ``"f16"``, ``"bf16"``, ``"f32"``), with the same tensor-type
                 policy as ``lfmrt quantize`` (see :mod:`lfmrt.quantization`).
             n_threads: compute threads (default: this machine's physical cores).
-            isa: kernel set, ``"scalar"``, ``"avx2"`` or ``"avx512"`` (default: ``$LFMRT_ISA`` or the best
-                this CPU runs).
+            isa: kernel set, ``"scalar"``, ``"avx2"`` or ``"avx512"`` on x86-64, ``"scalar"``,
+                ``"neon"`` or ``"neon_dotprod"`` on aarch64 (default: ``$LFMRT_ISA`` or the best
+                this CPU runs; ``lfmrt.cpu_info()["kernel_sets"]`` lists the choices).
             max_context: the longest sequence a session may hold (default and upper bound:
                 the model's own context length).
             kv_cache: how the KV cache stores keys and values: ``"f16"`` (the default, half
