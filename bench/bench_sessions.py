@@ -137,8 +137,7 @@ def chat_lfmrt(args: argparse.Namespace, conv: dict) -> dict:
     model = lfmrt.Model.load(str(args.gguf), n_threads=args.threads)
     model.generate(conv["first"][:32], max_tokens=4, temperature=0, ignore_eos=True)  # page weights in
     session = model.session()
-    turns, prompt = [], list(conv["first"])
-    check = None
+    turns, prompt, answer = [], list(conv["first"]), []
     for k in range(args.turns):
         if k > 0:
             prompt = prompt + answer + conv["suffix"][k]
@@ -165,8 +164,7 @@ def chat_lfmrt(args: argparse.Namespace, conv: dict) -> dict:
             answer = conv["rendered"][k]
         turns.append(dict(prompt_tokens=len(prompt), ran=ran, ttft_s=ttft, total_s=total))
     fresh = model.session().append(held)
-    check = float(np.max(np.abs(fresh - got)))
-    return dict(turns=turns, max_abs_vs_fresh=check, last_top1=int(np.argmax(got)),
+    return dict(turns=turns, max_abs_vs_fresh=float(np.max(np.abs(fresh - got))), last_top1=int(np.argmax(got)),
                 n_checkpoints=session.n_checkpoints, memory_mb=session.memory_bytes / 2**20)
 
 
@@ -207,7 +205,7 @@ def chat_llama_cpp(args: argparse.Namespace, conv: dict) -> dict:
     warm.close()
     llm.reset()
 
-    turns, prompt, got = [], list(conv["first"]), None
+    turns, prompt, answer, got = [], list(conv["first"]), [], None
     for k in range(args.turns):
         if k > 0:
             prompt = prompt + answer + conv["suffix"][k]

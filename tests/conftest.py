@@ -12,11 +12,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
 FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
 MODELS_DIR = FIXTURES_DIR / "models"
 TOKENIZER_DIR = FIXTURES_DIR / "tokenizer"
@@ -140,3 +144,27 @@ def tiny_model_dir() -> Path:
 @pytest.fixture
 def golden(golden_name: str) -> GoldenCase:
     return load_golden(golden_name)
+
+
+@pytest.fixture(scope="session")
+def cpp_test_build(tmp_path_factory):
+    """build(target) -> path of a C++ test program (CMake target of cpp/tests/) built natively.
+
+    One CMake build folder serves every test that asks, so the runtime compiles once per session.
+    """
+    if shutil.which("cmake") is None:
+        pytest.fail("cmake is needed to build the C++ tests (pip install cmake)")
+    build_dir = tmp_path_factory.mktemp("cpp-tests")
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+    subprocess.run(
+        ["cmake", "-S", str(ROOT), "-B", str(build_dir), *generator, "-DCMAKE_BUILD_TYPE=Release",
+         "-DLFMRT_BUILD_PYTHON=OFF", "-DLFMRT_BUILD_TESTS=ON"],
+        check=True, capture_output=True,
+    )
+
+    def build(target: str) -> Path:
+        subprocess.run(["cmake", "--build", str(build_dir), "--target", target, "-j", str(os.cpu_count() or 2)],
+                       check=True, capture_output=True)
+        return build_dir / target
+
+    return build

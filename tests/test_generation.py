@@ -162,4 +162,17 @@ def test_repr_and_cpu_info(model):
     text = repr(model)
     assert "layers=8" in text and "BF16" in text and "kernels=" in text
     info = lfmrt.cpu_info()
-    assert info["physical_cores"] >= 1 and info["kernels"] in ("scalar", "avx2")
+    assert info["physical_cores"] >= 1 and info["kernels"] in info["kernel_sets"]
+    assert info["kernel_sets"][0] == "scalar" and info["machine"]
+
+
+def test_lfmrt_isa_forces_a_lower_kernel_set(monkeypatch):
+    monkeypatch.delenv("LFMRT_ISA", raising=False)
+    best = lfmrt.cpu_info()["kernels"]
+    assert best == lfmrt.cpu_info()["kernel_sets"][-1]
+    monkeypatch.setenv("LFMRT_ISA", "scalar")
+    assert lfmrt.cpu_info()["kernels"] == "scalar"
+    assert lfmrt.Model.load(MODEL_DIR, n_threads=1)._core.kernel_set == "scalar"
+    monkeypatch.setenv("LFMRT_ISA", "avx9000")
+    with pytest.raises(ValueError, match="unknown kernel set 'avx9000' \\(LFMRT_ISA\\)"):
+        lfmrt.cpu_info()

@@ -2,22 +2,27 @@
 // specification), on odd sizes, tails, unaligned pointers and mid-block row ranges.
 //
 //   lfmrt_kernel_tests           run the checks; prints one line per check and "N passed, M failed"
-//   lfmrt_kernel_tests --bench   micro-benchmarks of the fastest table (GEMM GOPS, GEMV GB/s)
+//   lfmrt_kernel_tests --bench   micro-benchmarks of the table dispatch picks (GEMM GOPS, GEMV
+//                                GB/s): the fastest, or the one LFMRT_ISA names
 //   lfmrt_kernel_tests --bench --all   also the transposed shapes and the float types
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <random>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 #endif
 
+#include "cpu/dispatch.h"
 #include "cpu/kernels/kernels.h"
 #include "cpu/kernels/kv_kernels.h"
 #include "lfmrt/tensor.h"
@@ -42,9 +47,10 @@ std::vector<size_t> cols_for(DType dtype) {
     if (lfmrt::block_elems(dtype) == 32) return {std::begin(kCols32), std::end(kCols32)};
     return {std::begin(kCols256), std::end(kCols256)};
 }
-// Below 4 tokens the AVX2 GEMM works row by row; from 4 up it packs, and 7, 8, 13 and 12 reach
-// its 3-, 4-, 5- and 6-token micro-kernels after splitting the tokens into even blocks.
-constexpr size_t kTokens[] = {1, 2, 3, 4, 5, 6, 7, 8, 12, 13};
+// Every token count from 1 to 13: below 4 the AVX2 GEMM works row by row and from 4 up it packs
+// (7, 8, 13 and 12 reach its 3-, 4-, 5- and 6-token micro-kernels after splitting the tokens into
+// even blocks); the AVX-512 GEMM packs from 2 and splits 9-13 tokens into two tiles of 4-7.
+constexpr size_t kTokens[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13};
 constexpr size_t kLengths[] = {1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 100, 257, 1000, 1031};
 
 // Matrix results: error relative to sum_k |w[r][k] * x[k]|, the scale of rounding in a dot.
@@ -62,6 +68,20 @@ std::vector<const KernelTable*> simd_tables() {
         tables.push_back(&lfmrt::cpu::avx2_kernels());
     } else {
         std::printf("SKIP avx2: CPU lacks AVX2/FMA/F16C\n");
+    }
+    const std::vector<std::string> sets = lfmrt::cpu::kernel_sets();
+    if (std::find(sets.begin(), sets.end(), "avx512") != sets.end()) {
+        tables.push_back(&lfmrt::cpu::avx512_kernels());
+    } else {
+        std::printf("SKIP avx512: CPU lacks AVX-512 F/BW/VL/VNNI\n");
+    }
+#elif defined(__aarch64__)
+    tables.push_back(&lfmrt::cpu::neon_kernels());
+    const std::vector<std::string> sets = lfmrt::cpu::kernel_sets();
+    if (std::find(sets.begin(), sets.end(), "neon_dotprod") != sets.end()) {
+        tables.push_back(&lfmrt::cpu::neon_dotprod_kernels());
+    } else {
+        std::printf("SKIP neon_dotprod: CPU lacks the dot-product instructions\n");
     }
 #endif
     return tables;
@@ -88,19 +108,23 @@ private:
 
 class Check {
 public:
-    // Compares got against ref with |got - ref| <= tol * scale + kAbsFloor.
-    void near(double got, double ref, double scale, double tol, const std::string& where) {
+    // Compares got against ref with |got - ref| <= tol * scale + kAbsFloor. `where` names the
+    // case: a string, or a function returning one (called only on failure: the hot loops check
+    // millions of cases, and under emulation building their names would cost more than the checks).
+    template <typename Where>
+    void near(double got, double ref, double scale, double tol, const Where& where) {
         ++cases_;
         const double allowed = tol * scale + kAbsFloor;
         const double err = std::fabs(got - ref);
         const bool ok = err <= allowed || (std::isnan(got) && std::isnan(ref)) ||
                         (std::isinf(got) && got == ref);
         worst_ = std::max(worst_, ok ? err / allowed : 1e300);
-        if (!ok) fail(where + ": got " + std::to_string(got) + " want " + std::to_string(ref));
+        if (!ok) fail(describe(where) + ": got " + std::to_string(got) + " want " + std::to_string(ref));
     }
-    void that(bool ok, const std::string& where) {
+    template <typename Where>
+    void that(bool ok, const Where& where) {
         ++cases_;
-        if (!ok) fail(where);
+        if (!ok) fail(describe(where));
     }
     void finish(Report& report, const std::string& name) const {
         char detail[512];
@@ -111,6 +135,14 @@ public:
     }
 
 private:
+    template <typename Where>
+    static std::string describe(const Where& where) {
+        if constexpr (std::is_invocable_v<Where>) {
+            return where();
+        } else {
+            return std::string(where);
+        }
+    }
     void fail(const std::string& where) {
         if (bad_++ == 0) first_failure_ = where;
     }
@@ -261,17 +293,27 @@ std::vector<float> run_gemv_per_token(const KernelTable& table, const MatmulCall
     return y;
 }
 
+// The scale of rounding in each result of `c`: magnitudes[t * ldy + r] = sum_k |W[r][k] * X[t][k]|
+// for the rows of c's range (computed once per call and input, then shared by its comparisons).
+std::vector<double> magnitudes(const MatmulCall& c) {
+    std::vector<double> result(c.n * c.ldy);
+    for (size_t t = 0; t < c.n; ++t) {
+        for (size_t r = c.range.begin; r < c.range.end; ++r) result[t * c.ldy + r] = c.w.magnitude(r, c.x.values(t));
+    }
+    return result;
+}
+
 // Compares two matmul outputs inside the row range and checks both left everything else alone.
-void compare_matmul(Check& check, const MatmulCall& c, const std::vector<float>& got,
-                    const std::vector<float>& ref, const std::string& where) {
+void compare_matmul(Check& check, const MatmulCall& c, const std::vector<double>& magnitude,
+                    const std::vector<float>& got, const std::vector<float>& ref, const std::string& where) {
     for (size_t t = 0; t < c.n; ++t) {
         for (size_t r = 0; r < c.ldy; ++r) {
             const size_t i = t * c.ldy + r;
             if (r >= c.range.begin && r < c.range.end) {
-                check.near(got[i], ref[i], c.w.magnitude(r, c.x.values(t)), kMatTol,
-                           where + " t=" + std::to_string(t) + " r=" + std::to_string(r));
+                check.near(got[i], ref[i], magnitude[i], kMatTol,
+                           [&] { return where + " t=" + std::to_string(t) + " r=" + std::to_string(r); });
             } else {
-                check.that(is_sentinel(got[i]), where + " wrote outside its rows");
+                check.that(is_sentinel(got[i]), [&] { return where + " wrote outside its rows"; });
             }
         }
     }
@@ -289,7 +331,7 @@ void test_gemv(Report& report, const KernelTable& simd, DType dtype, std::mt1993
             const Activations input(dtype, x.data() + 1, cols, 1, cols);
             for (RowRange range : row_ranges(rows)) {
                 const MatmulCall call{w, input, 1, rows, range};
-                compare_matmul(check, call, run_gemv_per_token(simd, call),
+                compare_matmul(check, call, magnitudes(call), run_gemv_per_token(simd, call),
                                run_gemv_per_token(lfmrt::cpu::scalar_kernels(), call),
                                case_name(rows, cols, 1, range));
             }
@@ -324,15 +366,32 @@ void test_gemm(Report& report, const KernelTable& simd, DType dtype, std::mt1993
         const std::vector<float> x = random_floats(std::ranges::max(kTokens) * ldx + 1, rng);
         for (size_t n : kTokens) {
             const Activations input(dtype, x.data() + 1, ldx, n, shape.cols);
+            // The scalar table's rows do not depend on the range (its row-split test checks
+            // that), so one call over all rows is the reference for every range.
+            const MatmulCall all_rows{w, input, n, ldy, {0, shape.rows}};
+            const std::vector<double> magnitude = magnitudes(all_rows);
+            const std::vector<float> scalar = run_gemm(lfmrt::cpu::scalar_kernels(), all_rows);
             for (RowRange range : row_ranges(shape.rows)) {
                 const MatmulCall call{w, input, n, ldy, range};
                 const std::vector<float> got = run_gemm(simd, call);
                 const std::string where = case_name(shape.rows, shape.cols, n, range);
-                compare_matmul(vs_scalar, call, got, run_gemm(lfmrt::cpu::scalar_kernels(), call),
-                               where);
-                compare_matmul(vs_gemv, call, got, run_gemv_per_token(simd, call), where);
+                compare_matmul(vs_scalar, call, magnitude, got, scalar, where);
+                compare_matmul(vs_gemv, call, magnitude, got, run_gemv_per_token(simd, call), where);
             }
         }
+    }
+    {  // Many tokens on one small shape: past the NEON GEMMs' 64-token chunks.
+        const Shape shape{37, cols_for(dtype)[1]};
+        constexpr size_t kManyTokens = 70;
+        const Weights w(dtype, shape.rows, shape.cols, rng);
+        const std::vector<float> x = random_floats(kManyTokens * shape.cols, rng);
+        const Activations input(dtype, x.data(), shape.cols, kManyTokens, shape.cols);
+        const MatmulCall call{w, input, kManyTokens, shape.rows, {0, shape.rows}};
+        const std::vector<double> magnitude = magnitudes(call);
+        const std::vector<float> got = run_gemm(simd, call);
+        const std::string where = case_name(shape.rows, shape.cols, kManyTokens, call.range);
+        compare_matmul(vs_scalar, call, magnitude, got, run_gemm(lfmrt::cpu::scalar_kernels(), call), where);
+        compare_matmul(vs_gemv, call, magnitude, got, run_gemv_per_token(simd, call), where);
     }
     const std::string name = std::string(simd.name) + " gemm " + lfmrt::dtype_name(dtype);
     vs_scalar.finish(report, name);
@@ -470,7 +529,7 @@ void compare_elementwise(Check& check, const KernelTable& simd, const std::vecto
     op(simd, got.data());
     op(lfmrt::cpu::scalar_kernels(), ref.data());
     for (size_t i = 0; i < ref.size(); ++i) {
-        check.near(got[i], ref[i], std::fabs(ref[i]), tol, where + " i=" + std::to_string(i));
+        check.near(got[i], ref[i], std::fabs(ref[i]), tol, [&] { return where + " i=" + std::to_string(i); });
     }
     check.that(is_sentinel(got.back()), where + " wrote past the end");
 }
@@ -583,23 +642,43 @@ int run_tests() {
         test_row_splits(report, lfmrt::cpu::scalar_kernels(), dtype, rng);
         test_matmul_edges(report, lfmrt::cpu::scalar_kernels(), dtype, rng);
     }
+    // Tables share kernels (neon_dotprod has neon's float kernels, for one): a kernel already
+    // tested in an earlier table is not tested again, which matters most under emulation.
+    std::vector<const KernelTable*> tested;
     for (const KernelTable* simd : simd_tables()) {
+        // `get` reads one kernel (or a pair) from a table; true unless an earlier table has it.
+        const auto is_new = [&](const std::string& what, auto get) {
+            const bool seen = std::any_of(tested.begin(), tested.end(),
+                                          [&](const KernelTable* t) { return get(*t) == get(*simd); });
+            if (seen) std::printf("SHARED %s %s: tested above\n", simd->name, what.c_str());
+            return !seen;
+        };
         for (DType dtype : kDTypes) {
-            test_gemv(report, *simd, dtype, rng);
-            test_gemm(report, *simd, dtype, rng);
-            test_row_splits(report, *simd, dtype, rng);
-            test_matmul_edges(report, *simd, dtype, rng);
+            const auto matmuls = [dtype](const KernelTable& t) {
+                return std::pair(t.gemv[int(dtype)], t.gemm[int(dtype)]);
+            };
+            if (is_new(std::string("gemv/gemm ") + lfmrt::dtype_name(dtype), matmuls)) {
+                test_gemv(report, *simd, dtype, rng);
+                test_gemm(report, *simd, dtype, rng);
+                test_row_splits(report, *simd, dtype, rng);
+                test_matmul_edges(report, *simd, dtype, rng);
+            }
         }
-        test_quantize_q8a(report, *simd, rng);
-        test_dot(report, *simd, rng);
-        test_axpy(report, *simd, rng);
-        test_rmsnorm(report, *simd, rng);
-        test_silu_mul(report, *simd, rng);
-        test_mul(report, *simd, rng);
-        test_softmax(report, *simd, rng);
+        if (is_new("quantize_q8a", [](const KernelTable& t) { return t.quantize_q8a; })) {
+            test_quantize_q8a(report, *simd, rng);
+        }
+        if (is_new("dot", [](const KernelTable& t) { return t.dot; })) test_dot(report, *simd, rng);
+        if (is_new("axpy", [](const KernelTable& t) { return t.axpy; })) test_axpy(report, *simd, rng);
+        if (is_new("rmsnorm", [](const KernelTable& t) { return t.rmsnorm; })) test_rmsnorm(report, *simd, rng);
+        if (is_new("silu_mul", [](const KernelTable& t) { return t.silu_mul; })) test_silu_mul(report, *simd, rng);
+        if (is_new("mul", [](const KernelTable& t) { return t.mul; })) test_mul(report, *simd, rng);
+        if (is_new("softmax", [](const KernelTable& t) { return t.softmax; })) test_softmax(report, *simd, rng);
+        tested.push_back(simd);
     }
 #if defined(__x86_64__) || defined(_M_X64)
     if (!simd_tables().empty()) test_kv_kernels(report, lfmrt::cpu::avx2_kv_kernels(), rng);
+#elif defined(__aarch64__)
+    test_kv_kernels(report, lfmrt::cpu::neon_kv_kernels(), rng);
 #endif
     report.summary();
     return report.failed() == 0 ? 0 : 1;
@@ -699,6 +778,45 @@ void bench_quantize_q8a(const KernelTable& table, size_t n, size_t cols) {
                 4.0 * n * cols / seconds * 1e-9, seconds * 1e3);
 }
 
+// One decode step's matrix-vector products in the 350M's shapes, each matrix in its own memory
+// (so nothing is cached between steps, as in a real decode): per layer w1, w3 (4608 x 1024) and
+// w2 (1024 x 4608) in `dtype` plus a 4096 x 1024 mix of the layer's other projections, then the
+// 65536 x 1024 head in `head`. Matrices of one shape are copies of one quantized matrix.
+void bench_decode_step(const KernelTable& table, DType dtype, DType head) {
+    struct Shape {
+        size_t rows, cols;
+        DType dtype;
+        size_t copies;
+    };
+    const Shape shapes[] = {{4608, 1024, dtype, 32}, {1024, 4608, dtype, 16}, {4096, 1024, dtype, 16},
+                            {65536, 1024, head, 1}};
+    std::mt19937 rng(5);
+    std::vector<std::vector<uint8_t>> matrices;
+    std::vector<const Shape*> of_matrix;
+    double bytes = 0.0;
+    for (const Shape& shape : shapes) {
+        const Weights w(shape.dtype, shape.rows, shape.cols, rng, 0);
+        const size_t size = shape.rows * lfmrt::row_bytes(shape.dtype, shape.cols);
+        for (size_t i = 0; i < shape.copies; ++i) {
+            const auto* data = static_cast<const uint8_t*>(w.data());
+            matrices.emplace_back(data, data + size);
+            of_matrix.push_back(&shape);
+            bytes += double(size);
+        }
+    }
+    const std::vector<float> x = random_floats(4608, rng);
+    const Activations input(dtype, x.data(), 4608, 1, 4608);
+    std::vector<float> y(65536);
+    const double seconds = best_seconds(5, [&] {
+        for (size_t i = 0; i < matrices.size(); ++i) {
+            const Shape& shape = *of_matrix[i];
+            table.gemv[int(shape.dtype)](matrices[i].data(), shape.cols, input.data(), y.data(), 0, shape.rows);
+        }
+    });
+    std::printf("%s decode step %s + %s head (%.0f MB, distinct matrices): %.1f ms, %.1f GB/s\n", table.name,
+                lfmrt::dtype_name(dtype), lfmrt::dtype_name(head), bytes * 1e-6, seconds * 1e3, bytes / seconds * 1e-9);
+}
+
 // dot(a, a) over a buffer far larger than the caches reads it once: the memory bandwidth one
 // core gets, to read the GEMV figures against.
 void bench_read_bandwidth(const KernelTable& table, size_t bytes) {
@@ -711,11 +829,11 @@ void bench_read_bandwidth(const KernelTable& table, size_t bytes) {
 }
 
 int run_benchmarks(bool argc_all) {
-    const std::vector<const KernelTable*> simd = simd_tables();
-    const KernelTable& table = simd.empty() ? lfmrt::cpu::scalar_kernels() : *simd.front();
+    const char* isa = std::getenv("LFMRT_ISA");
+    const KernelTable& table = lfmrt::cpu::select_kernels(isa != nullptr ? isa : "");
     double peak = 0.0;
 #if defined(__x86_64__) || defined(_M_X64)
-    if (!simd.empty()) {
+    if (&table != &lfmrt::cpu::scalar_kernels()) {
         peak = fma_peak_gflops();
         std::printf("fma peak (one core, 8-wide fp32 FMA, now): %.1f GFLOP/s\n", peak);
     }
@@ -743,6 +861,8 @@ int run_benchmarks(bool argc_all) {
         bench_gemv(table, DType::BF16, 4608, 1024, 1);
         bench_gemv(table, DType::BF16, 65536, 1024);
     }
+    bench_decode_step(table, DType::Q4_0, DType::Q6_K);
+    bench_decode_step(table, DType::Q8_0, DType::Q8_0);
     bench_read_bandwidth(table, size_t{65536} * 1024 * 2);
     return 0;
 }
@@ -750,6 +870,7 @@ int run_benchmarks(bool argc_all) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);  // one line per check, as it finishes, even into a pipe
     if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) {
         return run_benchmarks(argc > 2 && std::strcmp(argv[2], "--all") == 0);
     }

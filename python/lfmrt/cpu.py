@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import platform
 from typing import Dict, Optional
 
 ISA_ENV = "LFMRT_ISA"
@@ -37,11 +38,25 @@ def requested_isa(isa: Optional[str] = None) -> str:
 
 
 def cpu_info() -> Dict[str, object]:
-    """This CPU's relevant features, its physical cores, and the kernel set lfmrt would use."""
+    """What lfmrt finds on this CPU and what it will run.
+
+    Returns a dict with:
+
+    - ``machine``: the architecture (``platform.machine()``, e.g. ``x86_64``, ``aarch64``, ``arm64``);
+    - ``features``: the CPU features that matter to some kernel set (x86-64: ``avx2``, ``fma``,
+      ``f16c``, ...; aarch64: ``neon``, ``dotprod``, ``fp16``, ``i8mm``);
+    - ``kernel_sets``: the kernel sets of this build that this CPU runs, lowest first (x86-64:
+      ``scalar``, ``avx2``; aarch64: ``scalar``, ``neon``, ``neon_dotprod``);
+    - ``kernels``: the set a model loaded now gets, the best one unless ``$LFMRT_ISA`` asks for
+      another (an unknown name, or one this CPU cannot run, raises ``ValueError``);
+    - ``physical_cores``: see :func:`physical_core_count`.
+    """
     from . import _core
 
     return {
+        "machine": platform.machine(),
         "features": _core.cpu_features().split(),
+        "kernel_sets": list(_core.kernel_sets()),
+        "kernels": _core.kernel_set(requested_isa()),
         "physical_cores": physical_core_count(),
-        "kernels": requested_isa() or _core.best_kernel_set(),
     }

@@ -26,7 +26,7 @@ struct ForwardItem {
 
 struct ModelOptions {
     int n_threads = 1;
-    std::string isa;  // kernel set: "" = best for this CPU, or "scalar", "avx2"
+    std::string isa;  // kernel set: "" = best for this CPU, or e.g. "scalar", "avx2", "neon"
     DType kv_dtype = DType::F16;  // KV cache storage: F32, F16 or Q8_0
 };
 

@@ -281,7 +281,10 @@ PYBIND11_MODULE(_core, m) {
     m.def("dequantize", &dequantize_rows, py::arg("data"), py::arg("dtype"), py::arg("shape"),
           "The float32 array of the given shape that `data` (uint8, GGUF layout) encodes.");
     m.def("cpu_features", &cpu::cpu_features, "CPU features that matter to lfmrt's kernels.");
+    m.def("kernel_sets", &cpu::kernel_sets, "The kernel sets of this build that this CPU runs, lowest first.");
     m.def(
-        "best_kernel_set", [] { return std::string(cpu::select_kernels("").name); },
-        "The kernel set this CPU would use by default.");
+        "kernel_set", [](const std::string& isa) { return std::string(cpu::select_kernels(isa).name); },
+        py::arg("isa") = "",
+        "The kernel set a model asking for `isa` gets (\"\" = the best this CPU runs); ValueError for\n"
+        "an unknown name or a set this CPU cannot run.");
 }

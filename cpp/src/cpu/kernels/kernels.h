@@ -3,7 +3,7 @@
 // The scalar table is the specification; every SIMD table is tested against it
 // (cpp/tests/test_kernels.cpp). Model code calls kernels only through a table chosen once at
 // load (dispatch.h), so no model code is compiled with ISA flags. Each ISA's kernels live in
-// their own folder (scalar/, avx2/, later neon/) under the same function names.
+// their own folder (scalar/, avx2/, avx512/, neon/) under the same function names.
 //
 // Conventions: weight matrices are row-major `rows x cols` in the weight's own dtype (float
 // types are widened in registers; block types, GGUF's layouts, are dotted in integers) and are
@@ -46,7 +46,7 @@ inline constexpr size_t kGemmScratchBytes = 256 * 1024;
 inline constexpr size_t kRowBlock = 16;
 
 struct KernelTable {
-    const char* name;  // "scalar", "avx2"
+    const char* name;  // "scalar", "avx2", "avx512", "neon", "neon_dotprod", ...
 
     GemvFn gemv[kNumDTypes];  // indexed by DType
     GemmFn gemm[kNumDTypes];
@@ -69,6 +69,12 @@ struct KernelTable {
 const KernelTable& scalar_kernels();
 #if defined(__x86_64__) || defined(_M_X64)
 const KernelTable& avx2_kernels();  // needs AVX2, FMA and F16C at run time
+// Needs AVX-512 F, BW, VL and VNNI, plus everything avx2_kernels() needs, at run time.
+const KernelTable& avx512_kernels();
+#endif
+#if defined(__aarch64__)
+const KernelTable& neon_kernels();          // armv8-a Advanced SIMD: every aarch64 CPU
+const KernelTable& neon_dotprod_kernels();  // needs the dot-product instructions (SDOT) at run time
 #endif
 
 }  // namespace lfmrt::cpu

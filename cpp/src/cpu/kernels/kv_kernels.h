@@ -29,5 +29,8 @@ const KvKernels& scalar_kv_kernels();
 #if defined(__x86_64__) || defined(_M_X64)
 const KvKernels& avx2_kv_kernels();  // needs AVX2, FMA and F16C at run time
 #endif
+#if defined(__aarch64__)
+const KvKernels& neon_kv_kernels();  // armv8-a Advanced SIMD: every aarch64 CPU
+#endif
 
 }  // namespace lfmrt::cpu

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "cpu/kernels/avx2/float_kernels.h"
 #include "cpu/kernels/avx2/quant_kernels.h"
 #include "cpu/kernels/kernels.h"
 
@@ -436,19 +437,55 @@ static_assert(static_cast<int>(DType::F32) == 0 && static_cast<int>(DType::F16) 
               static_cast<int>(DType::Q4_0) == 4 && static_cast<int>(DType::Q4_K) == 5 &&
               static_cast<int>(DType::Q5_K) == 6 && static_cast<int>(DType::Q6_K) == 7 && kNumDTypes == 8);
 
+}  // namespace
+
+namespace avx2 {
+
+void gemv_f32(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end) {
+    cpu::gemv<DType::F32>(w, cols, x, y, row_begin, row_end);
+}
+void gemv_f16(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end) {
+    cpu::gemv<DType::F16>(w, cols, x, y, row_begin, row_end);
+}
+void gemv_bf16(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end) {
+    cpu::gemv<DType::BF16>(w, cols, x, y, row_begin, row_end);
+}
+void gemm_f32(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, float* y, size_t ldy,
+              size_t row_begin, size_t row_end, void* scratch) {
+    cpu::gemm<DType::F32>(w, cols, x, x_stride, n, y, ldy, row_begin, row_end, scratch);
+}
+void gemm_f16(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, float* y, size_t ldy,
+              size_t row_begin, size_t row_end, void* scratch) {
+    cpu::gemm<DType::F16>(w, cols, x, x_stride, n, y, ldy, row_begin, row_end, scratch);
+}
+void gemm_bf16(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, float* y, size_t ldy,
+               size_t row_begin, size_t row_end, void* scratch) {
+    cpu::gemm<DType::BF16>(w, cols, x, x_stride, n, y, ldy, row_begin, row_end, scratch);
+}
+float dot(const float* a, const float* b, size_t n) { return cpu::dot(a, b, n); }
+void axpy(float a, const float* x, float* y, size_t n) { cpu::axpy(a, x, y, n); }
+void rmsnorm(const float* x, const float* weight, size_t n, float eps, float* y) { cpu::rmsnorm(x, weight, n, eps, y); }
+void silu_mul(const float* gate, const float* up, float* out, size_t n) { cpu::silu_mul(gate, up, out, n); }
+void softmax(float* x, size_t n) { cpu::softmax(x, n); }
+void mul(const float* a, const float* b, float* out, size_t n) { cpu::mul(a, b, out, n); }
+
+}  // namespace avx2
+
+namespace {
+
 constexpr KernelTable kAvx2Table{
     "avx2",
-    {gemv<DType::F32>, gemv<DType::F16>, gemv<DType::BF16>, avx2::gemv_q8_0, avx2::gemv_q4_0, avx2::gemv_q4_k,
+    {avx2::gemv_f32, avx2::gemv_f16, avx2::gemv_bf16, avx2::gemv_q8_0, avx2::gemv_q4_0, avx2::gemv_q4_k,
      avx2::gemv_q5_k, avx2::gemv_q6_k},
-    {gemm<DType::F32>, gemm<DType::F16>, gemm<DType::BF16>, avx2::gemm_q8_0, avx2::gemm_q4_0, avx2::gemm_q4_k,
+    {avx2::gemm_f32, avx2::gemm_f16, avx2::gemm_bf16, avx2::gemm_q8_0, avx2::gemm_q4_0, avx2::gemm_q4_k,
      avx2::gemm_q5_k, avx2::gemm_q6_k},
     avx2::quantize_q8a,
-    dot,
-    axpy,
-    rmsnorm,
-    silu_mul,
-    softmax,
-    mul,
+    avx2::dot,
+    avx2::axpy,
+    avx2::rmsnorm,
+    avx2::silu_mul,
+    avx2::softmax,
+    avx2::mul,
 };
 
 }  // namespace

@@ -120,6 +120,21 @@ __m256i unpack_q4_0(const uint8_t* qs) {
     return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(0x0F)), _mm256_set1_epi8(8));
 }
 
+// sum over blocks of block_dot(b, ...), with even and odd blocks in two accumulators. The two
+// are named variables, not an array indexed by b % 2, which GCC keeps on the stack: a store
+// and reload in every block's dependency chain.
+template <typename BlockDot>
+float sum_blocks_by_pairs(size_t blocks, BlockDot block_dot) {
+    __m256 even = _mm256_setzero_ps(), odd = _mm256_setzero_ps();
+    size_t b = 0;
+    for (; b + 2 <= blocks; b += 2) {
+        even = block_dot(b, even);
+        odd = block_dot(b + 1, odd);
+    }
+    if (b < blocks) even = block_dot(b, even);
+    return hsum(_mm256_add_ps(even, odd));
+}
+
 template <DType D>
 float dot_row(const void* row, const BlockQ8A* x, size_t blocks);
 
@@ -127,24 +142,22 @@ template <>
 float dot_row<DType::Q8_0>(const void* row, const BlockQ8A* x, size_t blocks) {
     const auto* w = static_cast<const BlockQ8_0*>(row);
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (size_t b = 0; b < blocks; ++b) {
+    const auto block_dot = [&](size_t b, __m256 acc) {
         const __m256i p = dot_signed(load32(w[b].qs), load32(x[b].qs), ones);
-        acc[b % 2] = _mm256_fmadd_ps(_mm256_set1_ps(f16(w[b].d) * x[b].d), _mm256_cvtepi32_ps(p), acc[b % 2]);
-    }
-    return hsum(_mm256_add_ps(acc[0], acc[1]));
+        return _mm256_fmadd_ps(_mm256_set1_ps(f16(w[b].d) * x[b].d), _mm256_cvtepi32_ps(p), acc);
+    };
+    return sum_blocks_by_pairs(blocks, block_dot);
 }
 
 template <>
 float dot_row<DType::Q4_0>(const void* row, const BlockQ8A* x, size_t blocks) {
     const auto* w = static_cast<const BlockQ4_0*>(row);
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (size_t b = 0; b < blocks; ++b) {
+    const auto block_dot = [&](size_t b, __m256 acc) {
         const __m256i p = dot_signed(unpack_q4_0(w[b].qs), load32(x[b].qs), ones);
-        acc[b % 2] = _mm256_fmadd_ps(_mm256_set1_ps(f16(w[b].d) * x[b].d), _mm256_cvtepi32_ps(p), acc[b % 2]);
-    }
-    return hsum(_mm256_add_ps(acc[0], acc[1]));
+        return _mm256_fmadd_ps(_mm256_set1_ps(f16(w[b].d) * x[b].d), _mm256_cvtepi32_ps(p), acc);
+    };
+    return sum_blocks_by_pairs(blocks, block_dot);
 }
 
 // Q4_K and Q5_K: levels 0..15 (0..31) per sub-block of 32 with a 6-bit scale and minimum.
