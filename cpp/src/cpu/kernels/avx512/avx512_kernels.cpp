@@ -3,7 +3,8 @@
 //
 // What it adds over the AVX2 table is integer throughput: vpdpbusd for the block-weight GEMVs
 // and GEMMs (quant_kernels.cpp). Float-weight matmuls and vector ops are bandwidth-bound or
-// small, so it takes the AVX2 versions, and so do the Q4_K / Q5_K GEMVs (no VNNI version yet).
+// small, so it takes the AVX2 versions, and so do the Q8_0 GEMV (load-bound: the AVX2 loop
+// measured as fast) and the Q4_K / Q5_K GEMVs (no VNNI version yet).
 // Compiled with the AVX-512 flags: no STL, no helpers with external linkage (see avx2_kernels.cpp).
 #include "cpu/kernels/avx2/float_kernels.h"
 #include "cpu/kernels/avx2/quant_kernels.h"
@@ -21,7 +22,7 @@ static_assert(static_cast<int>(DType::F32) == 0 && static_cast<int>(DType::F16) 
 
 constexpr KernelTable kAvx512Table{
     "avx512",
-    {avx2::gemv_f32, avx2::gemv_f16, avx2::gemv_bf16, avx512::gemv_q8_0, avx512::gemv_q4_0, avx2::gemv_q4_k,
+    {avx2::gemv_f32, avx2::gemv_f16, avx2::gemv_bf16, avx2::gemv_q8_0, avx512::gemv_q4_0, avx2::gemv_q4_k,
      avx2::gemv_q5_k, avx512::gemv_q6_k},
     {avx2::gemm_f32, avx2::gemm_f16, avx2::gemm_bf16, avx512::gemm_q8_0, avx512::gemm_q4_0, avx512::gemm_q4_k,
      avx512::gemm_q5_k, avx512::gemm_q6_k},

@@ -66,30 +66,18 @@ __m512i offset_correction(__m512i x) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// GEMV for the 32-value block types (Q8_0, Q4_0): d (f16) at the start of each block.
+// GEMV for Q4_0. (Q8_0's is the AVX2 one: with no nibbles to unpack it is load-bound, and
+// the AVX2 loop measured as fast in cache and faster from memory.)
 
-template <DType D>
-constexpr size_t kBlockBytes = D == DType::Q8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
-
-// The unsigned levels of blocks b and b+1 (b+1 only when `two`; else the high half is zero):
-// 64 bytes in the order of the two activation blocks' qs.
-template <DType D>
-__m512i pair_levels(const uint8_t* row, size_t b, bool two) {
-    const uint8_t* blk = row + b * kBlockBytes<D>;
-    if constexpr (D == DType::Q8_0) {
-        const __m256i lo = load32(blk + 2);
-        const __m256i hi = two ? load32(blk + kBlockBytes<D> + 2) : _mm256_set1_epi8(static_cast<char>(0x80));
-        return _mm512_xor_si512(join(lo, hi), _mm512_set1_epi8(static_cast<char>(0x80)));  // q + 128
-    } else {
-        // [qs_b, qs_b, qs_b+1, qs_b+1] shifted by [0, 4, 0, 4] bits: low nibbles (levels 0..15)
-        // then high nibbles (16..31) of each block.
-        const __m128i lo = load16(blk + 2);
-        const __m128i hi = two ? load16(blk + kBlockBytes<D> + 2) : _mm_setzero_si128();
-        const __m512i dup = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3),
-                                                     _mm512_castsi256_si512(_mm256_set_m128i(hi, lo)));
-        return _mm512_and_si512(_mm512_srlv_epi64(dup, _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4)),
-                                _mm512_set1_epi8(0x0F));
-    }
+// The unsigned levels (0..15) of blocks b and b+1 (b+1 only when `two`; else the high half is
+// zero): [qs_b, qs_b, qs_b+1, qs_b+1] shifted by [0, 4, 0, 4] bits, which puts each block's low
+// nibbles (levels 0..15) before its high nibbles (16..31), the order of the activations' qs.
+__m512i q4_0_pair_levels(const BlockQ4_0* row, size_t b, bool two) {
+    const __m128i lo = load16(row[b].qs);
+    const __m128i hi = two ? load16(row[b + 1].qs) : _mm_setzero_si128();
+    const __m512i dup = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3),
+                                                 _mm512_castsi256_si512(_mm256_set_m128i(hi, lo)));
+    return _mm512_and_si512(_mm512_srlv_epi64(dup, _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4)), _mm512_set1_epi8(0x0F));
 }
 
 // Activation bytes of blocks b and b+1 (zero for b+1 unless `two`).
@@ -102,20 +90,16 @@ __m512 pair_floats(__m256 a, __m256 b) {
     return _mm512_castsi512_ps(join(_mm256_castps_si256(a), _mm256_castps_si256(b)));
 }
 
-template <DType D>
-float dot_row_b32(const uint8_t* row, const BlockQ8A* x, size_t blocks) {
+float dot_row_q4_0(const uint8_t* row_bytes, const BlockQ8A* x, size_t blocks) {
+    const auto* row = reinterpret_cast<const BlockQ4_0*>(row_bytes);
     __m512 acc = _mm512_setzero_ps();
     for (size_t b = 0; b < blocks; b += 2) {
         const bool two = b + 1 < blocks;
         const __m512i xq = pair_x(x, b, two);
-        const uint8_t* blk = row + b * kBlockBytes<D>;
-        uint16_t d0, d1 = 0;
-        __builtin_memcpy(&d0, blk, 2);
-        if (two) __builtin_memcpy(&d1, blk + kBlockBytes<D>, 2);
-        const __m512 w_scales = _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16(static_cast<short>(d1)),
-                                                                 _mm_set1_epi16(static_cast<short>(d0))));
+        const __m512 w_scales = _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16(static_cast<short>(two ? row[b + 1].d : 0)),
+                                                                 _mm_set1_epi16(static_cast<short>(row[b].d))));
         const __m512 x_scales = pair_floats(_mm256_set1_ps(x[b].d), _mm256_set1_ps(two ? x[b + 1].d : 0.0f));
-        const __m512i dot = _mm512_dpbusd_epi32(offset_correction<kOffset<D>>(xq), pair_levels<D>(row, b, two), xq);
+        const __m512i dot = _mm512_dpbusd_epi32(offset_correction<8>(xq), q4_0_pair_levels(row, b, two), xq);
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(w_scales, x_scales), acc);
     }
     return _mm512_reduce_add_ps(acc);
@@ -176,7 +160,7 @@ void gemv(const void* w, size_t cols, const void* x, float* y, size_t row_begin,
         if constexpr (D == DType::Q6_K) {
             y[r] = dot_row_q6_k(base + r * row_size, xq, blocks);
         } else {
-            y[r] = dot_row_b32<D>(base + r * row_size, xq, blocks);
+            y[r] = dot_row_q4_0(base + r * row_size, xq, blocks);
         }
     }
 }
@@ -395,7 +379,9 @@ constexpr MicroKernelFn<D> kMicroKernels[kMaxTileTokens + 1] = {
 // One token: the GEMV (row by row, no packing), so decode-shaped calls give gemv's bits.
 template <DType D>
 void gemv_row_range(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end) {
-    if constexpr (D == DType::Q4_K) {
+    if constexpr (D == DType::Q8_0) {
+        avx2::gemv_q8_0(w, cols, x, y, row_begin, row_end);
+    } else if constexpr (D == DType::Q4_K) {
         avx2::gemv_q4_k(w, cols, x, y, row_begin, row_end);
     } else if constexpr (D == DType::Q5_K) {
         avx2::gemv_q5_k(w, cols, x, y, row_begin, row_end);
@@ -446,9 +432,6 @@ void gemm(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, 
 
 }  // namespace
 
-void gemv_q8_0(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end) {
-    gemv<DType::Q8_0>(w, cols, x, y, row_begin, row_end);
-}
 void gemv_q4_0(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end) {
     gemv<DType::Q4_0>(w, cols, x, y, row_begin, row_end);
 }

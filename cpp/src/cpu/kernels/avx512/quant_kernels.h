@@ -1,13 +1,12 @@
 // AVX-512 VNNI kernels for block-format weights (GGUF's Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) times
 // BlockQ8A activations, with the signatures of kernels.h and the names of avx2/quant_kernels.h.
-// Q4_K and Q5_K decode (GEMV) stay with the AVX2 versions (see avx512_kernels.cpp).
+// The Q8_0, Q4_K and Q5_K GEMVs (decode) stay with the AVX2 versions (see avx512_kernels.cpp).
 #pragma once
 
 #include <cstddef>
 
 namespace lfmrt::cpu::avx512 {
 
-void gemv_q8_0(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end);
 void gemv_q4_0(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end);
 void gemv_q6_k(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end);
 
