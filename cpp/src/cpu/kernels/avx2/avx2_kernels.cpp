@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "cpu/kernels/avx2/reductions.h"
 #include "cpu/kernels/avx2/float_kernels.h"
 #include "cpu/kernels/avx2/quant_kernels.h"
 #include "cpu/kernels/kernels.h"
@@ -61,19 +62,8 @@ __m256i lane_mask(size_t count) {
                               _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-float hmax(__m256 v) {
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    return _mm_cvtss_f32(m);
-}
+using avx2_reductions::hmax;
+using avx2_reductions::hsum;
 
 // ---------------------------------------------------------------------------------------------
 // exp: Cephes-style. n = round(x / ln2), r = x - n ln2 (ln2 split in two for exactness),

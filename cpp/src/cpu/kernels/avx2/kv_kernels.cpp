@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "cpu/kernels/avx2/reductions.h"
 #include "cpu/kernels/kv_kernels.h"
 #include "quant/blocks.h"
 
@@ -11,11 +12,7 @@ namespace lfmrt::cpu {
 
 namespace {
 
-float horizontal_sum(__m256 v) {
-    const __m128 pair = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    const __m128 quad = _mm_add_ps(pair, _mm_movehl_ps(pair, pair));
-    return _mm_cvtss_f32(_mm_add_ss(quad, _mm_movehdup_ps(quad)));
-}
+using avx2_reductions::hsum;
 
 __m256 load_f16x8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 
@@ -34,7 +31,7 @@ float dot_f32(const float* q, const void* k, size_t n) {
         acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), _mm256_loadu_ps(key + i + 8), acc1);
     }
     for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(key + i), acc0);
-    float sum = horizontal_sum(_mm256_add_ps(acc0, acc1));
+    float sum = hsum(_mm256_add_ps(acc0, acc1));
     for (; i < n; ++i) sum += q[i] * key[i];
     return sum;
 }
@@ -48,7 +45,7 @@ float dot_f16(const float* q, const void* k, size_t n) {
         acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), load_f16x8(key + i + 8), acc1);
     }
     for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_f16x8(key + i), acc0);
-    float sum = horizontal_sum(_mm256_add_ps(acc0, acc1));
+    float sum = hsum(_mm256_add_ps(acc0, acc1));
     for (; i < n; ++i) sum += q[i] * _cvtsh_ss(key[i]);
     return sum;
 }
@@ -63,7 +60,7 @@ float dot_q8_0(const float* q, const void* k, size_t n) {
         block = _mm256_fmadd_ps(_mm256_loadu_ps(q + 24), load_i8x8(blocks[b].qs + 24), block);
         total = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(blocks[b].d)), block, total);
     }
-    return horizontal_sum(total);
+    return hsum(total);
 }
 
 void axpy_f32(float a, const void* v, float* out, size_t n) {

@@ -15,6 +15,7 @@
 // weight vector it loads serves 4 tokens, and each token's 4 activation bytes are broadcast
 // to all 8 rows. The 8 lanes of an accumulator are 8 rows, so no horizontal sums are needed
 // and a row's result does not depend on which lane or panel it lands in.
+#include "cpu/kernels/avx2/reductions.h"
 #include "cpu/kernels/avx2/quant_kernels.h"
 
 #include <immintrin.h>
@@ -40,19 +41,8 @@ using quant::kQK;
 
 float f16(uint16_t h) { return _cvtsh_ss(h); }
 
-float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-float hmax(__m256 v) {
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    return _mm_cvtss_f32(m);
-}
+using avx2_reductions::hmax;
+using avx2_reductions::hsum;
 
 int32_t hsum_epi32(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
