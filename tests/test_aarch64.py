@@ -156,7 +156,7 @@ def test_aarch64_neon_kernels_match_scalar_twins(aarch64_build):
     # CTest shows the binary's output only on failure: check that both tables ran.
     log = (aarch64_build / "Testing" / "Temporary" / "LastTest.log").read_text(errors="replace")
     assert "SKIP" not in log, "qemu -cpu max should offer the dot-product instructions:\n" + log[-3000:]
-    for check in ("neon gemm Q4_K", "neon_dotprod gemm Q4_K", "neon_dotprod gemv Q6_K", "neon kv dot Q8_0"):
+    for check in ("neon gemm Q4_K", "neon_dotprod gemm Q4_K", "neon_dotprod gemv Q6_K", "neon kv scores Q8_0"):
         assert f"PASS {check}:" in log, log[-3000:]
 
 

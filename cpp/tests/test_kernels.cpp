@@ -605,31 +605,47 @@ void test_softmax(Report& report, const KernelTable& simd, std::mt19937& rng) {
     check.finish(report, std::string(simd.name) + " softmax");
 }
 
-// KV-cache kernels: a query against a stored key, and a weighted stored value, for each
-// storage type, against the scalar table; lengths are head sizes (whole Q8_0 blocks for Q8_0).
+// KV-cache kernels: a query against runs of stored keys, and weighted sums of runs of stored
+// values, for each storage type, against the scalar table; row lengths are head sizes (whole
+// Q8_0 blocks for Q8_0), runs of odd lengths, rows padded and unaligned on purpose.
 void test_kv_kernels(Report& report, const lfmrt::cpu::KvKernels& simd, std::mt19937& rng) {
     const lfmrt::cpu::KvKernels& scalar = lfmrt::cpu::scalar_kv_kernels();
     for (DType dtype : {DType::F32, DType::F16, DType::Q8_0}) {
-        Check dot_check, axpy_check;
+        Check scores_check, mix_check;
         const int type = static_cast<int>(dtype);
         for (size_t n : {32u, 64u, 96u, 128u, 256u}) {
-            const std::vector<float> q = random_floats(n, rng), values = random_floats(n, rng, -3.0f, 3.0f);
-            std::vector<uint8_t> stored(lfmrt::row_bytes(dtype, n) + 1);
-            lfmrt::quant::quantize_row(dtype, values.data(), stored.data() + 1, n);  // unaligned on purpose
-            std::vector<float> widened(n);
-            lfmrt::quant::dequantize_row(dtype, stored.data() + 1, widened.data(), n);
-            double magnitude = 0.0;
-            for (size_t i = 0; i < n; ++i) magnitude += std::fabs(double(q[i]) * widened[i]);
-            const std::string where = std::string(lfmrt::dtype_name(dtype)) + " n=" + std::to_string(n);
-            dot_check.near(simd.dot[type](q.data(), stored.data() + 1, n), scalar.dot[type](q.data(), stored.data() + 1, n),
-                           magnitude, kMatTol, where);
-            std::vector<float> got = random_floats(n, rng), want = got;
-            simd.axpy[type](0.7f, stored.data() + 1, got.data(), n);
-            scalar.axpy[type](0.7f, stored.data() + 1, want.data(), n);
-            for (size_t i = 0; i < n; ++i) axpy_check.near(got[i], want[i], std::fabs(want[i]) + 1.0, 1e-6, where);
+            for (size_t count : {1u, 2u, 7u, 33u}) {
+                const size_t stride = lfmrt::row_bytes(dtype, n) + 6;
+                std::vector<uint8_t> stored(count * stride + 1);
+                std::vector<float> widened(count * n);
+                for (size_t j = 0; j < count; ++j) {
+                    const std::vector<float> values = random_floats(n, rng, -3.0f, 3.0f);
+                    lfmrt::quant::quantize_row(dtype, values.data(), stored.data() + 1 + j * stride, n);
+                    lfmrt::quant::dequantize_row(dtype, stored.data() + 1 + j * stride, widened.data() + j * n, n);
+                }
+                const std::vector<float> q = random_floats(n, rng), weights = random_floats(count, rng, 0.0f, 1.0f);
+                const std::string where =
+                    std::string(lfmrt::dtype_name(dtype)) + " n=" + std::to_string(n) + " count=" + std::to_string(count);
+                std::vector<float> got(count), want(count);
+                simd.scores[type](q.data(), stored.data() + 1, stride, count, n, 0.125f, got.data());
+                scalar.scores[type](q.data(), stored.data() + 1, stride, count, n, 0.125f, want.data());
+                for (size_t j = 0; j < count; ++j) {
+                    double magnitude = 0.0;
+                    for (size_t i = 0; i < n; ++i) magnitude += std::fabs(double(q[i]) * widened[j * n + i]) * 0.125;
+                    scores_check.near(got[j], want[j], magnitude, kMatTol, where);
+                }
+                std::vector<float> mixed = random_floats(n, rng), expected = mixed;
+                simd.mix[type](weights.data(), stored.data() + 1, stride, count, n, mixed.data());
+                scalar.mix[type](weights.data(), stored.data() + 1, stride, count, n, expected.data());
+                for (size_t i = 0; i < n; ++i) {
+                    double magnitude = std::fabs(expected[i]) + 1.0;
+                    for (size_t j = 0; j < count; ++j) magnitude += std::fabs(double(weights[j]) * widened[j * n + i]);
+                    mix_check.near(mixed[i], expected[i], magnitude, 1e-6, where);
+                }
+            }
         }
-        dot_check.finish(report, std::string(simd.name) + " kv dot " + lfmrt::dtype_name(dtype));
-        axpy_check.finish(report, std::string(simd.name) + " kv axpy " + lfmrt::dtype_name(dtype));
+        scores_check.finish(report, std::string(simd.name) + " kv scores " + lfmrt::dtype_name(dtype));
+        mix_check.finish(report, std::string(simd.name) + " kv mix " + lfmrt::dtype_name(dtype));
     }
 }
 

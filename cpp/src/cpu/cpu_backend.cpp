@@ -137,29 +137,27 @@ void CpuBackend::attention(const std::vector<AttentionJob>& jobs, size_t n_heads
         const size_t kv_head = (task - first_task[j]) % n_kv_heads;
         const size_t head_offset = kv_head * (kv.row_bytes / n_kv_heads);  // bytes into a row
         const size_t n_ctx = job.n_past + t + 1;  // causal: positions up to and including this query's
-        const KvDotFn dot = kv_kernels_.dot[static_cast<int>(kv.dtype)];
-        const KvAxpyFn axpy = kv_kernels_.axpy[static_cast<int>(kv.dtype)];
+        const KvScoresFn scores_of = kv_kernels_.scores[static_cast<int>(kv.dtype)];
+        const KvMixFn mix = kv_kernels_.mix[static_cast<int>(kv.dtype)];
         float* scores = score_scratch_[static_cast<size_t>(thread)].data();  // [group][n_ctx]
         const float* queries = job.q + t * q_stride + kv_head * group * head_dim;
         float* results = job.out + t * q_stride + kv_head * group * head_dim;
 
         // Walk the pages: positions [page * P, page * P + P) live in page `page`.
         for (size_t begin = 0, page = 0; begin < n_ctx; begin += kv.page_positions, ++page) {
-            const size_t end = std::min(n_ctx, begin + kv.page_positions);
-            const uint8_t* keys = kv.key_pages[page] + head_offset;
-            for (size_t p = begin; p < end; ++p) {
-                const uint8_t* key = keys + (p - begin) * kv.row_bytes;
-                for (size_t h = 0; h < group; ++h) scores[h * n_ctx + p] = dot(queries + h * head_dim, key, head_dim) * scale;
+            const size_t count = std::min(n_ctx, begin + kv.page_positions) - begin;
+            for (size_t h = 0; h < group; ++h) {
+                scores_of(queries + h * head_dim, kv.key_pages[page] + head_offset, kv.row_bytes, count, head_dim,
+                          scale, scores + h * n_ctx + begin);
             }
         }
         for (size_t h = 0; h < group; ++h) kernels_.softmax(scores + h * n_ctx, n_ctx);
         std::fill(results, results + group * head_dim, 0.0f);
         for (size_t begin = 0, page = 0; begin < n_ctx; begin += kv.page_positions, ++page) {
-            const size_t end = std::min(n_ctx, begin + kv.page_positions);
-            const uint8_t* values = kv.value_pages[page] + head_offset;
-            for (size_t p = begin; p < end; ++p) {
-                const uint8_t* value = values + (p - begin) * kv.row_bytes;
-                for (size_t h = 0; h < group; ++h) axpy(scores[h * n_ctx + p], value, results + h * head_dim, head_dim);
+            const size_t count = std::min(n_ctx, begin + kv.page_positions) - begin;
+            for (size_t h = 0; h < group; ++h) {
+                mix(scores + h * n_ctx + begin, kv.value_pages[page] + head_offset, kv.row_bytes, count, head_dim,
+                    results + h * head_dim);
             }
         }
     });

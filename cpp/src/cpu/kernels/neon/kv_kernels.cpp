@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "cpu/kernels/kv_kernels.h"
+#include "cpu/kernels/kv_rows.h"
 #include "quant/blocks.h"
 
 namespace lfmrt::cpu {
@@ -104,12 +105,12 @@ void axpy_q8_0(float a, const void* v, float* out, size_t n) {
 
 constexpr KvKernels make_table() {
     KvKernels table{"neon", {}, {}};
-    table.dot[static_cast<int>(DType::F32)] = dot_f32;
-    table.dot[static_cast<int>(DType::F16)] = dot_f16;
-    table.dot[static_cast<int>(DType::Q8_0)] = dot_q8_0;
-    table.axpy[static_cast<int>(DType::F32)] = axpy_f32;
-    table.axpy[static_cast<int>(DType::F16)] = axpy_f16;
-    table.axpy[static_cast<int>(DType::Q8_0)] = axpy_q8_0;
+    table.scores[static_cast<int>(DType::F32)] = kv_rows::scores<dot_f32>;
+    table.scores[static_cast<int>(DType::F16)] = kv_rows::scores<dot_f16>;
+    table.scores[static_cast<int>(DType::Q8_0)] = kv_rows::scores<dot_q8_0>;
+    table.mix[static_cast<int>(DType::F32)] = kv_rows::mix<axpy_f32>;
+    table.mix[static_cast<int>(DType::F16)] = kv_rows::mix<axpy_f16>;
+    table.mix[static_cast<int>(DType::Q8_0)] = kv_rows::mix<axpy_q8_0>;
     return table;
 }
 
