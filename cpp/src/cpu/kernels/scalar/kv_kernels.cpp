@@ -55,18 +55,8 @@ void axpy_q8_0(float a, const void* v, float* out, size_t n) {
     }
 }
 
-constexpr KvKernels make_table() {
-    KvKernels table{"scalar", {}, {}};
-    table.scores[static_cast<int>(DType::F32)] = kv_rows::scores<dot_f32>;
-    table.scores[static_cast<int>(DType::F16)] = kv_rows::scores<dot_f16>;
-    table.scores[static_cast<int>(DType::Q8_0)] = kv_rows::scores<dot_q8_0>;
-    table.mix[static_cast<int>(DType::F32)] = kv_rows::mix<axpy_f32>;
-    table.mix[static_cast<int>(DType::F16)] = kv_rows::mix<axpy_f16>;
-    table.mix[static_cast<int>(DType::Q8_0)] = kv_rows::mix<axpy_q8_0>;
-    return table;
-}
-
-constexpr KvKernels kScalarKvKernels = make_table();
+constexpr KvKernels kScalarKvKernels =
+    kv_rows::make_table<dot_f32, dot_f16, dot_q8_0, axpy_f32, axpy_f16, axpy_q8_0>("scalar");
 
 }  // namespace
 
