@@ -93,13 +93,13 @@ def child_lfmrt(args: argparse.Namespace, prompt: list[int]) -> dict:
 
     session = model.session()
     logits = session.append(prompt[:WARMUP_PROMPT])
-    timed_decode(logits, lambda tok: session.append([tok]), WARMUP_DECODE)
+    timed_decode(logits, session.decode, WARMUP_DECODE)
     session.reset()  # a fresh sequence; the warm-up's state is forgotten
 
     t0 = time.perf_counter()
     logits = session.append(prompt)
     prefill_s = time.perf_counter() - t0
-    tokens, decode_s = timed_decode(logits, lambda tok: session.append([tok]), args.gen_tokens)
+    tokens, decode_s = timed_decode(logits, session.decode, args.gen_tokens)
     return dict(load_s=load_s, prefill_tok_s=len(prompt) / prefill_s, decode_tok_s=len(tokens) / decode_s,
                 tokens=tokens)
 

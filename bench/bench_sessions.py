@@ -18,7 +18,7 @@ once, here, with the tokenizer lfmrt reads from that GGUF). Two scenarios:
                own prefix-match logic decides what to re-run.
   (b) diverge  each answer is a fixed sequence ``<think> reasoning </think> answer`` (about
                --think-tokens + --answer-tokens tokens) replayed one token at a time as if
-               generated (lfmrt ``Session.append([t])``, llama.cpp ``Llama.eval([t])``); the
+               generated (lfmrt ``Session.decode(t)``, llama.cpp ``Llama.eval([t])``); the
                next prompt renders that answer *without* its think part (as LFM2.5 templates
                do), so it diverges from what the runtime holds in the middle of the last turn.
                lfmrt: ``Session.prefill(prompt)`` (longest common prefix, rewind to the nearest
@@ -38,7 +38,8 @@ Part 2, ``batch``: aggregate decode tok/s of ``lfmrt.Scheduler`` (the engine beh
 ``Model.generate_batch``) at --batch-sizes concurrent sequences, each a --batch-prompt-token
 prompt and --batch-gen greedy tokens (eos ignored), for each of --batch-models (the bf16 HF
 directory, and Q8_0 / Q4_0: a GGUF file if --q8-gguf/--q4-gguf give one, else quantized on load).
-"decode tok/s" counts the steps after the first (the first step prefills every prompt);
+"decode tok/s" counts the steps after the first (the first step prefills every prompt: the
+scheduler's prefill_chunk is set to hold them all);
 "e2e tok/s" is all generated tokens over the whole run, prefill included.
 
 Every measurement is a fresh subprocess (this script with --child), so runtimes never share the
@@ -158,7 +159,7 @@ def chat_lfmrt(args: argparse.Namespace, conv: dict) -> dict:
                 held, got = list(prompt), np.array(session.last_logits)
                 t0 += time.perf_counter() - tc  # the copy is not part of the turn
             for t in conv["generated"][k]:
-                session.append([t])
+                session.decode(t)
             session.checkpoint()  # the end of a turn, as Model.chat does
             total = time.perf_counter() - t0
             answer = conv["rendered"][k]
@@ -256,7 +257,8 @@ def batch_lfmrt(args: argparse.Namespace) -> dict:
     model.generate_batch(prompts[:2], max_tokens=4, temperature=0, ignore_eos=True)  # page weights in
     results = {}
     for size in args.batch_sizes:
-        scheduler = lfmrt.Scheduler(model, max_batch=size)
+        # Every prompt in the first step, so that the later steps are decode alone.
+        scheduler = lfmrt.Scheduler(model, max_batch=size, prefill_chunk=sum(map(len, prompts[:size])))
         requests = [scheduler.submit(p, max_tokens=args.batch_gen, temperature=0, ignore_eos=True)
                     for p in prompts[:size]]
         t0 = time.perf_counter()

@@ -271,6 +271,176 @@ def test_batched_sampling_with_seeds_matches_single(model):
     assert agree >= 3
 
 
+def test_scheduler_prefills_prompts_admitted_together_in_one_forward(model, monkeypatch):
+    prefill_calls = []
+    append_batch = lfmrt._core.Session.append_batch
+
+    def counting_append_batch(sessions, tokens, chunk_size):
+        prefill_calls.append([len(t) for t in tokens])
+        return append_batch(sessions, tokens, chunk_size)
+
+    monkeypatch.setattr(lfmrt._core.Session, "append_batch", staticmethod(counting_append_batch))
+    prompts = [tokens_of(n, seed=n) for n in (1, 9, 33, 70, 4)]
+    alone = [model.generate(p, max_tokens=8, temperature=0, ignore_eos=True).tokens for p in prompts]
+    scheduler = lfmrt.Scheduler(model, max_batch=8)
+    requests = [scheduler.submit(p, max_tokens=8, temperature=0, ignore_eos=True) for p in prompts]
+    scheduler.step()
+    # One prefill call with one token list per prompt, and every request already has its first token.
+    assert prefill_calls == [[len(p) for p in prompts]]
+    assert all(len(r._state._generated) == 1 for r in requests)
+    scheduler.run()
+    assert len(prefill_calls) == 1
+    assert [r.completion.tokens for r in requests] == alone
+    assert [r.completion.timings.prefilled_tokens for r in requests] == [len(p) for p in prompts]
+
+
+def test_requests_join_while_others_decode(model):
+    early = [tokens_of(n, seed=100 + n) for n in (6, 25)]
+    late = [tokens_of(n, seed=200 + n) for n in (2, 48, 11)]
+    alone = [model.generate(p, max_tokens=10, temperature=0, ignore_eos=True).tokens for p in early + late]
+    scheduler = lfmrt.Scheduler(model, max_batch=8)
+    requests = [scheduler.submit(p, max_tokens=10, temperature=0, ignore_eos=True) for p in early]
+    for _ in range(4):
+        scheduler.step()
+    requests += [scheduler.submit(p, max_tokens=10, temperature=0, ignore_eos=True) for p in late]
+    scheduler.run()
+    assert [r.completion.tokens for r in requests] == alone
+
+
+def test_long_prompt_is_prefilled_in_slices_while_others_decode(model):
+    short, long = tokens_of(5, seed=7), tokens_of(70, seed=8)
+    scheduler = lfmrt.Scheduler(model, max_batch=4, prefill_chunk=16)
+    decoding = scheduler.submit(short, max_tokens=12, temperature=0, ignore_eos=True)
+    scheduler.step()
+    prefilling = scheduler.submit(long, max_tokens=4, temperature=0, ignore_eos=True)
+    for step in range(1, 5):  # 70 prompt tokens take 5 steps of 16: the short one decodes meanwhile
+        scheduler.step()
+        assert len(decoding._state._generated) == 1 + step
+        assert prefilling._state.prefilling and not prefilling._state._generated
+    scheduler.step()
+    assert not prefilling._state.prefilling and len(prefilling._state._generated) == 1
+    scheduler.run()
+    assert decoding.completion.tokens == model.generate(short, max_tokens=12, temperature=0, ignore_eos=True).tokens
+    assert prefilling.completion.tokens == model.generate(long, max_tokens=4, temperature=0, ignore_eos=True).tokens
+
+
+def test_scheduler_continues_a_session_prefilling_only_the_new_suffix(model):
+    history = tokens_of(30, seed=11)
+    follow_up = history + tokens_of(9, seed=12)
+    alone_session = model.session()
+    alone_session.prefill(history)
+    alone = model.generate(follow_up, max_tokens=6, temperature=0, ignore_eos=True, session=alone_session)
+
+    session = model.session()
+    session.prefill(history)
+    scheduler = lfmrt.Scheduler(model)
+    request = scheduler.submit(follow_up, max_tokens=6, temperature=0, ignore_eos=True, session=session)
+    other = scheduler.submit(tokens_of(12, seed=13), max_tokens=6, temperature=0, ignore_eos=True)
+    with pytest.raises(ValueError, match="already in use"):
+        scheduler.submit(follow_up, max_tokens=2, session=session)
+    scheduler.run()
+    assert request.completion.tokens == alone.tokens
+    assert request.completion.timings.prefilled_tokens == 9
+    assert session.tokens == alone_session.tokens
+    assert other.completion.tokens == model.generate(tokens_of(12, seed=13), max_tokens=6, temperature=0, ignore_eos=True).tokens
+
+
+def test_a_bad_prompt_is_refused_at_submit_and_the_others_run(model):
+    scheduler = lfmrt.Scheduler(model)
+    good = scheduler.submit(tokens_of(5), max_tokens=3, temperature=0, ignore_eos=True)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        scheduler.submit([1, model.config.vocab_size], max_tokens=3)
+    scheduler.run()
+    assert good.completion.tokens == model.generate(tokens_of(5), max_tokens=3, temperature=0, ignore_eos=True).tokens
+
+
+@pytest.mark.parametrize("chunk_size", [3, 64, 512])
+def test_append_batch_equals_appending_to_each_alone(model, chunk_size):
+    # Checkpoints every 7 positions, so batched steps must stop at each session's own ones.
+    options = dict(checkpoint_interval=7)
+    lists = [tokens_of(n, seed=300 + n) for n in (1, 20, 0, 45, 8)]
+    held = [tokens_of(n, seed=400 + n) for n in (0, 5, 3, 13, 1)]
+    alone, batched = [], []
+    for prefix, tokens in zip(held, lists):
+        session = model.session(**options)
+        if prefix:
+            session.append(prefix)
+        if tokens:
+            session.append(tokens, chunk_size=chunk_size)
+        alone.append(session)
+        session = model.session(**options)
+        if prefix:
+            session.append(prefix)
+        batched.append(session)
+    lfmrt._core.Session.append_batch([s._core for s in batched], lists, chunk_size)
+    for a, b in zip(alone, batched):
+        assert b.tokens == a.tokens and b.n_forwarded == a.n_forwarded and b.n_checkpoints == a.n_checkpoints
+        if a.n_tokens:
+            assert np.abs(b.last_logits - a.last_logits).max() < TOLERANCE
+        # ...and the checkpoints are the same: a rewind lands on the same state.
+        a.rewind(a.n_tokens // 2)
+        b.rewind(b.n_tokens // 2)
+        assert np.abs(b.append([5]) - a.append([5])).max() < TOLERANCE
+
+
+def test_append_batch_refuses_bad_input_leaving_every_session_unchanged(model):
+    first, second = model.session(), model.session()
+    first.append([1, 2])
+    before = first.last_logits.copy()
+    batch = lfmrt._core.Session.append_batch
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        batch([first._core, second._core], [[3, 4], [5, model.config.vocab_size]], 64)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        batch([first._core], [[2**40]], 64)
+    with pytest.raises(ValueError, match="context overflow"):
+        batch([first._core, second._core], [[3], [5] * (model.config.max_context + 1)], 64)
+    with pytest.raises(ValueError, match="same session twice"):
+        batch([first._core, first._core], [[3], [4]], 64)
+    with pytest.raises(ValueError, match="one token list per session"):
+        batch([first._core, second._core], [[3]], 64)
+    with pytest.raises(ValueError, match="None"):
+        batch([first._core, None], [[3], [4]], 64)
+    with pytest.raises(ValueError, match="chunk_size"):
+        batch([first._core], [[3]], 0)
+    assert first.tokens == [1, 2] and second.n_tokens == 0
+    assert np.array_equal(first.last_logits, before)
+
+
+def test_decode_equals_append_of_one_token_bit_for_bit(model):
+    decoded, appended = model.session(), model.session()
+    prompt = tokens_of(12, seed=21)
+    decoded.append(prompt)
+    appended.append(prompt)
+    for token in tokens_of(20, seed=22):
+        got = decoded.decode(token)
+        want = appended.append([token])
+        assert got.dtype == np.float32 and got.shape == (model.config.vocab_size,)
+        assert np.array_equal(got, want)
+        assert np.array_equal(decoded.last_logits, appended.last_logits)
+    assert decoded.tokens == appended.tokens
+    assert decoded.n_forwarded == appended.n_forwarded and decoded.n_checkpoints == appended.n_checkpoints
+    assert np.array_equal(decoded.decode(np.int64(7)), appended.append([7]))
+
+
+def test_decode_refuses_bad_tokens_leaving_the_session_unchanged(model):
+    session = model.session()
+    session.append([1, 2, 3])
+    before = session.last_logits.copy()
+    for token in (model.config.vocab_size, -1, 2**40):
+        with pytest.raises(ValueError, match="outside the vocabulary"):
+            session.decode(token)
+    for token in (3.0, "3", [3], None, True):
+        with pytest.raises(TypeError, match="decode takes one token id"):
+            session.decode(token)
+    full = lfmrt.Model.load(MODEL_DIR, max_context=16, kv_cache="f32").session()
+    full.append(tokens_of(16))
+    with pytest.raises(ValueError, match="context overflow"):
+        full.decode(1)
+    assert full.n_tokens == 16
+    assert session.tokens == [1, 2, 3]
+    assert np.array_equal(session.last_logits, before)
+
+
 def test_sessions_from_many_threads_are_correct(model):
     prompts = [tokens_of(20 + 5 * i, seed=i) for i in range(6)]
     expected = [fresh_logits(model, p + [3, 4, 5]) for p in prompts]

@@ -1,9 +1,11 @@
 // Kernel tests: every op of every SIMD table the CPU supports against the scalar table (the
-// specification), on odd sizes, tails, unaligned pointers and mid-block row ranges.
+// specification), on odd sizes, tails, unaligned pointers and mid-block row ranges; the panel
+// layout's packing, and every table's panel kernels against the scalar row kernels.
 //
 //   lfmrt_kernel_tests           run the checks; prints one line per check and "N passed, M failed"
 //   lfmrt_kernel_tests --bench   micro-benchmarks of the table dispatch picks (GEMM GOPS, GEMV
-//                                GB/s): the fastest, or the one LFMRT_ISA names
+//                                GB/s; row-major against panels): the fastest, or the one
+//                                LFMRT_ISA names
 //   lfmrt_kernel_tests --bench --all   also the transposed shapes and the float types
 #include <algorithm>
 #include <chrono>
@@ -22,11 +24,14 @@
 #include <immintrin.h>
 #endif
 
+#include "cpu/cpu_backend.h"
 #include "cpu/dispatch.h"
 #include "cpu/kernels/kernels.h"
 #include "cpu/kernels/kv_kernels.h"
 #include "lfmrt/tensor.h"
+#include "model/weight_memory.h"
 #include "quant/blocks.h"
+#include "quant/panels.h"
 #include "quant/quantize.h"
 
 using lfmrt::DType;
@@ -204,6 +209,23 @@ private:
     std::vector<float> widened_;
 };
 
+// A Q4_0 / Q8_0 / Q6_K matrix repacked into 16-row panels, as the model does at load; like Weights it
+// starts 2 bytes past an aligned address.
+class PanelWeights {
+public:
+    explicit PanelWeights(const Weights& w)
+        : bytes_(lfmrt::quant::panel_matrix_bytes(w.dtype(), w.rows(), w.cols()) + kOffset) {
+        lfmrt::quant::pack_panels(w.dtype(), w.data(), w.rows(), w.cols(), 0, lfmrt::quant::panel_rows(w.rows()),
+                                  data());
+    }
+    const void* data() const { return bytes_.data() + kOffset; }
+    void* data() { return bytes_.data() + kOffset; }
+
+private:
+    static constexpr size_t kOffset = 2;
+    std::vector<uint8_t> bytes_;
+};
+
 // A matmul's input as the kernels of `weight` take it: n rows of cols floats (stride ldx) as
 // they are, or quantized to BlockQ8A rows by the scalar table (the specification). `values`
 // holds what the kernels see, widened, for reference magnitudes.
@@ -268,27 +290,32 @@ std::string case_name(size_t rows, size_t cols, size_t n, RowRange range) {
            std::to_string(range.end) + ")";
 }
 
-// Y (n tokens, stride ldy) from one GEMM call or from one GEMV call per token.
+// Y (n tokens, stride ldy) from one GEMM call or from one GEMV call per token: the row kernels
+// on w, or the panel kernels when `panels` (w packed) is given.
 struct MatmulCall {
     const Weights& w;
     const Activations& x;
     size_t n, ldy;
     RowRange range;
+    const PanelWeights* panels = nullptr;
 };
 
 std::vector<float> run_gemm(const KernelTable& table, const MatmulCall& c) {
     std::vector<float> y(c.n * c.ldy, sentinel());
     std::vector<uint8_t> scratch(lfmrt::cpu::kGemmScratchBytes);
-    table.gemm[int(c.w.dtype())](c.w.data(), c.w.cols(), c.x.data(), c.x.stride(), c.n, y.data(), c.ldy,
-                                 c.range.begin, c.range.end, scratch.data());
+    const auto gemm = (c.panels ? table.gemm_panels : table.gemm)[int(c.w.dtype())];
+    gemm(c.panels ? c.panels->data() : c.w.data(), c.w.cols(), c.x.data(), c.x.stride(), c.n, y.data(), c.ldy,
+         c.range.begin, c.range.end, scratch.data());
     return y;
 }
 
 std::vector<float> run_gemv_per_token(const KernelTable& table, const MatmulCall& c) {
     std::vector<float> y(c.n * c.ldy, sentinel());
+    const auto gemv = (c.panels ? table.gemv_panels : table.gemv)[int(c.w.dtype())];
     for (size_t t = 0; t < c.n; ++t) {
-        table.gemv[int(c.w.dtype())](c.w.data(), c.w.cols(), static_cast<const uint8_t*>(c.x.data()) + t * c.x.stride(),
-                                     y.data() + t * c.ldy, c.range.begin, c.range.end);
+        gemv(c.panels ? c.panels->data() : c.w.data(), c.w.cols(),
+             static_cast<const uint8_t*>(c.x.data()) + t * c.x.stride(), y.data() + t * c.ldy, c.range.begin,
+             c.range.end);
     }
     return y;
 }
@@ -304,13 +331,15 @@ std::vector<double> magnitudes(const MatmulCall& c) {
 }
 
 // Compares two matmul outputs inside the row range and checks both left everything else alone.
+// `tol` 0 asks for the same values exactly.
 void compare_matmul(Check& check, const MatmulCall& c, const std::vector<double>& magnitude,
-                    const std::vector<float>& got, const std::vector<float>& ref, const std::string& where) {
+                    const std::vector<float>& got, const std::vector<float>& ref, const std::string& where,
+                    double tol = kMatTol) {
     for (size_t t = 0; t < c.n; ++t) {
         for (size_t r = 0; r < c.ldy; ++r) {
             const size_t i = t * c.ldy + r;
             if (r >= c.range.begin && r < c.range.end) {
-                check.near(got[i], ref[i], magnitude[i], kMatTol,
+                check.near(got[i], ref[i], magnitude[i], tol,
                            [&] { return where + " t=" + std::to_string(t) + " r=" + std::to_string(r); });
             } else {
                 check.that(is_sentinel(got[i]), [&] { return where + " wrote outside its rows"; });
@@ -478,6 +507,188 @@ void test_matmul_edges(Report& report, const KernelTable& table, DType dtype, st
     }
     check.that(y[0] == 0.0f && y[1] == 0.0f && is_sentinel(y[2]), "gemv cols=0 gives 0");
     check.finish(report, std::string(table.name) + " matmul edge cases " + lfmrt::dtype_name(dtype));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The panel layout (quant/panels.h): packing, and each table's panel kernels against the scalar
+// table's row kernels on the same logical weights.
+
+constexpr DType kPanelTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q6_K};
+// Rows around the 16-row panel (1, 15: one partial panel; 17, 33, 50: a partial last one), and
+// odd block counts, the last past the AVX-512 GEMV's 256-block chunk of activation sums.
+constexpr size_t kPanelRowCounts[] = {1, 15, 16, 17, 33, 50};
+constexpr size_t kPanelCols32[] = {32, 96, 224, 1056, 8224};
+constexpr size_t kPanelCols256[] = {256, 768, 1280, 8448};
+std::vector<size_t> panel_cols(DType dtype) {
+    if (lfmrt::block_elems(dtype) == 32) return {std::begin(kPanelCols32), std::end(kPanelCols32)};
+    return {std::begin(kPanelCols256), std::end(kPanelCols256)};
+}
+
+bool has_panel_kernels(const KernelTable& table, DType dtype) {
+    return table.gemv_panels[int(dtype)] != nullptr && table.gemm_panels[int(dtype)] != nullptr;
+}
+
+// Unpacking gives back every row's GGUF bytes; the padding rows have scale 0; packing one
+// panel-row at a time, in any order, gives the same bytes as packing all at once.
+void test_panel_packing(Report& report, std::mt19937& rng) {
+    namespace quant = lfmrt::quant;
+    for (DType dtype : kPanelTypes) {
+        Check check;
+        for (size_t rows : kPanelRowCounts) {
+            for (size_t cols : panel_cols(dtype)) {
+                const std::string where = "rows=" + std::to_string(rows) + " cols=" + std::to_string(cols);
+                const Weights w(dtype, rows, cols, rng);
+                const PanelWeights packed(w);
+                const size_t row_size = lfmrt::row_bytes(dtype, cols);
+                std::vector<uint8_t> row(row_size);
+                for (size_t r = 0; r < rows; ++r) {
+                    quant::unpack_panel_row(dtype, packed.data(), cols, r, row.data());
+                    const auto* original = static_cast<const uint8_t*>(w.data()) + r * row_size;
+                    check.that(std::memcmp(row.data(), original, row_size) == 0,
+                               [&] { return where + " row " + std::to_string(r) + " differs after unpacking"; });
+                }
+                const size_t block_size = lfmrt::block_bytes(dtype);
+                for (size_t r = rows; r < quant::panel_rows(rows) * quant::kPanelRows; ++r) {
+                    quant::unpack_panel_row(dtype, packed.data(), cols, r, row.data());
+                    // Q6_K keeps its d at the end of the block.
+                    const size_t d_offset = dtype == DType::Q6_K ? block_size - 2 : 0;
+                    for (size_t b = 0; b < cols / lfmrt::block_elems(dtype); ++b) {
+                        uint16_t d;
+                        std::memcpy(&d, row.data() + b * block_size + d_offset, sizeof d);
+                        check.that(d == 0,
+                                   [&] { return where + " padding row " + std::to_string(r) + " has a scale"; });
+                    }
+                }
+                const size_t bytes = quant::panel_matrix_bytes(dtype, rows, cols);
+                std::vector<uint8_t> pieces(bytes, 0xAB);
+                for (size_t p = quant::panel_rows(rows); p-- > 0;) {
+                    quant::pack_panels(dtype, w.data(), rows, cols, p, p + 1, pieces.data());
+                }
+                check.that(std::memcmp(pieces.data(), packed.data(), bytes) == 0, where + " packed in pieces differs");
+            }
+        }
+        check.finish(report, std::string("panels pack/unpack round trip ") + lfmrt::dtype_name(dtype));
+    }
+}
+
+// Row ranges for the panel kernels: all rows, ranges starting at a later panel (as thread splits
+// do) and ranges starting and ending mid-panel (which the kernels take too).
+std::vector<RowRange> panel_row_ranges(size_t rows) {
+    std::vector<RowRange> ranges = {{0, rows}};
+    if (rows > 16) ranges.push_back({16, rows});
+    if (rows > 32) ranges.push_back({16, 32});
+    if (rows > 8) ranges.push_back({3, rows - 5});
+    return ranges;
+}
+
+// Panel GEMV and GEMM against the scalar row kernels: exactly for the scalar table (its panel
+// kernels are the row kernels' arithmetic on the same decoded blocks), within kMatTol for SIMD
+// tables; and each table's GEMM against its own GEMV per token, exactly (a row's arithmetic does
+// not depend on the token count).
+void test_panel_matmul(Report& report, const KernelTable& table, DType dtype, std::mt19937& rng) {
+    const bool is_scalar = &table == &lfmrt::cpu::scalar_kernels();
+    Check vs_rows, gemm_vs_gemv;
+    constexpr size_t kMaxTokens = 17;
+    for (size_t rows : kPanelRowCounts) {
+        for (size_t cols : panel_cols(dtype)) {
+            const Weights w(dtype, rows, cols, rng);
+            const PanelWeights packed(w);
+            const size_t ldx = cols + 5, ldy = rows + 3;
+            const std::vector<float> x = random_floats(kMaxTokens * ldx + 1, rng);
+            for (size_t n = 1; n <= kMaxTokens; ++n) {
+                const Activations input(dtype, x.data() + 1, ldx, n, cols);
+                const MatmulCall all_rows{w, input, n, ldy, {0, rows}};
+                const std::vector<double> magnitude = magnitudes(all_rows);
+                const std::vector<float> ref = run_gemm(lfmrt::cpu::scalar_kernels(), all_rows);
+                for (RowRange range : panel_row_ranges(rows)) {
+                    const MatmulCall call{w, input, n, ldy, range, &packed};
+                    const std::string where = case_name(rows, cols, n, range);
+                    const std::vector<float> gemm = run_gemm(table, call);
+                    const std::vector<float> gemv = run_gemv_per_token(table, call);
+                    compare_matmul(vs_rows, call, magnitude, gemm, ref, "gemm " + where, is_scalar ? 0.0 : kMatTol);
+                    compare_matmul(vs_rows, call, magnitude, gemv, ref, "gemv " + where, is_scalar ? 0.0 : kMatTol);
+                    compare_matmul(gemm_vs_gemv, call, magnitude, gemm, gemv, where, 0.0);
+                }
+            }
+        }
+    }
+    const std::string name = std::string(table.name) + " panel gemv/gemm " + lfmrt::dtype_name(dtype);
+    vs_rows.finish(report, name + (is_scalar ? " bit-identical to the row kernels" : " vs scalar row kernels"));
+    gemm_vs_gemv.finish(report, name + " gemm bit-identical to gemv per token");
+}
+
+// Row splits (thread splits are whole panels, odd ones mid-panel) give the same bits as one
+// call, and degenerate calls behave as the row kernels' do.
+void test_panel_splits_and_edges(Report& report, const KernelTable& table, DType dtype, std::mt19937& rng) {
+    const std::vector<std::vector<size_t>> split_points = {{16}, {32, 48, 64}, {128}, {1}, {5, 21}, {7, 130, 131}};
+    Check check;
+    const bool k_quant = lfmrt::block_elems(dtype) == 256;
+    const Shape shapes[] = {
+        {77, k_quant ? size_t{2304} : size_t{2112}}, {300, 256}, {170, k_quant ? size_t{768} : size_t{96}}};
+    for (Shape shape : shapes) {
+        const Weights w(dtype, shape.rows, shape.cols, rng);
+        const PanelWeights packed(w);
+        for (size_t n : {1, 3, 13, 16}) {
+            const std::vector<float> x = random_floats(n * shape.cols, rng);
+            const Activations input(dtype, x.data(), shape.cols, n, shape.cols);
+            const MatmulCall whole{w, input, n, shape.rows, {0, shape.rows}, &packed};
+            const std::vector<float> gemm_whole = run_gemm(table, whole);
+            const std::vector<float> gemv_whole = run_gemv_per_token(table, whole);
+            for (const std::vector<size_t>& points : split_points) {
+                const std::string where = case_name(shape.rows, shape.cols, n, whole.range) + " split at " +
+                                          std::to_string(points[0]) + "...";
+                check.that(bit_identical(run_split(table, whole, points, true), gemm_whole), "gemm " + where);
+                check.that(bit_identical(run_split(table, whole, points, false), gemv_whole), "gemv " + where);
+            }
+        }
+    }
+    const size_t cols = lfmrt::block_elems(dtype);
+    const Weights w(dtype, 20, cols, rng);
+    const PanelWeights packed(w);
+    const std::vector<float> x = random_floats(3 * cols, rng);
+    const Activations input(dtype, x.data(), cols, 3, cols);
+    const auto untouched = [](const std::vector<float>& y) { return std::all_of(y.begin(), y.end(), is_sentinel); };
+    check.that(untouched(run_gemm(table, {w, input, 3, 20, {7, 7}, &packed})), "gemm empty range");
+    check.that(untouched(run_gemm(table, {w, input, 3, 20, {16, 16}, &packed})), "gemm empty range at a panel");
+    check.that(untouched(run_gemm(table, {w, input, 0, 20, {0, 20}, &packed})), "gemm n=0");
+    check.that(untouched(run_gemv_per_token(table, {w, input, 1, 20, {7, 7}, &packed})), "gemv empty range");
+    std::vector<float> y(2 * 20, sentinel());
+    table.gemm_panels[int(dtype)](packed.data(), 0, input.data(), input.stride(), 2, y.data(), 20, 3, 18, nullptr);
+    for (size_t t = 0; t < 2; ++t) {
+        for (size_t r = 3; r < 18; ++r) check.that(y[t * 20 + r] == 0.0f, "gemm cols=0 gives 0");
+    }
+    check.finish(report, std::string(table.name) + " panel row splits bit-identical, edge cases " +
+                             lfmrt::dtype_name(dtype));
+}
+
+// Through the backend, as the model uses it: pack_panels gives quant::pack_panels' bytes, a
+// packed matrix's matmul goes to the panel kernels (the scalar table's equal its row kernels
+// exactly), and 1 or 3 threads give the same bits.
+void test_backend_panels(Report& report, const KernelTable& table, DType dtype, std::mt19937& rng) {
+    const bool is_scalar = &table == &lfmrt::cpu::scalar_kernels();
+    Check check;
+    const size_t rows = 300, cols = lfmrt::block_elems(dtype) == 256 ? 1280 : 1056;
+    const Weights w(dtype, rows, cols, rng);
+    const PanelWeights packed(w);
+    lfmrt::cpu::CpuBackend one(table, 1), three(table, 3);
+    std::vector<uint8_t> dst(lfmrt::quant::panel_matrix_bytes(dtype, rows, cols));
+    const lfmrt::cpu::Matrix row_major{w.data(), dtype, int64_t(rows), int64_t(cols)};
+    const lfmrt::cpu::Matrix panels = three.pack_panels(row_major, dst.data());
+    check.that(panels.layout == lfmrt::cpu::MatrixLayout::Panels && panels.data == dst.data(), "packed matrix");
+    check.that(std::memcmp(dst.data(), packed.data(), dst.size()) == 0, "backend packing differs");
+    for (size_t n : {1, 5, 16}) {
+        const std::vector<float> x = random_floats(n * cols, rng);
+        std::vector<float> y_rows(n * rows), y_one(n * rows), y_three(n * rows);
+        one.matmul(row_major, x.data(), cols, n, y_rows.data(), rows);
+        one.matmul(panels, x.data(), cols, n, y_one.data(), rows);
+        three.matmul(panels, x.data(), cols, n, y_three.data(), rows);
+        const std::string where = "n=" + std::to_string(n);
+        check.that(bit_identical(y_one, y_three), where + ": 1 and 3 threads differ");
+        const Activations input(dtype, x.data(), cols, n, cols);
+        const MatmulCall call{w, input, n, rows, {0, rows}};
+        compare_matmul(check, call, magnitudes(call), y_one, y_rows, where, is_scalar ? 0.0 : kMatTol);
+    }
+    check.finish(report, std::string(table.name) + " backend panels " + lfmrt::dtype_name(dtype));
 }
 
 // The SIMD activation quantizer must give the reference's bytes exactly (so every table sees
@@ -658,6 +869,12 @@ int run_tests() {
         test_row_splits(report, lfmrt::cpu::scalar_kernels(), dtype, rng);
         test_matmul_edges(report, lfmrt::cpu::scalar_kernels(), dtype, rng);
     }
+    test_panel_packing(report, rng);
+    for (DType dtype : kPanelTypes) {
+        test_panel_matmul(report, lfmrt::cpu::scalar_kernels(), dtype, rng);
+        test_panel_splits_and_edges(report, lfmrt::cpu::scalar_kernels(), dtype, rng);
+        test_backend_panels(report, lfmrt::cpu::scalar_kernels(), dtype, rng);
+    }
     // Tables share kernels (neon_dotprod has neon's float kernels, for one): a kernel already
     // tested in an earlier table is not tested again, which matters most under emulation.
     std::vector<const KernelTable*> tested;
@@ -678,6 +895,15 @@ int run_tests() {
                 test_gemm(report, *simd, dtype, rng);
                 test_row_splits(report, *simd, dtype, rng);
                 test_matmul_edges(report, *simd, dtype, rng);
+            }
+            const auto panel_matmuls = [dtype](const KernelTable& t) {
+                return std::pair(t.gemv_panels[int(dtype)], t.gemm_panels[int(dtype)]);
+            };
+            if (has_panel_kernels(*simd, dtype) &&
+                is_new(std::string("panel gemv/gemm ") + lfmrt::dtype_name(dtype), panel_matmuls)) {
+                test_panel_matmul(report, *simd, dtype, rng);
+                test_panel_splits_and_edges(report, *simd, dtype, rng);
+                test_backend_panels(report, *simd, dtype, rng);
             }
         }
         if (is_new("quantize_q8a", [](const KernelTable& t) { return t.quantize_q8a; })) {
@@ -781,6 +1007,75 @@ void bench_gemv(const KernelTable& table, DType dtype, size_t rows, size_t cols,
                 bytes / seconds * 1e-9, 2.0 * rows * cols / seconds * 1e-9, seconds * 1e3);
 }
 
+// The layout a benchmark's block matrix is read in: GGUF's rows, or 16-row panels (the panel
+// kernels, where the table has them for the type).
+enum class Layout { Rows, Panels };
+const char* layout_name(Layout layout) { return layout == Layout::Rows ? "rows  " : "panels"; }
+
+// A benchmark's weight matrix in the layout asked for.
+std::vector<uint8_t> bench_matrix(const Weights& w, Layout layout) {
+    const auto* data = static_cast<const uint8_t*>(w.data());
+    if (layout == Layout::Rows) {
+        return std::vector<uint8_t>(data, data + w.rows() * lfmrt::row_bytes(w.dtype(), w.cols()));
+    }
+    std::vector<uint8_t> packed(lfmrt::quant::panel_matrix_bytes(w.dtype(), w.rows(), w.cols()));
+    lfmrt::quant::pack_panels(w.dtype(), data, w.rows(), w.cols(), 0, lfmrt::quant::panel_rows(w.rows()),
+                              packed.data());
+    return packed;
+}
+
+void bench_gemm_layouts(const KernelTable& table, DType dtype, size_t rows, size_t cols, size_t n) {
+    std::mt19937 rng(1);
+    const Weights w(dtype, rows, cols, rng);
+    const std::vector<float> x = random_floats(n * cols, rng);
+    const Activations input(dtype, x.data(), cols, n, cols);
+    std::vector<float> y(n * rows);
+    std::vector<uint8_t> scratch(lfmrt::cpu::kGemmScratchBytes);
+    for (Layout layout : {Layout::Rows, Layout::Panels}) {
+        const auto gemm = (layout == Layout::Rows ? table.gemm : table.gemm_panels)[int(dtype)];
+        if (gemm == nullptr) continue;
+        const std::vector<uint8_t> matrix = bench_matrix(w, layout);
+        const double seconds = best_seconds(n > 64 ? 5 : 50, [&] {
+            gemm(matrix.data(), cols, input.data(), input.stride(), n, y.data(), rows, 0, rows, scratch.data());
+        });
+        std::printf("%s gemm %-4s %s rows=%zu cols=%zu n=%zu: %.1f GOPS (%.3f ms)\n", table.name,
+                    lfmrt::dtype_name(dtype), layout_name(layout), rows, cols, n,
+                    2.0 * rows * cols * n / seconds * 1e-9, seconds * 1e3);
+    }
+}
+
+// GEMV from memory: a round over enough copies of the matrix (at least 256 MB) that none is
+// still cached when its turn comes, as in a decode step. Rows and panels in ordinary (4 KiB)
+// pages, then panels in 2 MiB pages, as the model allocates them (rows stay in the file's pages).
+void bench_gemv_from_dram(const KernelTable& table, DType dtype, size_t rows, size_t cols) {
+    std::mt19937 rng(2);
+    const Weights w(dtype, rows, cols, rng, 0);
+    const std::vector<float> x = random_floats(cols, rng);
+    const Activations input(dtype, x.data(), cols, 1, cols);
+    std::vector<float> y(rows);
+    const double bytes = double(rows) * lfmrt::row_bytes(dtype, cols);
+    const size_t copies = std::max<size_t>(1, size_t(256e6 / bytes));
+    for (Layout layout : {Layout::Rows, Layout::Panels}) {
+        const auto gemv = (layout == Layout::Rows ? table.gemv : table.gemv_panels)[int(dtype)];
+        if (gemv == nullptr) continue;
+        const std::vector<uint8_t> matrix = bench_matrix(w, layout);
+        for (bool huge_pages : {false, true}) {
+            if (huge_pages && layout == Layout::Rows) continue;
+            const size_t stride = (matrix.size() + 63) / 64 * 64;
+            lfmrt::HugePageBuffer huge(huge_pages ? copies * stride : 0);
+            std::vector<uint8_t> small(huge_pages ? 0 : copies * stride);
+            uint8_t* base = huge_pages ? static_cast<uint8_t*>(huge.data()) : small.data();
+            for (size_t i = 0; i < copies; ++i) std::memcpy(base + i * stride, matrix.data(), matrix.size());
+            const double seconds = best_seconds(5, [&] {
+                for (size_t i = 0; i < copies; ++i) gemv(base + i * stride, cols, input.data(), y.data(), 0, rows);
+            }) / double(copies);
+            std::printf("%s gemv %-4s %s rows=%zu cols=%zu from DRAM (%zu x %.1f MB, %s pages): %.1f GB/s (%.3f ms)\n",
+                        table.name, lfmrt::dtype_name(dtype), layout_name(layout), rows, cols, copies, bytes * 1e-6,
+                        huge_pages ? "2 MiB" : "4 KiB", bytes / seconds * 1e-9, seconds * 1e3);
+        }
+    }
+}
+
 // Quantizing one matmul input (the 350M's 512 x 1024 prefill chunk) to BlockQ8A.
 void bench_quantize_q8a(const KernelTable& table, size_t n, size_t cols) {
     std::mt19937 rng(4);
@@ -798,7 +1093,7 @@ void bench_quantize_q8a(const KernelTable& table, size_t n, size_t cols) {
 // (so nothing is cached between steps, as in a real decode): per layer w1, w3 (4608 x 1024) and
 // w2 (1024 x 4608) in `dtype` plus a 4096 x 1024 mix of the layer's other projections, then the
 // 65536 x 1024 head in `head`. Matrices of one shape are copies of one quantized matrix.
-void bench_decode_step(const KernelTable& table, DType dtype, DType head) {
+void bench_decode_step(const KernelTable& table, DType dtype, DType head, Layout layout) {
     struct Shape {
         size_t rows, cols;
         DType dtype;
@@ -810,14 +1105,16 @@ void bench_decode_step(const KernelTable& table, DType dtype, DType head) {
     std::vector<std::vector<uint8_t>> matrices;
     std::vector<const Shape*> of_matrix;
     double bytes = 0.0;
+    // Panels for the types the table reads that way, as the model packs them at load.
+    const auto in_panels = [&](DType type) {
+        return layout == Layout::Panels && table.gemv_panels[int(type)] != nullptr;
+    };
     for (const Shape& shape : shapes) {
         const Weights w(shape.dtype, shape.rows, shape.cols, rng, 0);
-        const size_t size = shape.rows * lfmrt::row_bytes(shape.dtype, shape.cols);
         for (size_t i = 0; i < shape.copies; ++i) {
-            const auto* data = static_cast<const uint8_t*>(w.data());
-            matrices.emplace_back(data, data + size);
+            matrices.push_back(bench_matrix(w, in_panels(shape.dtype) ? Layout::Panels : Layout::Rows));
             of_matrix.push_back(&shape);
-            bytes += double(size);
+            bytes += double(matrices.back().size());
         }
     }
     const std::vector<float> x = random_floats(4608, rng);
@@ -826,11 +1123,14 @@ void bench_decode_step(const KernelTable& table, DType dtype, DType head) {
     const double seconds = best_seconds(5, [&] {
         for (size_t i = 0; i < matrices.size(); ++i) {
             const Shape& shape = *of_matrix[i];
-            table.gemv[int(shape.dtype)](matrices[i].data(), shape.cols, input.data(), y.data(), 0, shape.rows);
+            const int type = int(shape.dtype);
+            const auto gemv = (in_panels(shape.dtype) ? table.gemv_panels : table.gemv)[type];
+            gemv(matrices[i].data(), shape.cols, input.data(), y.data(), 0, shape.rows);
         }
     });
-    std::printf("%s decode step %s + %s head (%.0f MB, distinct matrices): %.1f ms, %.1f GB/s\n", table.name,
-                lfmrt::dtype_name(dtype), lfmrt::dtype_name(head), bytes * 1e-6, seconds * 1e3, bytes / seconds * 1e-9);
+    std::printf("%s decode step %s + %s head, %s (%.0f MB, distinct matrices): %.1f ms, %.1f GB/s\n", table.name,
+                lfmrt::dtype_name(dtype), lfmrt::dtype_name(head), layout_name(layout), bytes * 1e-6, seconds * 1e3,
+                bytes / seconds * 1e-9);
 }
 
 // dot(a, a) over a buffer far larger than the caches reads it once: the memory bandwidth one
@@ -877,8 +1177,17 @@ int run_benchmarks(bool argc_all) {
         bench_gemv(table, DType::BF16, 4608, 1024, 1);
         bench_gemv(table, DType::BF16, 65536, 1024);
     }
-    bench_decode_step(table, DType::Q4_0, DType::Q6_K);
-    bench_decode_step(table, DType::Q8_0, DType::Q8_0);
+    // Row-major GGUF against 16-row panels, where the table has panel kernels.
+    for (DType dtype : {DType::Q4_0, DType::Q8_0, DType::Q6_K}) {
+        bench_gemv_from_dram(table, dtype, 4608, 1024);
+        bench_gemv_from_dram(table, dtype, 65536, 1024);
+        bench_gemm_layouts(table, dtype, 4608, 1024, 16);
+        bench_gemm_layouts(table, dtype, 4608, 1024, 512);
+    }
+    for (Layout layout : {Layout::Rows, Layout::Panels}) {
+        bench_decode_step(table, DType::Q4_0, DType::Q6_K, layout);
+        bench_decode_step(table, DType::Q8_0, DType::Q8_0, layout);
+    }
     bench_read_bandwidth(table, size_t{65536} * 1024 * 2);
     return 0;
 }

@@ -127,12 +127,24 @@ class SamplingOptions:
         return params
 
 
+def check_token_ids(tokens: Sequence[int], vocab_size: int) -> None:
+    """Raises ValueError for a prompt token outside the vocabulary, before any of the prompt
+    runs (a scheduler prefills prompts together: one bad prompt must not stall the others)."""
+    for index, token in enumerate(tokens):
+        if not 0 <= token < vocab_size:
+            raise ValueError(
+                f"token id {token} at index {index} of the prompt is outside the vocabulary [0, {vocab_size})"
+            )
+
+
 class GenerationState:
     """One generation as a sequence of steps, so a scheduler can advance many together.
 
     ``prefill()`` once, then repeatedly ``accept(sample())`` until ``finished``; between
     accepts the caller runs the accepted token through the model (``pending_token``), alone
-    with ``Session.append`` or batched with other generations.
+    with ``Session.decode`` or batched with other generations. A scheduler that prefills many
+    prompts together calls ``start_prefill()`` instead of ``prefill()``, runs ``prompt_to_run``
+    in slices, and reports each with ``prompt_ran``.
     """
 
     def __init__(
@@ -150,6 +162,7 @@ class GenerationState:
             raise ValueError("max_tokens must be at least 1")
         if len(prompt_tokens) == 0:
             raise ValueError("the prompt is empty: give at least one token")
+        check_token_ids(prompt_tokens, vocab_size)
         self.session = session
         self._prompt_tokens = list(prompt_tokens)
         self._sampler = _core.Sampler(sampling.to_core(vocab_size))
@@ -160,7 +173,9 @@ class GenerationState:
         self._pieces: List[str] = []
         self._generated: List[int] = []
         self._prefilled = 0
+        self._forwarded_before_prefill = 0
         self._prefill_seconds = 0.0
+        self.prompt_to_run: List[int] = []  # prompt tokens not yet run (see start_prefill)
         self._first_token_time = self._last_token_time = 0.0
         self._decode_steps = 0
         self.finish_reason: Optional[str] = None
@@ -170,11 +185,35 @@ class GenerationState:
     def finished(self) -> bool:
         return self.finish_reason is not None
 
+    @property
+    def prefilling(self) -> bool:
+        """Whether part of the prompt is still to run (after ``start_prefill``)."""
+        return bool(self.prompt_to_run)
+
     def prefill(self) -> None:
         """Brings the session to the prompt, reusing what it already holds."""
+        self.start_prefill()
+        if self.prompt_to_run:
+            start = time.perf_counter()
+            self.session.append(self.prompt_to_run)
+            self.prompt_ran(len(self.prompt_to_run), time.perf_counter() - start)
+
+    def start_prefill(self) -> None:
+        """Rewinds the session to the longest prefix it shares with the prompt; the rest of the
+        prompt becomes ``prompt_to_run`` (empty when the session already holds all of it)."""
         start = time.perf_counter()
-        self._prefilled = self.session.prefill(self._prompt_tokens)
+        self._forwarded_before_prefill = self.session.n_forwarded
+        held = self.session.reuse_prefix(self._prompt_tokens)
+        self.prompt_to_run = self._prompt_tokens[held:]
+        self._prefilled = self.session.n_forwarded - self._forwarded_before_prefill
         self._prefill_seconds = time.perf_counter() - start
+
+    def prompt_ran(self, n_tokens: int, seconds: float) -> None:
+        """Notes that the first ``n_tokens`` of ``prompt_to_run`` went through the model, in a
+        step that took ``seconds``."""
+        self.prompt_to_run = self.prompt_to_run[n_tokens:]
+        self._prefilled = self.session.n_forwarded - self._forwarded_before_prefill
+        self._prefill_seconds += seconds
 
     def sample(self) -> int:
         """The next token, from the session's last logits."""
@@ -249,7 +288,7 @@ class Generation:
                 yield text
             if state.finished:
                 break
-            state.session.append([state.pending_token])
+            state.session.decode(state.pending_token)
             state.stepped()
         # The end of an answer is a turn boundary: a later turn may diverge right here.
         state.session.checkpoint()

@@ -45,6 +45,16 @@ def _aligned(ref: TensorRef) -> np.ndarray:
     return ref.data.copy()
 
 
+def _core_tensor(ref: TensorRef) -> Tuple[np.ndarray, str, Tuple[int, ...], bool]:
+    """``ref`` as the core takes it: (bytes, dtype, shape, whether the bytes are the file's mapping).
+
+    The core may drop the mapped pages of a matrix it repacks at load (they would be read again
+    from the file); an aligned copy is ordinary memory and keeps its pages.
+    """
+    data = _aligned(ref)
+    return data, ref.dtype, ref.shape, ref.file_mapped and data is ref.data
+
+
 _KV_CACHE_TYPES = {"f32": "F32", "f16": "F16", "q8_0": "Q8_0"}
 
 
@@ -115,7 +125,7 @@ class Model:
         self.n_threads = n_threads if n_threads is not None else physical_core_count()
         if self.n_threads < 1:
             raise ValueError("n_threads must be at least 1")
-        tensors = {name: (_aligned(ref), ref.dtype, ref.shape) for name, ref in checkpoint.tensors.items()}
+        tensors = {name: _core_tensor(ref) for name, ref in checkpoint.tensors.items()}
         core_config = _core_config(self.config)
         core_config.max_context = self.max_context
         # The core keeps pointers into the mapped files and into any array made here (aligned or
@@ -149,8 +159,12 @@ class Model:
         """Loads a Hugging Face LFM2 checkpoint directory or an LFM2 GGUF file.
 
         The weights are memory-mapped, not copied: loading is fast and resident memory grows
-        with what is used. Weights are used as stored (bf16, f16, f32, and GGUF's Q8_0, Q4_0,
-        Q4_K, Q5_K, Q6_K) unless ``quant`` asks for other types.
+        with what is used. The exception: where the CPU's kernels read Q4_0, Q8_0 and Q6_K
+        matrices in a layout of their own (AVX-512), those are repacked once at load and the
+        mapped pages they came from are released, so memory holds one copy (with ``quant``,
+        the arrays quantized on load stay too: one extra copy of those matrices). Weights are
+        used as stored (bf16, f16, f32, and GGUF's Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) unless
+        ``quant`` asks for other types.
 
         Args:
             path: a directory with ``config.json``, safetensors weights (single or sharded) and,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Deque, List, Optional, Sequence
 
 from . import _core
 from .generation import Completion, GenerationState
+from .session import DEFAULT_CHUNK_SIZE, Session
 
 if TYPE_CHECKING:
     from .model import Model, Prompt
@@ -33,8 +35,11 @@ class Request:
 class Scheduler:
     """Steps many sequences together so each step reads the weights once for all of them.
 
-    Requests join between steps (their prompts are prefilled when they are admitted) and leave
-    as soon as they finish, so the batch stays full while work is waiting: continuous batching.
+    Requests join between steps and leave as soon as they finish, so the batch stays full while
+    work is waiting: continuous batching. The prompts of requests admitted together are
+    prefilled together too (one forward pass, one item per prompt), at most ``prefill_chunk``
+    prompt tokens per step: a long prompt takes several steps while the other requests keep
+    decoding.
     Greedy results equal those of running each request alone.
 
     Example::
@@ -45,11 +50,22 @@ class Scheduler:
         texts = [r.completion.text for r in requests]
     """
 
-    def __init__(self, model: "Model", *, max_batch: int = 64) -> None:
+    def __init__(self, model: "Model", *, max_batch: int = 64, prefill_chunk: int = DEFAULT_CHUNK_SIZE) -> None:
+        """A scheduler with no requests yet.
+
+        Args:
+            model: the model every request runs on.
+            max_batch: at most this many requests run (prefill or decode) at once.
+            prefill_chunk: at most this many prompt tokens, over all requests, are prefilled in
+                one step (bounds a step's time and activation memory).
+        """
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        if prefill_chunk < 1:
+            raise ValueError("prefill_chunk must be at least 1")
         self._model = model
         self.max_batch = max_batch
+        self.prefill_chunk = prefill_chunk
         self._waiting: Deque[Request] = deque()
         self._running: List[Request] = []
 
@@ -60,11 +76,18 @@ class Scheduler:
         max_tokens: int = 256,
         stop: Optional[Sequence[str]] = None,
         ignore_eos: bool = False,
+        session: Optional[Session] = None,
         **sampling: Any,
     ) -> Request:
-        """Queues a generation (same options as ``Model.generate``); it starts at the next step."""
+        """Queues a generation (same options as ``Model.generate``); it starts at the next step.
+
+        A ``session`` is continued as ``Model.generate`` does (only the prompt's tokens after
+        the prefix it already holds are prefilled); no other active request may use it.
+        """
+        if session is not None and any(r._state.session is session for r in (*self._running, *self._waiting)):
+            raise ValueError("the session is already in use by an unfinished request")
         state = self._model._generation_state(
-            self._model._prompt_tokens(prompt), max_tokens, stop, ignore_eos, sampling, session=None
+            self._model._prompt_tokens(prompt), max_tokens, stop, ignore_eos, sampling, session=session
         )
         request = Request(state)
         self._waiting.append(request)
@@ -76,18 +99,56 @@ class Scheduler:
         return len(self._running) + len(self._waiting)
 
     def step(self) -> List[Request]:
-        """Admits waiting requests up to max_batch, samples one token for each running request,
-        and runs all their tokens through the model in one batched step. Returns the requests
-        that finished in this step."""
+        """Admits waiting requests up to max_batch, prefills the next slice of the prompts not
+        yet prefilled, samples one token for each request past its prompt, and runs those
+        tokens through the model in one batched step. Returns the requests that finished in
+        this step."""
+        self._admit()
+        self._prefill()
+        finished = self._decode()
+        self._running = [r for r in self._running if not r.done]
+        return finished
+
+    def run(self) -> None:
+        """Steps until every submitted request has finished."""
+        while self.active:
+            self.step()
+
+    def _admit(self) -> None:
         while self._waiting and len(self._running) < self.max_batch:
             request = self._waiting.popleft()
-            request._state.prefill()
+            request._state.start_prefill()
             self._running.append(request)
 
+    def _prefill(self) -> None:
+        """Runs up to prefill_chunk prompt tokens, earliest admitted first, in one batched
+        forward pass (one item per prompt)."""
+        budget = self.prefill_chunk
+        states, slices = [], []
+        for request in self._running:
+            state = request._state
+            if budget == 0:
+                break
+            if state.prefilling:
+                states.append(state)
+                slices.append(state.prompt_to_run[:budget])
+                budget -= len(slices[-1])
+        if not states:
+            return
+        start = time.perf_counter()
+        _core.Session.append_batch([state.session._core for state in states], slices, self.prefill_chunk)
+        seconds = time.perf_counter() - start
+        for state, tokens in zip(states, slices):
+            state.prompt_ran(len(tokens), seconds)
+
+    def _decode(self) -> List[Request]:
+        """Samples a token for every request past its prompt, then runs them all one step."""
         finished: List[Request] = []
         sessions, tokens, stepping = [], [], []
         for request in self._running:
             state = request._state
+            if state.prefilling:
+                continue
             request.text += state.accept(state.sample())
             if state.finished:
                 state.session.checkpoint()
@@ -101,10 +162,4 @@ class Scheduler:
             _core.Session.decode_batch(sessions, tokens)
             for state in stepping:
                 state.stepped()
-        self._running = [r for r in self._running if not r.done]
         return finished
-
-    def run(self) -> None:
-        """Steps until every submitted request has finished."""
-        while self.active:
-            self.step()

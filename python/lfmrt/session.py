@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from typing import List, Optional, Sequence, Union
 
@@ -67,6 +68,23 @@ class Session:
         """
         return self._core.append(list(tokens), self._chunk(chunk_size), all_logits)
 
+    def decode(self, token: int) -> np.ndarray:
+        """One decode step: runs ``token`` at the next position.
+
+        The same as ``append([token])``, named for the step a generation loop repeats.
+
+        Returns:
+            the logits after ``token``, shape ``(vocab,)`` (also kept as ``last_logits``).
+
+        Raises:
+            TypeError: ``token`` is not an integer.
+            ValueError: ``token`` is outside the vocabulary or the context is full; the session
+                is left unchanged.
+        """
+        if isinstance(token, bool) or not isinstance(token, numbers.Integral):
+            raise TypeError(f"decode takes one token id (an int), got {type(token).__name__}")
+        return self.append([int(token)])
+
     def rewind(self, n_tokens: int, *, chunk_size: Optional[int] = None) -> None:
         """Goes back to holding only the first ``n_tokens`` tokens, exactly as if only they had
         been appended. ``last_logits`` is empty until the next append."""
@@ -86,11 +104,25 @@ class Session:
             the session already holds exactly ``tokens``).
         """
         tokens = [int(t) for t in tokens]
+        before = self._core.n_forwarded
+        held = self.reuse_prefix(tokens, chunk_size=chunk_size)
+        if held < len(tokens):
+            self.append(tokens[held:], chunk_size=chunk_size)
+        return self._core.n_forwarded - before
+
+    def reuse_prefix(self, tokens: Sequence[int], *, chunk_size: Optional[int] = None) -> int:
+        """The first half of :meth:`prefill`: rewinds to the longest prefix the session shares
+        with ``tokens`` and returns its length; appending ``tokens[returned:]`` completes it.
+
+        Returns ``len(tokens)`` only when the session already holds exactly ``tokens`` and the
+        logits after them; otherwise at least the last token is left to run, for its logits.
+        """
+        tokens = [int(t) for t in tokens]
         if not tokens:
             raise ValueError("prefill needs at least one token")
         held = self._core.tokens
         if held == tokens and len(self._core.last_logits) > 0:
-            return 0  # already there, logits and all
+            return len(tokens)  # already there, logits and all
         common = 0
         for a, b in zip(held, tokens):
             if a != b:
@@ -98,11 +130,9 @@ class Session:
             common += 1
         # The last token must be run to have its logits, so reuse at most all but one.
         common = min(common, len(tokens) - 1)
-        before = self._core.n_forwarded
         if common < len(held):
             self.rewind(common, chunk_size=chunk_size)
-        self.append(tokens[common:], chunk_size=chunk_size)
-        return self._core.n_forwarded - before
+        return common
 
     def checkpoint(self) -> None:
         """Records a conv checkpoint at the current position (the end of a chat turn, say)."""

@@ -55,23 +55,40 @@ public:
     static std::unique_ptr<Session> restore(std::shared_ptr<const Model> model, const std::string& snapshot,
                                             SessionOptions options = {});
 
-    const std::vector<int32_t>& tokens() const { return tokens_; }
-    size_t n_tokens() const { return tokens_.size(); }
-    const std::vector<float>& last_logits() const { return last_logits_; }
+    // The readers take the session's lock and return copies, so they are safe while another
+    // thread appends to the same session.
+    std::vector<int32_t> tokens() const;
+    size_t n_tokens() const;
+    std::vector<float> last_logits() const;
     size_t memory_bytes() const;
     // Tokens run through the model since the session was made (re-runs after a rewind included).
-    uint64_t n_forwarded() const { return n_forwarded_; }
+    uint64_t n_forwarded() const;
     size_t n_checkpoints() const;
     const Model& model() const { return *model_; }
     const SessionOptions& options() const { return options_; }
 
-    // One decode step for several sessions of one model together: each appends one token, and
-    // the weights are read once for all of them. Sessions must be distinct.
+    // Appends tokens[i] to sessions[i] for every i, the sessions sharing each forward step (the
+    // weights are read once per step for all of them): the same as calling append on each, and
+    // each session's logits land in its last_logits(). A step holds at most `chunk_size` tokens
+    // in all, taken in session order; a session's share of a step ends at its next checkpoint
+    // position. An empty token list leaves its session as it is. Sessions must be distinct and
+    // share one model. Throws InvalidArgument for a bad token id or a context overflow in any of
+    // them, leaving every session unchanged.
+    static void append_batch(const std::vector<Session*>& sessions, const std::vector<std::vector<int32_t>>& tokens,
+                             size_t chunk_size);
+
+    // One decode step for several sessions together: append_batch with one token each.
     static void decode_batch(const std::vector<Session*>& sessions, const std::vector<int32_t>& tokens);
 
 private:
+    struct PendingRun;  // tokens on their way through the model for one session
+
     void check_tokens(const std::vector<int32_t>& tokens) const;
     void run(const int32_t* tokens, size_t n, size_t chunk_size, bool all_logits, float* logits);
+    static void run_together(std::vector<PendingRun>& runs, size_t chunk_size);
+    ForwardItem next_forward_item(PendingRun& run, size_t budget) const;
+    void finish_forward_item(size_t count);
+    void appended(const std::vector<int32_t>& tokens);
 
     std::shared_ptr<const Model> model_;
     SessionOptions options_;

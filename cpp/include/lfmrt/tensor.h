@@ -32,6 +32,10 @@ struct TensorView {
     const void* data = nullptr;
     DType dtype = DType::F32;
     std::vector<int64_t> shape;
+    // The data lies in a read-only memory map of a file: pages the model no longer reads (a
+    // matrix it repacked) may be dropped from memory and would be read again from the file.
+    // False for anything else (e.g. arrays quantized at load), whose pages must stay.
+    bool file_mapped = false;
 
     int64_t numel() const;
     // Bytes of the data. For a block type, the last dimension must be a multiple of the block

@@ -1,6 +1,7 @@
 #include "cpu/cpu_backend.h"
 
 #include "cpu/dispatch.h"
+#include "quant/panels.h"
 
 #include <algorithm>
 #include <array>
@@ -81,13 +82,36 @@ void CpuBackend::matmul(std::initializer_list<Projection> projections, const flo
         const bool blocks = activation_format(p.w.dtype) == ActivationFormat::Q8A;
         const void* input = blocks ? x_q8a : x;
         const size_t stride = blocks ? activation_row_bytes(p.w.dtype, cols) : ldx * sizeof(float);
+        const bool panels = p.w.layout == MatrixLayout::Panels;
         if (n == 1) {
-            kernels_.gemv[type](p.w.data, cols, input, p.y, row_begin, row_end);
+            (panels ? kernels_.gemv_panels : kernels_.gemv)[type](p.w.data, cols, input, p.y, row_begin, row_end);
         } else {
-            kernels_.gemm[type](p.w.data, cols, input, stride, n, p.y, p.ldy, row_begin, row_end,
-                                gemm_scratch_[static_cast<size_t>(thread)].data());
+            (panels ? kernels_.gemm_panels : kernels_.gemm)[type](p.w.data, cols, input, stride, n, p.y, p.ldy,
+                                                                 row_begin, row_end,
+                                                                 gemm_scratch_[static_cast<size_t>(thread)].data());
         }
     });
+}
+
+bool CpuBackend::has_panel_kernels(DType dtype) const {
+    const int type = static_cast<int>(dtype);
+    return kernels_.gemv_panels[type] != nullptr && kernels_.gemm_panels[type] != nullptr;
+}
+
+Matrix CpuBackend::pack_panels(const Matrix& w, void* dst) {
+    if (w.layout != MatrixLayout::Rows || !has_panel_kernels(w.dtype)) {
+        throw std::logic_error("pack_panels takes a row-major matrix of a type with panel kernels");
+    }
+    const auto rows = static_cast<size_t>(w.rows);
+    const auto cols = static_cast<size_t>(w.cols);
+    const size_t n_panels = quant::panel_rows(rows);
+    // A few tasks per thread, in whole panel-rows (the pack's unit).
+    const size_t per_task = std::max<size_t>(1, (n_panels + 4 * pool_.size() - 1) / (4 * pool_.size()));
+    pool_.parallel_for((n_panels + per_task - 1) / per_task, [&](size_t task, int) {
+        const size_t begin = task * per_task;
+        quant::pack_panels(w.dtype, w.data, rows, cols, begin, std::min(n_panels, begin + per_task), dst);
+    });
+    return Matrix{dst, w.dtype, w.rows, w.cols, MatrixLayout::Panels};
 }
 
 void CpuBackend::add_bias(const float* bias, size_t width, size_t n, float* y, size_t ldy) {

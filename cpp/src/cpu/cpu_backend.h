@@ -16,12 +16,19 @@
 
 namespace lfmrt::cpu {
 
-// A borrowed weight matrix, rows x cols, row-major, in its stored dtype.
+// How a weight matrix's data is laid out.
+enum class MatrixLayout {
+    Rows,    // row-major in its stored dtype (GGUF's blocks, safetensors' elements)
+    Panels,  // Q4_0 / Q8_0 / Q6_K in 16-row panels (quant/panels.h), repacked at load
+};
+
+// A borrowed weight matrix, rows x cols, in its stored dtype.
 struct Matrix {
     const void* data = nullptr;
     DType dtype = DType::F32;
     int64_t rows = 0;
     int64_t cols = 0;
+    MatrixLayout layout = MatrixLayout::Rows;
 };
 
 // One sequence's attention in a step: q and out are [n][n_heads * head_dim].
@@ -53,6 +60,12 @@ public:
         size_t ldy;
     };
     void matmul(std::initializer_list<Projection> projections, const float* x, size_t ldx, size_t n);
+
+    // Whether the kernel table reads `dtype` in panels (then load repacks such matrices).
+    bool has_panel_kernels(DType dtype) const;
+    // Repacks row-major `w` into 16-row panels at `dst` (quant::panel_matrix_bytes bytes),
+    // split across the threads, and returns the packed matrix (reading dst).
+    Matrix pack_panels(const Matrix& w, void* dst);
 
     // Y[t, :] += bias for t in [0, n).
     void add_bias(const float* bias, size_t width, size_t n, float* y, size_t ldy);

@@ -111,6 +111,7 @@ struct Model::Impl {
           kv_dtype(options.kv_dtype),
           backend(cpu::select_kernels(options.isa), std::max(1, options.n_threads)) {
         check_kv_dtype(config, kv_dtype);
+        repack_weights(weights, backend, tensors);
     }
 
     // The rows of the step's activation matrices that belong to each item, in item order.

@@ -1,6 +1,7 @@
 #include "model/model_weights.h"
 
 #include "lfmrt/error.h"
+#include "quant/panels.h"
 
 namespace lfmrt {
 
@@ -100,6 +101,50 @@ ModelWeights bind_weights(const ModelConfig& config, const std::map<std::string,
         weights.layers.push_back(std::move(layer));
     }
     return weights;
+}
+
+std::vector<cpu::Matrix*> ModelWeights::matmul_weights() {
+    std::vector<cpu::Matrix*> matrices = {&lm_head};
+    for (LayerWeights& layer : layers) {
+        for (cpu::Matrix* m : {&layer.w1, &layer.w3, &layer.w2}) matrices.push_back(m);
+        if (layer.kind == LayerKind::ShortConv) {
+            for (cpu::Matrix* m : {&layer.conv.in_proj, &layer.conv.out_proj}) matrices.push_back(m);
+        } else {
+            AttentionWeights& a = layer.attention;
+            for (cpu::Matrix* m : {&a.q_proj, &a.k_proj, &a.v_proj, &a.out_proj}) matrices.push_back(m);
+        }
+    }
+    return matrices;
+}
+
+void repack_weights(ModelWeights& weights, cpu::CpuBackend& backend, const std::map<std::string, TensorView>& tensors) {
+    // Each packed matrix starts on a cache line.
+    const auto packed_bytes = [](const cpu::Matrix& m) {
+        constexpr size_t kAlign = 64;
+        const auto rows = static_cast<size_t>(m.rows), cols = static_cast<size_t>(m.cols);
+        return (quant::panel_matrix_bytes(m.dtype, rows, cols) + kAlign - 1) / kAlign * kAlign;
+    };
+    std::vector<cpu::Matrix*> packable;
+    size_t total = 0;
+    for (cpu::Matrix* m : weights.matmul_weights()) {
+        if (!backend.has_panel_kernels(m->dtype)) continue;
+        packable.push_back(m);
+        total += packed_bytes(*m);
+    }
+    if (packable.empty()) return;
+    // The tensor each matrix was bound from, by address (a tied head's is the embedding's).
+    std::map<const void*, const TensorView*> source_of;
+    for (const auto& [name, view] : tensors) source_of.emplace(view.data, &view);
+
+    weights.panels = HugePageBuffer(total);
+    auto* next = static_cast<uint8_t*>(weights.panels.data());
+    for (cpu::Matrix* m : packable) {
+        const cpu::Matrix source = *m;
+        *m = backend.pack_panels(source, next);
+        next += packed_bytes(source);
+        const TensorView* view = source_of.at(source.data);
+        if (view->file_mapped) release_file_pages(view->data, view->nbytes());
+    }
 }
 
 }  // namespace lfmrt

@@ -1,6 +1,7 @@
 // The model's weights bound from the checkpoint's tensors: big matrices stay borrowed in their
-// stored dtype (float types are widened in registers, block types dotted in integers); small
-// vectors (norms, biases, conv taps), of any dtype, are widened to fp32 once at load.
+// stored dtype (float types are widened in registers, block types dotted in integers), or are
+// repacked once at load into 16-row panels where the kernel table reads their type that way;
+// small vectors (norms, biases, conv taps), of any dtype, are widened to fp32 once at load.
 #pragma once
 
 #include <map>
@@ -10,6 +11,7 @@
 #include "cpu/cpu_backend.h"
 #include "lfmrt/config.h"
 #include "lfmrt/tensor.h"
+#include "model/weight_memory.h"
 
 namespace lfmrt {
 
@@ -34,13 +36,25 @@ struct LayerWeights {
 };
 
 struct ModelWeights {
-    cpu::Matrix embed_tokens;  // [vocab, hidden]
-    cpu::Matrix lm_head;       // embed_tokens when tied
+    cpu::Matrix embed_tokens;  // [vocab, hidden], always the checkpoint's rows (embed reads rows)
+    cpu::Matrix lm_head;       // embed_tokens when tied (until repacked: then its own copy)
     std::vector<float> embedding_norm;
     std::vector<LayerWeights> layers;
+    HugePageBuffer panels;  // the matrices repacked at load
+
+    // Every matrix the forward pass multiplies by (all but the embedding lookup).
+    std::vector<cpu::Matrix*> matmul_weights();
 };
 
 // Binds and checks every tensor the config asks for; throws LoadError naming the tensor.
 ModelWeights bind_weights(const ModelConfig& config, const std::map<std::string, TensorView>& tensors);
+
+// Repacks each matrix whose type `backend`'s kernel table reads in panels (Q4_0, Q8_0 and Q6_K
+// on AVX-512) into weights.panels, one matrix at a time, split across the backend's threads. Once a
+// matrix is packed, the pages of its source are released when `tensors` says they are a file
+// mapping, so resident memory never holds both copies of more than one matrix. Other sources
+// (arrays made at load, e.g. quantized on load) keep their pages: for them the packed copy is
+// extra memory, as the fingerprint and the caller's arrays still refer to the originals.
+void repack_weights(ModelWeights& weights, cpu::CpuBackend& backend, const std::map<std::string, TensorView>& tensors);
 
 }  // namespace lfmrt

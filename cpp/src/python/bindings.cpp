@@ -32,18 +32,22 @@ struct PythonKeepAlive {
     }
 };
 
-// tensors: {name: (uint8 buffer, dtype name, shape)} as the Python loaders produce them.
+// tensors: {name: (uint8 buffer, dtype name, shape[, file_mapped])} as the Python loaders produce
+// them; file_mapped (default False) says the buffer lies in a read-only memory map of a file.
 std::map<std::string, TensorView> tensor_views(const py::dict& tensors) {
     std::map<std::string, TensorView> views;
     for (const auto& [key, value] : tensors) {
         const auto name = key.cast<std::string>();
         const auto entry = value.cast<py::tuple>();
-        if (entry.size() != 3) throw LoadError("tensor '" + name + "': expected (buffer, dtype, shape)");
+        if (entry.size() != 3 && entry.size() != 4) {
+            throw LoadError("tensor '" + name + "': expected (buffer, dtype, shape[, file_mapped])");
+        }
         const py::buffer_info buffer = entry[0].cast<py::buffer>().request();
         TensorView view;
         view.data = buffer.ptr;
         view.dtype = dtype_from_name(entry[1].cast<std::string>());
         view.shape = entry[2].cast<std::vector<int64_t>>();
+        view.file_mapped = entry.size() == 4 && entry[3].cast<bool>();
         for (int64_t dim : view.shape) {
             if (dim < 0) throw LoadError("tensor '" + name + "' has a negative dimension");
         }
@@ -121,6 +125,38 @@ py::array_t<float> dequantize_rows(const py::array_t<uint8_t, py::array::c_style
     return out;
 }
 
+// A token id from a Python int. An id beyond int32 is outside every vocabulary: it gets the same
+// ValueError as any other id outside this one, not a failed conversion.
+int32_t token_id(int64_t id, size_t index, const Session& session) {
+    const int64_t vocab = session.model().config().vocab_size;
+    if (id < 0 || id >= vocab) {
+        throw InvalidArgument("token id " + std::to_string(id) + " at index " + std::to_string(index) +
+                              " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+    }
+    return static_cast<int32_t>(id);
+}
+
+std::vector<int32_t> token_ids(const std::vector<int64_t>& ids, const Session& session) {
+    std::vector<int32_t> tokens(ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) tokens[i] = token_id(ids[i], i, session);
+    return tokens;
+}
+
+// A batch's sessions, checked against None (which pybind11 passes as a null pointer).
+void check_batch(const std::vector<Session*>& sessions, size_t n_inputs, const char* what) {
+    if (sessions.size() != n_inputs) throw InvalidArgument(std::string(what) + " per session is needed");
+    for (const Session* session : sessions) {
+        if (session == nullptr) throw InvalidArgument("a batch holds None instead of a session");
+    }
+}
+
+// A property getter that may wait for a session's lock (held through a whole append): it waits
+// without the GIL, so other Python threads keep running meanwhile.
+template <typename Getter>
+py::cpp_function getter_without_gil(Getter getter) {
+    return py::cpp_function(getter, py::call_guard<py::gil_scoped_release>());
+}
+
 py::array_t<float> to_numpy(const std::vector<float>& values, size_t rows, size_t cols, bool matrix) {
     py::array_t<float> array = matrix ? py::array_t<float>({rows, cols}) : py::array_t<float>(cols);
     std::memcpy(array.mutable_data(), values.data(), values.size() * sizeof(float));
@@ -194,7 +230,8 @@ PYBIND11_MODULE(_core, m) {
              py::arg("model"), py::arg("options") = SessionOptions())
         .def(
             "append",
-            [](Session& session, std::vector<int32_t> tokens, size_t chunk_size, bool all_logits) {
+            [](Session& session, const std::vector<int64_t>& ids, size_t chunk_size, bool all_logits) {
+                const std::vector<int32_t> tokens = token_ids(ids, session);
                 std::vector<float> logits;
                 {
                     py::gil_scoped_release release;
@@ -204,11 +241,12 @@ PYBIND11_MODULE(_core, m) {
                 return to_numpy(logits, all_logits ? tokens.size() : 1, vocab, all_logits);
             },
             py::arg("tokens"), py::arg("chunk_size"), py::arg("all_logits") = false)
+        // Methods that take the session's lock wait for it without the GIL.
         .def("rewind", &Session::rewind, py::arg("n_tokens"), py::arg("chunk_size"),
              py::call_guard<py::gil_scoped_release>())
-        .def("checkpoint", &Session::checkpoint)
-        .def("fork", &Session::fork)
-        .def("reset", &Session::reset)
+        .def("checkpoint", &Session::checkpoint, py::call_guard<py::gil_scoped_release>())
+        .def("fork", &Session::fork, py::call_guard<py::gil_scoped_release>())
+        .def("reset", &Session::reset, py::call_guard<py::gil_scoped_release>())
         .def("save", [](const Session& session) {
             std::string snapshot;
             {
@@ -226,19 +264,43 @@ PYBIND11_MODULE(_core, m) {
             },
             py::arg("model"), py::arg("snapshot"), py::arg("options") = SessionOptions())
         .def_static(
+            "append_batch",
+            [](const std::vector<Session*>& sessions, const std::vector<std::vector<int64_t>>& ids, size_t chunk_size) {
+                check_batch(sessions, ids.size(), "one token list");
+                std::vector<std::vector<int32_t>> tokens;
+                for (size_t i = 0; i < sessions.size(); ++i) tokens.push_back(token_ids(ids[i], *sessions[i]));
+                py::gil_scoped_release release;
+                Session::append_batch(sessions, tokens, chunk_size);
+            },
+            py::arg("sessions"), py::arg("tokens"), py::arg("chunk_size"),
+            "Appends tokens[i] to sessions[i] for every i, the sessions sharing each forward step (the\n"
+            "weights are read once per step for all of them); each session's logits go to its\n"
+            "last_logits. A step runs at most chunk_size tokens in all, in session order. Sessions\n"
+            "must be distinct and share one model; ValueError (every session unchanged) for a bad\n"
+            "token id or a context overflow in any of them.")
+        .def_static(
             "decode_batch",
-            [](const std::vector<Session*>& sessions, const std::vector<int32_t>& tokens) {
+            [](const std::vector<Session*>& sessions, const std::vector<int64_t>& ids) {
+                check_batch(sessions, ids.size(), "one token");
+                std::vector<int32_t> tokens;
+                for (size_t i = 0; i < sessions.size(); ++i) tokens.push_back(token_id(ids[i], i, *sessions[i]));
                 py::gil_scoped_release release;
                 Session::decode_batch(sessions, tokens);
             },
-            py::arg("sessions"), py::arg("tokens"))
-        .def_property_readonly("tokens", &Session::tokens)
-        .def_property_readonly("n_tokens", &Session::n_tokens)
-        .def_property_readonly("memory_bytes", &Session::memory_bytes)
-        .def_property_readonly("n_forwarded", &Session::n_forwarded)
-        .def_property_readonly("n_checkpoints", &Session::n_checkpoints)
+            py::arg("sessions"), py::arg("tokens"),
+            "One decode step for several sessions: append_batch with one token each.")
+        .def_property_readonly("tokens", getter_without_gil(&Session::tokens))
+        .def_property_readonly("n_tokens", getter_without_gil(&Session::n_tokens))
+        .def_property_readonly("memory_bytes", getter_without_gil(&Session::memory_bytes))
+        .def_property_readonly("n_forwarded", getter_without_gil(&Session::n_forwarded))
+        .def_property_readonly("n_checkpoints", getter_without_gil(&Session::n_checkpoints))
         .def_property_readonly("last_logits", [](const Session& session) {
-            return to_numpy(session.last_logits(), 1, session.last_logits().size(), false);
+            std::vector<float> logits;
+            {
+                py::gil_scoped_release release;
+                logits = session.last_logits();
+            }
+            return to_numpy(logits, 1, logits.size(), false);
         });
 
     py::class_<SamplingParams>(m, "SamplingParams")
@@ -259,9 +321,10 @@ PYBIND11_MODULE(_core, m) {
         .def(
             "sample",
             [](Sampler& sampler, const Session& session) {
-                if (session.last_logits().empty()) throw InvalidArgument("the session has no logits yet: append tokens first");
                 py::gil_scoped_release release;
-                return sampler.sample(session.last_logits().data(), session.last_logits().size(), session.tokens());
+                const std::vector<float> logits = session.last_logits();
+                if (logits.empty()) throw InvalidArgument("the session has no logits yet: append tokens first");
+                return sampler.sample(logits.data(), logits.size(), session.tokens());
             },
             py::arg("session"), "Samples the next token from the session's last logits.")
         .def(

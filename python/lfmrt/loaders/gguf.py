@@ -480,6 +480,7 @@ def _tensors(path: str, data: np.ndarray, infos: List[_TensorInfo], config_layer
             shape=shape,
             data=data[info.start : info.start + info.nbytes],
             file=path,
+            file_mapped=True,
         )
     return tensors
 

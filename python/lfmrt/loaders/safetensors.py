@@ -45,6 +45,9 @@ class TensorRef:
             ``data.nbytes == prod(shape) * DTYPE_SIZES[dtype]``. It keeps the mapping alive.
             It need not be aligned to the element size.
         file: the path of the file holding the tensor.
+        file_mapped: ``data`` is a view of a read-only memory map of ``file`` (as the loaders
+            make it), so the runtime may drop pages it no longer reads (they would be read
+            again from the file); False for arrays made in memory, e.g. quantized on load.
     """
 
     name: str
@@ -52,6 +55,7 @@ class TensorRef:
     shape: Tuple[int, ...]
     data: np.ndarray
     file: str
+    file_mapped: bool = False
 
     def array(self) -> np.ndarray:
         """Returns a zero-copy, read-only typed view with the tensor's shape.
@@ -223,6 +227,7 @@ def read_safetensors(path: str | os.PathLike) -> SafetensorsFile:
                 mapping, dtype=np.uint8, count=e.end - e.begin, offset=data_start + e.begin
             ),
             file=path,
+            file_mapped=True,
         )
         for e in entries
     }

@@ -12,6 +12,11 @@
 // call, row by row, to BlockQ8A (quant/blocks.h) for block weights. All accumulation across
 // blocks is fp32. Kernels work on a row range [row_begin, row_end) so the caller can split rows
 // across threads; splitting rows never changes any result bit.
+//
+// Q4_0, Q8_0 and Q6_K matrices may instead be repacked at load into 16-row panels (quant/panels.h),
+// which a table's panel kernels read with the same arguments (W then being the packed matrix).
+// A table without panel kernels for a type leaves those entries null, and such matrices stay in
+// GGUF's rows.
 #pragma once
 
 #include <cstddef>
@@ -50,6 +55,8 @@ struct KernelTable {
 
     GemvFn gemv[kNumDTypes];  // indexed by DType
     GemmFn gemm[kNumDTypes];
+    GemvFn gemv_panels[kNumDTypes];  // W in 16-row panels; nullptr where the table has none
+    GemmFn gemm_panels[kNumDTypes];  // (their scratch is unused)
     QuantizeRowFn quantize_q8a;  // bit-identical across tables
 
     // Returns sum_i a[i] * b[i].

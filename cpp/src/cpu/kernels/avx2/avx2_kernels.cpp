@@ -469,6 +469,8 @@ constexpr KernelTable kAvx2Table{
      avx2::gemv_q5_k, avx2::gemv_q6_k},
     {avx2::gemm_f32, avx2::gemm_f16, avx2::gemm_bf16, avx2::gemm_q8_0, avx2::gemm_q4_0, avx2::gemm_q4_k,
      avx2::gemm_q5_k, avx2::gemm_q6_k},
+    {},  // no panel kernels: matrices stay in GGUF's rows
+    {},
     avx2::quantize_q8a,
     avx2::dot,
     avx2::axpy,

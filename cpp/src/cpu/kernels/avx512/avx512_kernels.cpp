@@ -2,12 +2,14 @@
 // scalar table like every SIMD table.
 //
 // What it adds over the AVX2 table is integer throughput: vpdpbusd for the block-weight GEMVs
-// and GEMMs (quant_kernels.cpp). Float-weight matmuls and vector ops are bandwidth-bound or
+// and GEMMs (quant_kernels.cpp), and the panel kernels that Q4_0, Q8_0 and Q6_K matrices
+// repacked at load use for both (panel_kernels.cpp). Float-weight matmuls and vector ops are bandwidth-bound or
 // small, so it takes the AVX2 versions, and so do the Q8_0 GEMV (load-bound: the AVX2 loop
 // measured as fast) and the Q4_K / Q5_K GEMVs (no VNNI version yet).
 // Compiled with the AVX-512 flags: no STL, no helpers with external linkage (see avx2_kernels.cpp).
 #include "cpu/kernels/avx2/float_kernels.h"
 #include "cpu/kernels/avx2/quant_kernels.h"
+#include "cpu/kernels/avx512/panel_kernels.h"
 #include "cpu/kernels/avx512/quant_kernels.h"
 #include "cpu/kernels/kernels.h"
 
@@ -26,6 +28,10 @@ constexpr KernelTable kAvx512Table{
      avx2::gemv_q5_k, avx512::gemv_q6_k},
     {avx2::gemm_f32, avx2::gemm_f16, avx2::gemm_bf16, avx512::gemm_q8_0, avx512::gemm_q4_0, avx512::gemm_q4_k,
      avx512::gemm_q5_k, avx512::gemm_q6_k},
+    {nullptr, nullptr, nullptr, avx512::gemv_panels_q8_0, avx512::gemv_panels_q4_0, nullptr, nullptr,
+     avx512::gemv_panels_q6_k},
+    {nullptr, nullptr, nullptr, avx512::gemm_panels_q8_0, avx512::gemm_panels_q4_0, nullptr, nullptr,
+     avx512::gemm_panels_q6_k},
     avx2::quantize_q8a,
     avx2::dot,
     avx2::axpy,

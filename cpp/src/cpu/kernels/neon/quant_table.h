@@ -241,6 +241,8 @@ constexpr KernelTable make_table(const char* name) {
          gemv<DType::Q5_K>, gemv<DType::Q6_K>},
         {neon::gemm_f32, neon::gemm_f16, neon::gemm_bf16, gemm<DType::Q8_0>, gemm<DType::Q4_0>, gemm<DType::Q4_K>,
          gemm<DType::Q5_K>, gemm<DType::Q6_K>},
+        {},  // no panel kernels: matrices stay in GGUF's rows
+        {},
         neon::quantize_q8a,
         neon::dot,
         neon::axpy,

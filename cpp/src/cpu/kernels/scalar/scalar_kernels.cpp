@@ -42,14 +42,14 @@ void gemv_float(const void* w, size_t cols, const void* x_row, float* y, size_t 
     }
 }
 
-// dot(W[r, :], x) for block weights: per 32-value block, sum over halves of
-// (scale[h] * integer dot) * x.d, minus min * x.dsum.
-template <DType D>
-float dot_row_blocks(const void* row, const quant::BlockQ8A* x, size_t blocks) {
+// dot(W[r, :], x) for block weights, whose block b `decode(b, &block)` gives: per 32-value
+// block, sum over halves of (scale[h] * integer dot) * x.d, minus min * x.dsum.
+template <typename Decode>
+float dot_row_blocks(const Decode& decode, const quant::BlockQ8A* x, size_t blocks) {
     float acc = 0.0f;
     for (size_t b = 0; b < blocks; ++b) {
         Block32 w;
-        decode_block32<D>(row, b, &w);
+        decode(b, &w);
         for (size_t h = 0; h < 2; ++h) {
             int32_t dot = 0;
             for (size_t i = 16 * h; i < 16 * h + 16; ++i) dot += w.q[i] * x[b].qs[i];
@@ -65,7 +65,9 @@ void gemv_blocks(const void* w, size_t cols, const void* x, float* y, size_t row
     const size_t row_size = row_bytes(D, cols);
     const auto* xq = static_cast<const quant::BlockQ8A*>(x);
     for (size_t r = row_begin; r < row_end; ++r) {
-        y[r] = dot_row_blocks<D>(static_cast<const uint8_t*>(w) + r * row_size, xq, cols / quant::kQ32);
+        const void* row = static_cast<const uint8_t*>(w) + r * row_size;
+        y[r] = dot_row_blocks([row](size_t b, Block32* block) { decode_block32<D>(row, b, block); }, xq,
+                              cols / quant::kQ32);
     }
 }
 
@@ -84,6 +86,26 @@ void gemm(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, 
           size_t row_begin, size_t row_end, void* /*scratch*/) {
     for (size_t t = 0; t < n; ++t) {
         gemv<D>(w, cols, static_cast<const uint8_t*>(x) + t * x_stride, y + t * ldy, row_begin, row_end);
+    }
+}
+
+// The panel layout's kernels: the same arithmetic on the same decoded blocks, so their results
+// equal the row kernels' bit for bit.
+template <DType D>
+void gemv_panels(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end) {
+    const auto* xq = static_cast<const quant::BlockQ8A*>(x);
+    const size_t blocks = cols / quant::kQ32;
+    for (size_t r = row_begin; r < row_end; ++r) {
+        y[r] = dot_row_blocks([&](size_t b, Block32* block) { decode_panel_block32<D>(w, blocks, r, b, block); }, xq,
+                              blocks);
+    }
+}
+
+template <DType D>
+void gemm_panels(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, float* y, size_t ldy,
+                 size_t row_begin, size_t row_end, void* /*scratch*/) {
+    for (size_t t = 0; t < n; ++t) {
+        gemv_panels<D>(w, cols, static_cast<const uint8_t*>(x) + t * x_stride, y + t * ldy, row_begin, row_end);
     }
 }
 
@@ -142,6 +164,10 @@ constexpr KernelTable kScalarTable{
      gemv<DType::Q4_K>, gemv<DType::Q5_K>, gemv<DType::Q6_K>},
     {gemm<DType::F32>, gemm<DType::F16>, gemm<DType::BF16>, gemm<DType::Q8_0>, gemm<DType::Q4_0>,
      gemm<DType::Q4_K>, gemm<DType::Q5_K>, gemm<DType::Q6_K>},
+    {nullptr, nullptr, nullptr, gemv_panels<DType::Q8_0>, gemv_panels<DType::Q4_0>, nullptr, nullptr,
+     gemv_panels<DType::Q6_K>},
+    {nullptr, nullptr, nullptr, gemm_panels<DType::Q8_0>, gemm_panels<DType::Q4_0>, nullptr, nullptr,
+     gemm_panels<DType::Q6_K>},
     quantize_q8a,
     dot,
     axpy,

@@ -1,0 +1,69 @@
+"""Q4_0, Q8_0 and Q6_K matrices repacked at load into 16-row panels (cpp/src/quant/panels.h).
+
+Kernel sets with panel kernels (scalar, avx512) repack those matrices when the model loads and
+release the file pages they came from; the others (avx2, neon) read GGUF's rows. The kernels
+themselves are tested in cpp/tests/test_kernels.cpp (the scalar panel kernels equal the scalar
+row kernels bit for bit); here: the loaders' file-mapping flag, and whole models computing the
+same logits either way. (The fixtures' rows are too short for K-quant blocks, so their Q6_K
+scheme holds no Q6_K matrix.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lfmrt
+from lfmrt.loaders import load_checkpoint
+from lfmrt.loaders.gguf_writer import write_gguf
+from lfmrt.quantization import quantize_checkpoint
+
+from conftest import load_golden
+
+MODEL = "lfm2_350m_pattern_bf16"  # the released 350M's layer pattern, tied embeddings
+
+
+def test_loaders_mark_file_mappings(tmp_path):
+    checkpoint = load_checkpoint(load_golden(MODEL).path)
+    assert all(ref.file_mapped for ref in checkpoint.tensors.values())
+    write_gguf(checkpoint, tmp_path / "q4_0.gguf", "q4_0")
+    assert all(ref.file_mapped for ref in load_checkpoint(tmp_path / "q4_0.gguf").tensors.values())
+    # Quantized on load: new arrays in memory, whose pages must never be dropped.
+    quantized = quantize_checkpoint(checkpoint, "q4_0")
+    for name, ref in quantized.tensors.items():
+        assert ref.file_mapped == (ref.dtype == checkpoint.tensors[name].dtype), name
+
+
+def kl_divergence(reference: np.ndarray, other: np.ndarray) -> float:
+    """Mean over positions of KL(softmax(reference) || softmax(other))."""
+    def log_softmax(x):
+        x = x.astype(np.float64) - x.max(-1, keepdims=True)
+        return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+    lp, lq = log_softmax(reference), log_softmax(other)
+    return float((np.exp(lp) * (lp - lq)).sum(-1).mean())
+
+
+@pytest.mark.parametrize("scheme_name", ["q8_0", "q4_0"])
+def test_repacked_models_compute_what_row_kernels_compute(scheme_name, tmp_path):
+    sets = lfmrt.cpu_info()["kernel_sets"]
+    if "avx2" not in sets:
+        pytest.skip("needs the avx2 kernel set (no panel kernels) as the row-major reference")
+    golden = load_golden(MODEL)
+    path = tmp_path / f"{scheme_name}.gguf"
+    write_gguf(load_checkpoint(golden.path), path, scheme_name)
+    prompt = golden.prompts[1]
+    rows = lfmrt.Model.load(path, isa="avx2").logits(prompt)
+    for isa in [s for s in ("scalar", "avx512") if s in sets]:
+        first = lfmrt.Model.load(path, isa=isa)
+        # A second model of the same file, loaded after the first released the pages of its
+        # repacked matrices: they come back from the file, so it computes the same bits.
+        second = lfmrt.Model.load(path, isa=isa)
+        panels = first.logits(prompt)
+        np.testing.assert_array_equal(second.logits(prompt), panels)
+        # Kernel sets differ in the order of fp32 roundings, which now and then moves an
+        # activation across a rounding boundary of its 8-bit quantization: judged as quantized
+        # paths are, by KL and top-1 (measured KL 1e-13 typically, 1e-3 at most between any two
+        # kernel sets on these models; quantizing the weights alone costs 3e-2 to 1.4).
+        assert kl_divergence(rows, panels) < 5e-3, isa
+        assert (rows.argmax(-1) == panels.argmax(-1)).mean() >= 0.9, isa
