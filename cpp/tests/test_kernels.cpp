@@ -4,8 +4,9 @@
 //
 //   lfmrt_kernel_tests           run the checks; prints one line per check and "N passed, M failed"
 //   lfmrt_kernel_tests --bench   micro-benchmarks of the table dispatch picks (GEMM GOPS, GEMV
-//                                GB/s; row-major against panels): the fastest, or the one
-//                                LFMRT_ISA names
+//                                GB/s; block types in the layout the model reads them in, then
+//                                row-major against panels): the fastest, or the one LFMRT_ISA
+//                                names. A kernel the table takes from another is labelled so.
 //   lfmrt_kernel_tests --bench --all   also the transposed shapes and the float types
 #include <algorithm>
 #include <chrono>
@@ -968,45 +969,6 @@ double fma_peak_gflops() {
 }
 #endif
 
-// Integer and float matmuls are both reported as GOPS: 2 operations (multiply, add) per weight
-// per token.
-void bench_gemm(const KernelTable& table, DType dtype, size_t rows, size_t cols, size_t n,
-                double peak_gflops) {
-    std::mt19937 rng(1);
-    const Weights w(dtype, rows, cols, rng);
-    const std::vector<float> x = random_floats(n * cols, rng);
-    const Activations input(dtype, x.data(), cols, n, cols);
-    std::vector<float> y(n * rows);
-    std::vector<uint8_t> scratch(lfmrt::cpu::kGemmScratchBytes);
-    const double seconds = best_seconds(5, [&] {
-        table.gemm[int(dtype)](w.data(), cols, input.data(), input.stride(), n, y.data(), rows, 0, rows,
-                               scratch.data());
-    });
-    const double gops = 2.0 * rows * cols * n / seconds * 1e-9;
-    std::printf("%s gemm %-4s rows=%zu cols=%zu n=%zu: %.1f GOPS (%.1f ms", table.name,
-                lfmrt::dtype_name(dtype), rows, cols, n, gops, seconds * 1e3);
-    if (peak_gflops > 0.0 && !lfmrt::is_quantized(dtype)) {
-        std::printf(", %.0f%% of FMA peak", 100.0 * gops / peak_gflops);
-    }
-    std::printf(")\n");
-}
-
-void bench_gemv(const KernelTable& table, DType dtype, size_t rows, size_t cols,
-                size_t offset_elems = 0) {
-    std::mt19937 rng(2);
-    const Weights w(dtype, rows, cols, rng, offset_elems);
-    const std::vector<float> x = random_floats(cols, rng);
-    const Activations input(dtype, x.data(), cols, 1, cols);
-    std::vector<float> y(rows);
-    const double seconds = best_seconds(10, [&] {
-        table.gemv[int(dtype)](w.data(), cols, input.data(), y.data(), 0, rows);
-    });
-    const double bytes = double(rows) * lfmrt::row_bytes(dtype, cols);
-    std::printf("%s gemv %-4s rows=%zu cols=%zu (%.1f MB%s): %.1f GB/s, %.1f GOPS (%.3f ms)\n", table.name,
-                lfmrt::dtype_name(dtype), rows, cols, bytes * 1e-6, offset_elems ? ", misaligned" : "",
-                bytes / seconds * 1e-9, 2.0 * rows * cols / seconds * 1e-9, seconds * 1e3);
-}
-
 // The layout a benchmark's block matrix is read in: GGUF's rows, or 16-row panels (the panel
 // kernels, where the table has them for the type).
 enum class Layout { Rows, Panels };
@@ -1024,6 +986,86 @@ std::vector<uint8_t> bench_matrix(const Weights& w, Layout layout) {
     return packed;
 }
 
+// The layout the model reads a `dtype` matrix in with `table`: panels where the table has panel
+// kernels for the type (the model repacks those matrices at load), else GGUF's rows.
+Layout model_layout(const KernelTable& table, DType dtype) {
+    return has_panel_kernels(table, dtype) ? Layout::Panels : Layout::Rows;
+}
+
+// A table's GEMV or GEMM for `dtype` matrices in `layout` (nullptr where it has none).
+lfmrt::cpu::GemvFn gemv_in(const KernelTable& table, DType dtype, Layout layout) {
+    return (layout == Layout::Rows ? table.gemv : table.gemv_panels)[int(dtype)];
+}
+lfmrt::cpu::GemmFn gemm_in(const KernelTable& table, DType dtype, Layout layout) {
+    return (layout == Layout::Rows ? table.gemm : table.gemm_panels)[int(dtype)];
+}
+
+// A bench line's label: `table`'s name, plus "(avx2's kernel)" (say) where the entry `get` reads
+// from a table is the same kernel in a simpler table, as the AVX-512 table's row-layout Q4_0
+// kernels are the AVX2 table's.
+template <typename Get>
+std::string kernel_label(const KernelTable& table, Get get) {
+#if defined(__x86_64__) || defined(_M_X64)
+    const KernelTable* simpler[] = {&lfmrt::cpu::scalar_kernels(), &lfmrt::cpu::avx2_kernels()};
+#elif defined(__aarch64__)
+    const KernelTable* simpler[] = {&lfmrt::cpu::scalar_kernels(), &lfmrt::cpu::neon_kernels()};
+#else
+    const KernelTable* simpler[] = {&lfmrt::cpu::scalar_kernels()};
+#endif
+    for (const KernelTable* other : simpler) {
+        if (other == &table) break;
+        if (get(*other) == get(table)) return std::string(table.name) + " (" + other->name + "'s kernel)";
+    }
+    return table.name;
+}
+
+// Integer and float matmuls are both reported as GOPS: 2 operations (multiply, add) per weight
+// per token.
+void bench_gemm(const KernelTable& table, DType dtype, size_t rows, size_t cols, size_t n,
+                double peak_gflops) {
+    std::mt19937 rng(1);
+    const Weights w(dtype, rows, cols, rng);
+    const std::vector<float> x = random_floats(n * cols, rng);
+    const Activations input(dtype, x.data(), cols, n, cols);
+    std::vector<float> y(n * rows);
+    std::vector<uint8_t> scratch(lfmrt::cpu::kGemmScratchBytes);
+    const Layout layout = model_layout(table, dtype);
+    const std::vector<uint8_t> panels = layout == Layout::Panels ? bench_matrix(w, layout) : std::vector<uint8_t>();
+    const void* matrix = layout == Layout::Panels ? panels.data() : w.data();
+    const auto get = [&](const KernelTable& t) { return gemm_in(t, dtype, layout); };
+    const auto gemm = get(table);
+    const double seconds = best_seconds(5, [&] {
+        gemm(matrix, cols, input.data(), input.stride(), n, y.data(), rows, 0, rows, scratch.data());
+    });
+    const double gops = 2.0 * rows * cols * n / seconds * 1e-9;
+    std::printf("%s gemm %-4s %s rows=%zu cols=%zu n=%zu: %.1f GOPS (%.1f ms", kernel_label(table, get).c_str(),
+                lfmrt::dtype_name(dtype), layout_name(layout), rows, cols, n, gops, seconds * 1e3);
+    if (peak_gflops > 0.0 && !lfmrt::is_quantized(dtype)) {
+        std::printf(", %.0f%% of FMA peak", 100.0 * gops / peak_gflops);
+    }
+    std::printf(")\n");
+}
+
+void bench_gemv(const KernelTable& table, DType dtype, size_t rows, size_t cols,
+                size_t offset_elems = 0) {
+    std::mt19937 rng(2);
+    const Weights w(dtype, rows, cols, rng, offset_elems);
+    const std::vector<float> x = random_floats(cols, rng);
+    const Activations input(dtype, x.data(), cols, 1, cols);
+    std::vector<float> y(rows);
+    const Layout layout = model_layout(table, dtype);
+    const std::vector<uint8_t> panels = layout == Layout::Panels ? bench_matrix(w, layout) : std::vector<uint8_t>();
+    const void* matrix = layout == Layout::Panels ? panels.data() : w.data();
+    const auto get = [&](const KernelTable& t) { return gemv_in(t, dtype, layout); };
+    const auto gemv = get(table);
+    const double seconds = best_seconds(10, [&] { gemv(matrix, cols, input.data(), y.data(), 0, rows); });
+    const double bytes = double(rows) * lfmrt::row_bytes(dtype, cols);
+    std::printf("%s gemv %-4s %s rows=%zu cols=%zu (%.1f MB%s): %.1f GB/s, %.1f GOPS (%.3f ms)\n",
+                kernel_label(table, get).c_str(), lfmrt::dtype_name(dtype), layout_name(layout), rows, cols,
+                bytes * 1e-6, offset_elems ? ", misaligned" : "", bytes / seconds * 1e-9,
+                2.0 * rows * cols / seconds * 1e-9, seconds * 1e3);
+}
+
 void bench_gemm_layouts(const KernelTable& table, DType dtype, size_t rows, size_t cols, size_t n) {
     std::mt19937 rng(1);
     const Weights w(dtype, rows, cols, rng);
@@ -1032,14 +1074,15 @@ void bench_gemm_layouts(const KernelTable& table, DType dtype, size_t rows, size
     std::vector<float> y(n * rows);
     std::vector<uint8_t> scratch(lfmrt::cpu::kGemmScratchBytes);
     for (Layout layout : {Layout::Rows, Layout::Panels}) {
-        const auto gemm = (layout == Layout::Rows ? table.gemm : table.gemm_panels)[int(dtype)];
+        const auto get = [&](const KernelTable& t) { return gemm_in(t, dtype, layout); };
+        const auto gemm = get(table);
         if (gemm == nullptr) continue;
         const std::vector<uint8_t> matrix = bench_matrix(w, layout);
         const double seconds = best_seconds(n > 64 ? 5 : 50, [&] {
             gemm(matrix.data(), cols, input.data(), input.stride(), n, y.data(), rows, 0, rows, scratch.data());
         });
-        std::printf("%s gemm %-4s %s rows=%zu cols=%zu n=%zu: %.1f GOPS (%.3f ms)\n", table.name,
-                    lfmrt::dtype_name(dtype), layout_name(layout), rows, cols, n,
+        std::printf("%s gemm %-4s %s rows=%zu cols=%zu n=%zu: %.1f GOPS (%.3f ms)\n",
+                    kernel_label(table, get).c_str(), lfmrt::dtype_name(dtype), layout_name(layout), rows, cols, n,
                     2.0 * rows * cols * n / seconds * 1e-9, seconds * 1e3);
     }
 }
@@ -1056,7 +1099,8 @@ void bench_gemv_from_dram(const KernelTable& table, DType dtype, size_t rows, si
     const double bytes = double(rows) * lfmrt::row_bytes(dtype, cols);
     const size_t copies = std::max<size_t>(1, size_t(256e6 / bytes));
     for (Layout layout : {Layout::Rows, Layout::Panels}) {
-        const auto gemv = (layout == Layout::Rows ? table.gemv : table.gemv_panels)[int(dtype)];
+        const auto get = [&](const KernelTable& t) { return gemv_in(t, dtype, layout); };
+        const auto gemv = get(table);
         if (gemv == nullptr) continue;
         const std::vector<uint8_t> matrix = bench_matrix(w, layout);
         for (bool huge_pages : {false, true}) {
@@ -1070,8 +1114,8 @@ void bench_gemv_from_dram(const KernelTable& table, DType dtype, size_t rows, si
                 for (size_t i = 0; i < copies; ++i) gemv(base + i * stride, cols, input.data(), y.data(), 0, rows);
             }) / double(copies);
             std::printf("%s gemv %-4s %s rows=%zu cols=%zu from DRAM (%zu x %.1f MB, %s pages): %.1f GB/s (%.3f ms)\n",
-                        table.name, lfmrt::dtype_name(dtype), layout_name(layout), rows, cols, copies, bytes * 1e-6,
-                        huge_pages ? "2 MiB" : "4 KiB", bytes / seconds * 1e-9, seconds * 1e3);
+                        kernel_label(table, get).c_str(), lfmrt::dtype_name(dtype), layout_name(layout), rows, cols,
+                        copies, bytes * 1e-6, huge_pages ? "2 MiB" : "4 KiB", bytes / seconds * 1e-9, seconds * 1e3);
         }
     }
 }
@@ -1106,13 +1150,13 @@ void bench_decode_step(const KernelTable& table, DType dtype, DType head, Layout
     std::vector<const Shape*> of_matrix;
     double bytes = 0.0;
     // Panels for the types the table reads that way, as the model packs them at load.
-    const auto in_panels = [&](DType type) {
-        return layout == Layout::Panels && table.gemv_panels[int(type)] != nullptr;
+    const auto layout_of = [&](DType type) {
+        return layout == Layout::Panels ? model_layout(table, type) : Layout::Rows;
     };
     for (const Shape& shape : shapes) {
         const Weights w(shape.dtype, shape.rows, shape.cols, rng, 0);
         for (size_t i = 0; i < shape.copies; ++i) {
-            matrices.push_back(bench_matrix(w, in_panels(shape.dtype) ? Layout::Panels : Layout::Rows));
+            matrices.push_back(bench_matrix(w, layout_of(shape.dtype)));
             of_matrix.push_back(&shape);
             bytes += double(matrices.back().size());
         }
@@ -1123,12 +1167,16 @@ void bench_decode_step(const KernelTable& table, DType dtype, DType head, Layout
     const double seconds = best_seconds(5, [&] {
         for (size_t i = 0; i < matrices.size(); ++i) {
             const Shape& shape = *of_matrix[i];
-            const int type = int(shape.dtype);
-            const auto gemv = (in_panels(shape.dtype) ? table.gemv_panels : table.gemv)[type];
+            const auto gemv = gemv_in(table, shape.dtype, layout_of(shape.dtype));
             gemv(matrices[i].data(), shape.cols, input.data(), y.data(), 0, shape.rows);
         }
     });
-    std::printf("%s decode step %s + %s head, %s (%.0f MB, distinct matrices): %.1f ms, %.1f GB/s\n", table.name,
+    // Labelled with a simpler table's name where both types' kernels are that table's.
+    const auto label_of = [&](DType type) {
+        return kernel_label(table, [&](const KernelTable& t) { return gemv_in(t, type, layout_of(type)); });
+    };
+    const std::string label = label_of(dtype) == label_of(head) ? label_of(dtype) : table.name;
+    std::printf("%s decode step %s + %s head, %s (%.0f MB, distinct matrices): %.1f ms, %.1f GB/s\n", label.c_str(),
                 lfmrt::dtype_name(dtype), lfmrt::dtype_name(head), layout_name(layout), bytes * 1e-6, seconds * 1e3,
                 bytes / seconds * 1e-9);
 }

@@ -1,11 +1,12 @@
 // The AVX-512 kernel table (AVX-512 F/BW/VL/VNNI plus AVX2, FMA and F16C), tested against the
 // scalar table like every SIMD table.
 //
-// What it adds over the AVX2 table is integer throughput: vpdpbusd for the block-weight GEMVs
-// and GEMMs (quant_kernels.cpp), and the panel kernels that Q4_0, Q8_0 and Q6_K matrices
-// repacked at load use for both (panel_kernels.cpp). Float-weight matmuls and vector ops are bandwidth-bound or
-// small, so it takes the AVX2 versions, and so do the Q8_0 GEMV (load-bound: the AVX2 loop
-// measured as fast) and the Q4_K / Q5_K GEMVs (no VNNI version yet).
+// What it adds over the AVX2 table is integer throughput, from vpdpbusd: the panel kernels that
+// Q4_0, Q8_0 and Q6_K matrices repacked at load use for GEMV and GEMM (panel_kernels.cpp), and
+// the Q4_K / Q5_K GEMMs, which pack panels per call (quant_kernels.cpp). Everything else is the
+// AVX2 table's: float-weight matmuls and vector ops (bandwidth-bound or small), the Q4_K / Q5_K
+// GEMVs (no VNNI version yet), and the row-layout Q4_0, Q8_0 and Q6_K kernels, left only as the
+// fallback for a matrix in GGUF's rows (the model repacks every one).
 // Compiled with the AVX-512 flags: no STL, no helpers with external linkage (see avx2_kernels.cpp).
 #include "cpu/kernels/avx2/float_kernels.h"
 #include "cpu/kernels/avx2/quant_kernels.h"
@@ -24,10 +25,10 @@ static_assert(static_cast<int>(DType::F32) == 0 && static_cast<int>(DType::F16) 
 
 constexpr KernelTable kAvx512Table{
     "avx512",
-    {avx2::gemv_f32, avx2::gemv_f16, avx2::gemv_bf16, avx2::gemv_q8_0, avx512::gemv_q4_0, avx2::gemv_q4_k,
-     avx2::gemv_q5_k, avx512::gemv_q6_k},
-    {avx2::gemm_f32, avx2::gemm_f16, avx2::gemm_bf16, avx512::gemm_q8_0, avx512::gemm_q4_0, avx512::gemm_q4_k,
-     avx512::gemm_q5_k, avx512::gemm_q6_k},
+    {avx2::gemv_f32, avx2::gemv_f16, avx2::gemv_bf16, avx2::gemv_q8_0, avx2::gemv_q4_0, avx2::gemv_q4_k,
+     avx2::gemv_q5_k, avx2::gemv_q6_k},
+    {avx2::gemm_f32, avx2::gemm_f16, avx2::gemm_bf16, avx2::gemm_q8_0, avx2::gemm_q4_0, avx512::gemm_q4_k,
+     avx512::gemm_q5_k, avx2::gemm_q6_k},
     {nullptr, nullptr, nullptr, avx512::gemv_panels_q8_0, avx512::gemv_panels_q4_0, nullptr, nullptr,
      avx512::gemv_panels_q6_k},
     {nullptr, nullptr, nullptr, avx512::gemm_panels_q8_0, avx512::gemm_panels_q4_0, nullptr, nullptr,
