@@ -60,6 +60,13 @@ public:
     std::vector<int32_t> tokens() const;
     size_t n_tokens() const;
     std::vector<float> last_logits() const;
+    // Calls read(last_logits, tokens) under the session's lock and returns its result: a reader
+    // of both (the sampler, every decode step) without copying the vocabulary-sized logits.
+    template <typename Reader>
+    auto read_state(Reader&& read) const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return read(static_cast<const std::vector<float>&>(last_logits_), static_cast<const std::vector<int32_t>&>(tokens_));
+    }
     size_t memory_bytes() const;
     // Tokens run through the model since the session was made (re-runs after a rewind included).
     uint64_t n_forwarded() const;

@@ -30,6 +30,10 @@ struct Workspace {
     std::vector<float> keys, values;  // [n][kv_width]: new rows, before they go into each KV cache
     std::vector<float> gate, up;   // [n][ff_dim]
     std::vector<float> head_in;    // [rows wanting logits][hidden]
+    // [rows wanting logits][vocab] when several items share the head (a batched step), before
+    // each item's rows are copied out; kept between steps so a step does not allocate (and
+    // page-fault) megabytes.
+    std::vector<float> head_out;
 
     void reserve(const ModelConfig& c, size_t n) {
         const auto grow = [](std::vector<float>& v, size_t size) {
@@ -181,15 +185,14 @@ void Model::Impl::lm_head(const std::vector<ForwardItem>& items, const std::vect
         backend.matmul(weights.lm_head, ws.head_in.data(), hidden, wanted, items[0].logits, vocab);
         return;
     }
-    std::vector<float> logits(wanted * vocab);
-    backend.matmul(weights.lm_head, ws.head_in.data(), hidden, wanted, logits.data(), vocab);
-    size_t offset = 0;
+    if (ws.head_out.size() < wanted * vocab) ws.head_out.resize(wanted * vocab);
+    backend.matmul(weights.lm_head, ws.head_in.data(), hidden, wanted, ws.head_out.data(), vocab);
+    const float* next = ws.head_out.data();
     for (size_t i = 0; i < items.size(); ++i) {
         if (items[i].logits == nullptr) continue;
-        const size_t count = items[i].all_logits ? rows[i].n : 1;
-        std::copy(logits.begin() + static_cast<ptrdiff_t>(offset * vocab),
-                  logits.begin() + static_cast<ptrdiff_t>((offset + count) * vocab), items[i].logits);
-        offset += count;
+        const size_t count = (items[i].all_logits ? rows[i].n : 1) * vocab;
+        std::copy(next, next + count, items[i].logits);
+        next += count;
     }
 }
 

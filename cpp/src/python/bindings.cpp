@@ -322,9 +322,10 @@ PYBIND11_MODULE(_core, m) {
             "sample",
             [](Sampler& sampler, const Session& session) {
                 py::gil_scoped_release release;
-                const std::vector<float> logits = session.last_logits();
-                if (logits.empty()) throw InvalidArgument("the session has no logits yet: append tokens first");
-                return sampler.sample(logits.data(), logits.size(), session.tokens());
+                return session.read_state([&](const std::vector<float>& logits, const std::vector<int32_t>& tokens) {
+                    if (logits.empty()) throw InvalidArgument("the session has no logits yet: append tokens first");
+                    return sampler.sample(logits.data(), logits.size(), tokens);
+                });
             },
             py::arg("session"), "Samples the next token from the session's last logits.")
         .def(
