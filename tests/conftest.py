@@ -85,6 +85,16 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("golden_name", names, ids=names)
 
 
+def kl_divergence(reference: np.ndarray, other: np.ndarray) -> float:
+    """Mean over positions of KL(softmax(reference) || softmax(other))."""
+    def log_softmax(x):
+        x = x.astype(np.float64) - x.max(-1, keepdims=True)
+        return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+    lp, lq = log_softmax(reference), log_softmax(other)
+    return float((np.exp(lp) * (lp - lq)).sum(-1).mean())
+
+
 def assert_logits_close(actual, expected, atol: float, what: str) -> None:
     """Fail with a readable message unless `actual` is float32, has `expected`'s shape and
     is within `atol` (max-abs) of it."""

@@ -21,7 +21,7 @@ from lfmrt.loaders.gguf import GLOBAL_TENSOR_NAMES, LAYER_TENSOR_NAMES, _walk_he
 from lfmrt.loaders.gguf_writer import write_gguf
 from lfmrt.quantization import SCHEMES, scheme, tensor_types
 
-from conftest import MODELS_DIR, TOKENIZER_DIR, golden_model_names, load_golden
+from conftest import MODELS_DIR, TOKENIZER_DIR, golden_model_names, kl_divergence, load_golden
 
 QUANTIZED = ("q8_0", "q4_0", "q4_k_m")
 # llama.cpp loads LFM2 only with short-conv layers present and without conv biases.
@@ -36,16 +36,6 @@ def text_tokens(n: int = 250) -> list:
     tok = Tokenizer.from_file(str(TOKENIZER_DIR / "tokenizer.json"))
     text = "".join(topics.topics[k] for k in ("assert", "if", "while", "for"))
     return tok.encode(text, add_special_tokens=True).ids[:n]
-
-
-def kl_divergence(reference: np.ndarray, other: np.ndarray) -> float:
-    """Mean over positions of KL(softmax(reference) || softmax(other))."""
-    def log_softmax(x):
-        x = x.astype(np.float64) - x.max(-1, keepdims=True)
-        return x - np.log(np.exp(x).sum(-1, keepdims=True))
-
-    lp, lq = log_softmax(reference), log_softmax(other)
-    return float((np.exp(lp) * (lp - lq)).sum(-1).mean())
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from lfmrt.loaders import load_checkpoint
 from lfmrt.loaders.gguf_writer import write_gguf
 from lfmrt.quantization import quantize_checkpoint
 
-from conftest import load_golden
+from conftest import kl_divergence, load_golden
 
 MODEL = "lfm2_350m_pattern_bf16"  # the released 350M's layer pattern, tied embeddings
 
@@ -32,16 +32,6 @@ def test_loaders_mark_file_mappings(tmp_path):
     quantized = quantize_checkpoint(checkpoint, "q4_0")
     for name, ref in quantized.tensors.items():
         assert ref.file_mapped == (ref.dtype == checkpoint.tensors[name].dtype), name
-
-
-def kl_divergence(reference: np.ndarray, other: np.ndarray) -> float:
-    """Mean over positions of KL(softmax(reference) || softmax(other))."""
-    def log_softmax(x):
-        x = x.astype(np.float64) - x.max(-1, keepdims=True)
-        return x - np.log(np.exp(x).sum(-1, keepdims=True))
-
-    lp, lq = log_softmax(reference), log_softmax(other)
-    return float((np.exp(lp) * (lp - lq)).sum(-1).mean())
 
 
 @pytest.mark.parametrize("scheme_name", ["q8_0", "q4_0"])
