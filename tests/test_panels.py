@@ -1,10 +1,10 @@
 """Q4_0, Q8_0 and Q6_K matrices repacked at load into 16-row panels (cpp/src/quant/panels.h).
 
-Kernel sets with panel kernels (scalar, avx512) repack those matrices when the model loads and
-release the file pages they came from; the others (avx2, neon) read GGUF's rows. The kernels
-themselves are tested in cpp/tests/test_kernels.cpp (the scalar panel kernels equal the scalar
-row kernels bit for bit); here: the loaders' file-mapping flag, and whole models computing the
-same logits either way. (The fixtures' rows are too short for K-quant blocks, so their Q6_K
+Kernel sets with panel kernels (scalar, avx2, avx512) repack those matrices when the model loads
+and release the file pages they came from; the others (neon, neon_dotprod) read GGUF's rows. The
+kernels themselves are tested in cpp/tests/test_kernels.cpp, where the scalar panel kernels equal
+the scalar row kernels bit for bit; here: the loaders' file-mapping flag, and whole repacked
+models on each SIMD kernel set computing what the scalar set (hence the row kernels) computes. (The fixtures' rows are too short for K-quant blocks, so their Q6_K
 scheme holds no Q6_K matrix.)
 """
 
@@ -36,15 +36,13 @@ def test_loaders_mark_file_mappings(tmp_path):
 
 @pytest.mark.parametrize("scheme_name", ["q8_0", "q4_0"])
 def test_repacked_models_compute_what_row_kernels_compute(scheme_name, tmp_path):
-    sets = lfmrt.cpu_info()["kernel_sets"]
-    if "avx2" not in sets:
-        pytest.skip("needs the avx2 kernel set (no panel kernels) as the row-major reference")
+    simd_sets = [s for s in lfmrt.cpu_info()["kernel_sets"] if s != "scalar"]
     golden = load_golden(MODEL)
     path = tmp_path / f"{scheme_name}.gguf"
     write_gguf(load_checkpoint(golden.path), path, scheme_name)
     prompt = golden.prompts[1]
-    rows = lfmrt.Model.load(path, isa="avx2").logits(prompt)
-    for isa in [s for s in ("scalar", "avx512") if s in sets]:
+    reference = lfmrt.Model.load(path, isa="scalar").logits(prompt)
+    for isa in simd_sets:
         first = lfmrt.Model.load(path, isa=isa)
         # A second model of the same file, loaded after the first released the pages of its
         # repacked matrices: they come back from the file, so it computes the same bits.
@@ -55,5 +53,5 @@ def test_repacked_models_compute_what_row_kernels_compute(scheme_name, tmp_path)
         # activation across a rounding boundary of its 8-bit quantization: judged as quantized
         # paths are, by KL and top-1 (measured KL 1e-13 typically, 1e-3 at most between any two
         # kernel sets on these models; quantizing the weights alone costs 3e-2 to 1.4).
-        assert kl_divergence(rows, panels) < 5e-3, isa
-        assert (rows.argmax(-1) == panels.argmax(-1)).mean() >= 0.9, isa
+        assert kl_divergence(reference, panels) < 5e-3, isa
+        assert (reference.argmax(-1) == panels.argmax(-1)).mean() >= 0.9, isa

@@ -15,6 +15,7 @@
 
 #include "cpu/kernels/avx2/reductions.h"
 #include "cpu/kernels/avx2/float_kernels.h"
+#include "cpu/kernels/avx2/panel_kernels.h"
 #include "cpu/kernels/avx2/quant_kernels.h"
 #include "cpu/kernels/kernels.h"
 
@@ -469,8 +470,10 @@ constexpr KernelTable kAvx2Table{
      avx2::gemv_q5_k, avx2::gemv_q6_k},
     {avx2::gemm_f32, avx2::gemm_f16, avx2::gemm_bf16, avx2::gemm_q8_0, avx2::gemm_q4_0, avx2::gemm_q4_k,
      avx2::gemm_q5_k, avx2::gemm_q6_k},
-    {},  // no panel kernels: matrices stay in GGUF's rows
-    {},
+    {nullptr, nullptr, nullptr, avx2::gemv_panels_q8_0, avx2::gemv_panels_q4_0, nullptr, nullptr,
+     avx2::gemv_panels_q6_k},
+    {nullptr, nullptr, nullptr, avx2::gemm_panels_q8_0, avx2::gemm_panels_q4_0, nullptr, nullptr,
+     avx2::gemm_panels_q6_k},
     avx2::quantize_q8a,
     avx2::dot,
     avx2::axpy,
