@@ -159,7 +159,7 @@ void CpuBackend::attention(const std::vector<AttentionJob>& jobs, size_t n_heads
         const KvView& kv = job.kv;
         const size_t t = (task - first_task[j]) / n_kv_heads;
         const size_t kv_head = (task - first_task[j]) % n_kv_heads;
-        const size_t head_offset = kv_head * (kv.row_bytes / n_kv_heads);  // bytes into a row
+        const size_t head_offset = kv_head * kv.head_stride;  // bytes into a page
         const size_t n_ctx = job.n_past + t + 1;  // causal: positions up to and including this query's
         const KvScoresFn scores_of = kv_kernels_.scores[static_cast<int>(kv.dtype)];
         const KvMixFn mix = kv_kernels_.mix[static_cast<int>(kv.dtype)];
@@ -171,7 +171,7 @@ void CpuBackend::attention(const std::vector<AttentionJob>& jobs, size_t n_heads
         for (size_t begin = 0, page = 0; begin < n_ctx; begin += kv.page_positions, ++page) {
             const size_t count = std::min(n_ctx, begin + kv.page_positions) - begin;
             for (size_t h = 0; h < group; ++h) {
-                scores_of(queries + h * head_dim, kv.key_pages[page] + head_offset, kv.row_bytes, count, head_dim,
+                scores_of(queries + h * head_dim, kv.key_pages[page] + head_offset, kv.slice_bytes, count, head_dim,
                           scale, scores + h * n_ctx + begin);
             }
         }
@@ -180,7 +180,7 @@ void CpuBackend::attention(const std::vector<AttentionJob>& jobs, size_t n_heads
         for (size_t begin = 0, page = 0; begin < n_ctx; begin += kv.page_positions, ++page) {
             const size_t count = std::min(n_ctx, begin + kv.page_positions) - begin;
             for (size_t h = 0; h < group; ++h) {
-                mix(scores + h * n_ctx + begin, kv.value_pages[page] + head_offset, kv.row_bytes, count, head_dim,
+                mix(scores + h * n_ctx + begin, kv.value_pages[page] + head_offset, kv.slice_bytes, count, head_dim,
                     results + h * head_dim);
             }
         }

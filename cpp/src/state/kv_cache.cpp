@@ -8,8 +8,12 @@
 
 namespace lfmrt {
 
-KvCache::KvCache(size_t row_width, DType dtype)
-    : row_width_(row_width), dtype_(dtype), row_bytes_(row_width == 0 ? 0 : lfmrt::row_bytes(dtype, row_width)) {}
+KvCache::KvCache(size_t n_heads, size_t head_dim, DType dtype)
+    : n_heads_(n_heads),
+      head_dim_(head_dim),
+      dtype_(dtype),
+      slice_bytes_(n_heads == 0 ? 0 : lfmrt::row_bytes(dtype, head_dim)),
+      row_bytes_(n_heads * slice_bytes_) {}
 
 KvCache::Page& KvCache::writable_page(size_t position) {
     truncate(position);
@@ -27,18 +31,31 @@ KvCache::Page& KvCache::writable_page(size_t position) {
 
 void KvCache::store(size_t position, const float* keys, const float* values) {
     Page& page = writable_page(position);
-    const size_t offset = offset_in_page(position);
-    quant::quantize_row(dtype_, keys, page.keys.data() + offset, row_width_);
-    quant::quantize_row(dtype_, values, page.values.data() + offset, row_width_);
+    for (size_t h = 0; h < n_heads_; ++h) {
+        const size_t offset = offset_in_page(position, h);
+        quant::quantize_row(dtype_, keys + h * head_dim_, page.keys.data() + offset, head_dim_);
+        quant::quantize_row(dtype_, values + h * head_dim_, page.values.data() + offset, head_dim_);
+    }
     n_positions_ = position + 1;
 }
 
 void KvCache::store_raw(size_t position, const uint8_t* keys, const uint8_t* values) {
     Page& page = writable_page(position);
-    const size_t offset = offset_in_page(position);
-    std::memcpy(page.keys.data() + offset, keys, row_bytes_);
-    std::memcpy(page.values.data() + offset, values, row_bytes_);
+    for (size_t h = 0; h < n_heads_; ++h) {
+        const size_t offset = offset_in_page(position, h);
+        std::memcpy(page.keys.data() + offset, keys + h * slice_bytes_, slice_bytes_);
+        std::memcpy(page.values.data() + offset, values + h * slice_bytes_, slice_bytes_);
+    }
     n_positions_ = position + 1;
+}
+
+void KvCache::read_raw(size_t position, uint8_t* keys, uint8_t* values) const {
+    const Page& page = *pages_[position / kPagePositions];
+    for (size_t h = 0; h < n_heads_; ++h) {
+        const size_t offset = offset_in_page(position, h);
+        std::memcpy(keys + h * slice_bytes_, page.keys.data() + offset, slice_bytes_);
+        std::memcpy(values + h * slice_bytes_, page.values.data() + offset, slice_bytes_);
+    }
 }
 
 void KvCache::truncate(size_t n_positions) {
@@ -54,7 +71,8 @@ KvView KvCache::view() {
         key_pointers_.push_back(page->keys.data());
         value_pointers_.push_back(page->values.data());
     }
-    return KvView{key_pointers_.data(), value_pointers_.data(), kPagePositions, row_bytes_, dtype_, n_positions_};
+    return KvView{key_pointers_.data(), value_pointers_.data(), kPagePositions, slice_bytes_,
+                  kPagePositions * slice_bytes_, dtype_, n_positions_};
 }
 
 size_t KvCache::memory_bytes() const { return pages_.size() * 2 * kPagePositions * row_bytes_; }

@@ -3,6 +3,11 @@
 // Pages are allocated as the sequence grows (no up-front reservation of the whole context) and
 // shared copy-on-write between forks: fork() copies the page table, and the first write into a
 // shared page clones that page only.
+//
+// Within a page the values are head-major: [kv head][position][head_dim], so attention, which
+// works one KV head at a time, reads each head's keys and values as one contiguous run (a
+// position-major row put a head's slices a whole row apart, one or two cache lines in every
+// n_kv_heads, and attention waited on memory at every position).
 #pragma once
 
 #include <cstddef>
@@ -14,34 +19,41 @@
 
 namespace lfmrt {
 
-// What attention reads: per-page pointers to rows of n_kv_heads * head_dim values stored as
-// `dtype` (F32, F16 or Q8_0; a Q8_0 row is whole blocks, so a head's slice starts on a block).
+// What attention reads: per-page pointers; in a page, KV head h's slice (head_dim values stored
+// as `dtype`: F32, F16 or Q8_0, whole blocks) of position p (counted from the page's first) is at
+// h * head_stride + p * slice_bytes.
 struct KvView {
     const uint8_t* const* key_pages = nullptr;
     const uint8_t* const* value_pages = nullptr;
-    size_t page_positions = 0;  // rows per page
-    size_t row_bytes = 0;       // bytes per row
+    size_t page_positions = 0;  // positions per page
+    size_t slice_bytes = 0;     // one head's values at one position
+    size_t head_stride = 0;     // bytes from one head's run to the next in a page
     DType dtype = DType::F32;
-    size_t n_positions = 0;     // rows that hold data
+    size_t n_positions = 0;     // positions that hold data
 };
 
 class KvCache {
 public:
     static constexpr size_t kPagePositions = 256;
 
-    // row_width: values per position (n_kv_heads * head_dim); dtype: F32, F16 or Q8_0.
-    KvCache(size_t row_width, DType dtype);
+    // n_heads KV heads of head_dim values per position (0 heads: a layer without attention);
+    // dtype: F32, F16 or Q8_0 (then head_dim is a multiple of 32).
+    KvCache(size_t n_heads, size_t head_dim, DType dtype);
 
-    size_t row_width() const { return row_width_; }
+    // Values per position: n_heads * head_dim.
+    size_t row_width() const { return n_heads_ * head_dim_; }
     DType dtype() const { return dtype_; }
     size_t row_bytes() const { return row_bytes_; }
     size_t n_positions() const { return n_positions_; }
 
-    // Stores one position's keys and values (row_width floats each, converted to the cache's
-    // type) at `position`, which must be <= n_positions(); positions after it are forgotten.
+    // Stores one position's keys and values (row_width floats each, head after head, converted to
+    // the cache's type) at `position`, which must be <= n_positions(); positions after it are
+    // forgotten.
     void store(size_t position, const float* keys, const float* values);
-    // Stores one position's rows already in the cache's type (row_bytes() each).
+    // The same for rows already in the cache's type (row_bytes() each, head after head), and its
+    // inverse: a stored position's rows in that form (snapshots keep rows, not pages).
     void store_raw(size_t position, const uint8_t* keys, const uint8_t* values);
+    void read_raw(size_t position, uint8_t* keys, uint8_t* values) const;
     // Forgets every position from `n_positions` on (pages wholly past it are released).
     void truncate(size_t n_positions);
 
@@ -49,25 +61,22 @@ public:
     KvView view();
     size_t memory_bytes() const;
 
-    // A stored row (row_bytes() bytes in the cache's type).
-    const uint8_t* key_row(size_t position) const { return page_of(position).keys.data() + offset_in_page(position); }
-    const uint8_t* value_row(size_t position) const {
-        return page_of(position).values.data() + offset_in_page(position);
-    }
-
 private:
     struct Page {
         std::vector<uint8_t> keys, values;
     };
-    const Page& page_of(size_t position) const { return *pages_[position / kPagePositions]; }
-    size_t offset_in_page(size_t position) const { return (position % kPagePositions) * row_bytes_; }
+    // Where head `head` of `position` lies in its page.
+    size_t offset_in_page(size_t position, size_t head) const {
+        return head * kPagePositions * slice_bytes_ + (position % kPagePositions) * slice_bytes_;
+    }
     // The page holding `position`, allocated or un-shared as needed; positions from `position`
     // on are forgotten.
     Page& writable_page(size_t position);
 
-    size_t row_width_;
+    size_t n_heads_, head_dim_;
     DType dtype_;
-    size_t row_bytes_;
+    size_t slice_bytes_;  // one head at one position
+    size_t row_bytes_;    // every head at one position
     size_t n_positions_ = 0;
     std::vector<std::shared_ptr<Page>> pages_;
     std::vector<const uint8_t*> key_pointers_, value_pointers_;  // view()'s page tables

