@@ -116,7 +116,7 @@ def measure(model_dir: Path, args: argparse.Namespace, have_llama: bool) -> Dict
     work.mkdir(parents=True, exist_ok=True)
     checkpoint = load_checkpoint(model_dir)
     big = checkpoint.config.hidden_size >= 512
-    n_positions = args.positions if big else min(args.positions, 1024)
+    n_positions = args.positions or (2048 if big else 1024)
     ctx = args.ctx_long if big else 128
     tokens = text_tokens(model_dir, n_positions)
     windows = [tokens[i : i + ctx] for i in range(0, len(tokens), ctx)]
@@ -197,7 +197,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="*", type=Path, help="Hugging Face model directories (default: golden + 350M)")
     ap.add_argument("--schemes", default="q8_0,q4_0,q4_k_m", help="comma-separated (default q8_0,q4_0,q4_k_m)")
-    ap.add_argument("--positions", type=int, default=2048, help="positions per model (tiny models: at most 1024)")
+    ap.add_argument("--positions", type=int, default=None,
+                    help="positions per model (default 2048, or 1024 for models with hidden size < 512)")
     ap.add_argument("--ctx-long", type=int, default=512, help="window length on big models (default 512)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--head-study", action="store_true", help="also measure other LM-head types")
