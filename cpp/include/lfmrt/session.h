@@ -65,7 +65,7 @@ public:
     template <typename Reader>
     auto read_state(Reader&& read) const {
         std::lock_guard<std::mutex> lock(mutex_);
-        return read(static_cast<const std::vector<float>&>(last_logits_), static_cast<const std::vector<int32_t>&>(tokens_));
+        return read(last_logits_, tokens_);  // const members here: read sees const references
     }
     size_t memory_bytes() const;
     // Tokens run through the model since the session was made (re-runs after a rewind included).

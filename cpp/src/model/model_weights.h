@@ -50,7 +50,7 @@ struct ModelWeights {
 ModelWeights bind_weights(const ModelConfig& config, const std::map<std::string, TensorView>& tensors);
 
 // Repacks each matrix whose type `backend`'s kernel table reads in panels (Q4_0, Q8_0 and Q6_K
-// on AVX-512) into weights.panels, one matrix at a time, split across the backend's threads. Once a
+// on x86-64) into weights.panels, one matrix at a time, split across the backend's threads. Once a
 // matrix is packed, the pages of its source are released when `tensors` says they are a file
 // mapping, so resident memory never holds both copies of more than one matrix. Other sources
 // (arrays made at load, e.g. quantized on load) keep their pages: for them the packed copy is
