@@ -262,6 +262,19 @@ static_assert(kKcBlocks % PanelTraits<DType::Q6_K>::kBlocks == 0 && kGemvChunkBl
 // corrections[t][b * halves + h] for the tile's tokens and the chunk's blocks.
 using TileCorrections = int32_t[kMaxTileTokens][kKcBlocks * 2];
 
+// How far ahead of the panel block in use the micro-kernel asks for weights: into L2, about 8 KiB
+// ahead, so that the reads of the first tile over a row block overlap its arithmetic instead of
+// stalling it (see avx512/panel_kernels.cpp). Only the first half-panel pass (h = 0) asks: the
+// second reads the same panel blocks.
+constexpr size_t kPrefetchBytes = 8192;
+
+// Asks for the `bytes` at `p` + kPrefetchBytes to be brought into L2 (a hint: never faults, so
+// reaching past the matrix is harmless).
+[[gnu::always_inline]] inline void prefetch_ahead(const void* p, size_t bytes) {
+    const char* ahead = static_cast<const char*>(p) + kPrefetchBytes;
+    for (size_t offset = 0; offset < bytes; offset += 64) _mm_prefetch(ahead + offset, _MM_HINT_T1);
+}
+
 // Y[t][rows 8h..8h+7 of the panel-row] (+)= panel . X[t] for kT tokens over n_blocks blocks; `x`
 // points at the first token's first block of the chunk, `y` at the panel-row's row 0 of token 0.
 template <DType D, size_t kT>
@@ -278,6 +291,7 @@ void micro_kernel(const Panel<D>* panel, size_t h, size_t n_blocks, const uint8_
     };
     if constexpr (D == DType::Q6_K) {
         for (size_t s = 0; s < n_blocks / kBlocks<D>; ++s) {
+            if (h == 0) prefetch_ahead(&panel[s], sizeof(Panel<D>));
             const __m256 d = _mm256_cvtph_ps(load16(panel[s].d + 8 * h));
             for (size_t j = 0; j < kBlocks<D>; ++j) {
                 const size_t b = s * kBlocks<D> + j;
@@ -288,6 +302,7 @@ void micro_kernel(const Panel<D>* panel, size_t h, size_t n_blocks, const uint8_
         }
     } else {
         for (size_t b = 0; b < n_blocks; ++b) {
+            if (h == 0) prefetch_ahead(&panel[b], sizeof(Panel<D>));
             const BlockQ8A* xb[kT];
             token_blocks(b, xb);
             block_half<D, kT>(panel[b], h, xb, &corrections[0][b], kKcBlocks * 2, acc);

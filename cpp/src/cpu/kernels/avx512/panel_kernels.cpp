@@ -222,6 +222,21 @@ static_assert(kKcBlocks % PanelTraits<DType::Q6_K>::kBlocks == 0 && kGemvChunkBl
 // corrections[t][b * halves + h] for the tile's tokens and the chunk's blocks.
 using TileCorrections = int32_t[kMaxTileTokens][kKcBlocks * 2];
 
+// How far ahead of the panel block in use the micro-kernel asks for weights: into L2, about 8 KiB
+// ahead. Without it, the first tile over a row block reads it from memory in a burst (at 2 cores,
+// faster than memory delivers) and the other tiles compute from L2 with memory idle; with it the
+// reads overlap the arithmetic (batched decode of 16 tokens, 2 threads, Q8_0: 25 -> 18 ms a step).
+// The GEMV does without: one token's arithmetic is light enough that the hardware prefetcher keeps
+// up, and the extra instructions measured 4% slower there.
+constexpr size_t kPrefetchBytes = 8192;
+
+// Asks for the `bytes` at `p` + kPrefetchBytes to be brought into L2 (a hint: never faults, so
+// reaching past the matrix is harmless).
+[[gnu::always_inline]] inline void prefetch_ahead(const void* p, size_t bytes) {
+    const char* ahead = static_cast<const char*>(p) + kPrefetchBytes;
+    for (size_t offset = 0; offset < bytes; offset += 64) _mm_prefetch(ahead + offset, _MM_HINT_T1);
+}
+
 // Y[t][rows of the panel-row] (+)= panel . X[t] for kT tokens over n_blocks 32-value blocks; `x`
 // points at the first token's first block of the chunk, `y` at the panel-row's row 0 of token 0.
 template <DType D, size_t kT>
@@ -238,6 +253,7 @@ void micro_kernel(const Panel<D>* panel, size_t n_blocks, const uint8_t* x, size
     };
     if constexpr (D == DType::Q6_K) {
         for (size_t s = 0; s < n_blocks / PanelTraits<D>::kBlocks; ++s) {
+            prefetch_ahead(&panel[s], sizeof(Panel<D>));
             const __m512 d = _mm512_cvtph_ps(load32(panel[s].d));
             for (size_t j = 0; j < PanelTraits<D>::kBlocks; ++j) {
                 const size_t b = s * PanelTraits<D>::kBlocks + j;
@@ -249,6 +265,7 @@ void micro_kernel(const Panel<D>* panel, size_t n_blocks, const uint8_t* x, size
     } else {
         for (size_t b = 0; b < n_blocks; ++b) {
             const Panel<D>& p = panel[b];
+            prefetch_ahead(&p, sizeof(Panel<D>));
             const BlockQ8A* xb[kT];
             token_blocks(b, xb);
             __m512i sum[kT];
