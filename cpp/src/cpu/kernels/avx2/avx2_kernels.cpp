@@ -325,10 +325,23 @@ void gemm(const void* w, size_t cols, const void* x_rows, size_t x_stride, size_
             // Tokens in ceil(n / kMr) blocks of near-equal size: a block of 1-2 tokens has too
             // few FMA chains to hide latency, so 7 tokens run as 4 + 3 rather than 6 + 1.
             const size_t blocks = (n + kMr - 1) / kMr;
+            // The next block's weights: the next column chunk of these rows, else the next rows.
+            const bool last_chunk = kb + kKc >= cols;
+            const size_t next_mb = last_chunk ? mb + kMc : mb, next_kb = last_chunk ? 0 : kb + kKc;
+            const size_t next_mc = next_mb < row_end ? (row_end - next_mb < kMc ? row_end - next_mb : kMc) : 0;
+            const size_t next_bytes = (cols - next_kb < kKc ? cols - next_kb : kKc) * kElemBytes<D>;
             for (size_t b = 0, t0 = 0; b < blocks; ++b) {
                 const size_t tokens = (n - t0) / (blocks - b);
                 const MicroKernelFn kernel = kMicroKernels[tokens];
                 for (size_t p = 0; p < mc; p += kNr) {
+                    // Spread over the first token block's panels: the next block's rows p..p+kNr.
+                    if (b == 0) {
+                        for (size_t r = p; r < p + kNr && r < next_mc; ++r) {
+                            const char* row = static_cast<const char*>(weight_row<D>(w, cols, next_mb + r)) +
+                                              next_kb * kElemBytes<D>;
+                            for (size_t o = 0; o < next_bytes; o += 64) _mm_prefetch(row + o, _MM_HINT_T1);
+                        }
+                    }
                     const RowTile tile(mc - p < kNr ? mc - p : kNr);
                     kernel(scratch + p * kc, kc, x + t0 * ldx + kb, ldx, y + t0 * ldy + mb + p, ldy,
                            kb > 0, tile);
