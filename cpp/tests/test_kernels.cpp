@@ -1120,6 +1120,39 @@ void bench_gemv_from_dram(const KernelTable& table, DType dtype, size_t rows, si
     }
 }
 
+// GEMM of n tokens from memory (batched decode): a round over enough copies of the matrix (at
+// least 256 MB) that none is cached when its turn comes, in the layout and pages the model uses
+// (panels in 2 MiB pages, rows in 4 KiB). Read next to bench_gemm's figure from cache: the gap is
+// what the weight reads cost when they do not overlap the arithmetic.
+void bench_gemm_from_dram(const KernelTable& table, DType dtype, size_t rows, size_t cols, size_t n) {
+    std::mt19937 rng(6);
+    const Weights w(dtype, rows, cols, rng);
+    const std::vector<float> x = random_floats(n * cols, rng);
+    const Activations input(dtype, x.data(), cols, n, cols);
+    std::vector<float> y(n * rows);
+    std::vector<uint8_t> scratch(lfmrt::cpu::kGemmScratchBytes);
+    const Layout layout = model_layout(table, dtype);
+    const auto get = [&](const KernelTable& t) { return gemm_in(t, dtype, layout); };
+    const auto gemm = get(table);
+    const std::vector<uint8_t> matrix = bench_matrix(w, layout);
+    const size_t copies = std::max<size_t>(1, size_t(256e6 / double(matrix.size())));
+    const size_t stride = (matrix.size() + 63) / 64 * 64;
+    const bool huge_pages = layout == Layout::Panels;
+    lfmrt::HugePageBuffer huge(huge_pages ? copies * stride : 0);
+    std::vector<uint8_t> small(huge_pages ? 0 : copies * stride);
+    uint8_t* base = huge_pages ? static_cast<uint8_t*>(huge.data()) : small.data();
+    for (size_t i = 0; i < copies; ++i) std::memcpy(base + i * stride, matrix.data(), matrix.size());
+    const double seconds = best_seconds(3, [&] {
+        for (size_t i = 0; i < copies; ++i) {
+            gemm(base + i * stride, cols, input.data(), input.stride(), n, y.data(), rows, 0, rows, scratch.data());
+        }
+    }) / double(copies);
+    std::printf("%s gemm %-4s %s rows=%zu cols=%zu n=%zu from DRAM (%zu x %.1f MB): %.1f GOPS, %.1f GB/s (%.3f ms)\n",
+                kernel_label(table, get).c_str(), lfmrt::dtype_name(dtype), layout_name(layout), rows, cols, n,
+                copies, double(matrix.size()) * 1e-6, 2.0 * rows * cols * n / seconds * 1e-9,
+                double(matrix.size()) / seconds * 1e-9, seconds * 1e3);
+}
+
 // Quantizing one matmul input (the 350M's 512 x 1024 prefill chunk) to BlockQ8A.
 void bench_quantize_q8a(const KernelTable& table, size_t n, size_t cols) {
     std::mt19937 rng(4);
@@ -1232,6 +1265,7 @@ int run_benchmarks(bool argc_all) {
         bench_gemm_layouts(table, dtype, 4608, 1024, 16);
         bench_gemm_layouts(table, dtype, 4608, 1024, 512);
     }
+    for (DType dtype : {DType::Q4_0, DType::Q8_0, DType::BF16}) bench_gemm_from_dram(table, dtype, 4608, 1024, 16);
     for (Layout layout : {Layout::Rows, Layout::Panels}) {
         bench_decode_step(table, DType::Q4_0, DType::Q6_K, layout);
         bench_decode_step(table, DType::Q8_0, DType::Q8_0, layout);
