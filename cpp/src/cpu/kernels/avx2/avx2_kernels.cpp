@@ -16,6 +16,7 @@
 #include "cpu/kernels/avx2/reductions.h"
 #include "cpu/kernels/avx2/float_kernels.h"
 #include "cpu/kernels/avx2/panel_kernels.h"
+#include "cpu/kernels/avx2/prefetch.h"
 #include "cpu/kernels/avx2/quant_kernels.h"
 #include "cpu/kernels/kernels.h"
 
@@ -337,9 +338,9 @@ void gemm(const void* w, size_t cols, const void* x_rows, size_t x_stride, size_
                     // Spread over the first token block's panels: the next block's rows p..p+kNr.
                     if (b == 0) {
                         for (size_t r = p; r < p + kNr && r < next_mc; ++r) {
-                            const char* row = static_cast<const char*>(weight_row<D>(w, cols, next_mb + r)) +
-                                              next_kb * kElemBytes<D>;
-                            for (size_t o = 0; o < next_bytes; o += 64) _mm_prefetch(row + o, _MM_HINT_T1);
+                            x86_prefetch::prefetch_to_l2(static_cast<const char*>(weight_row<D>(w, cols, next_mb + r)) +
+                                                             next_kb * kElemBytes<D>,
+                                                         next_bytes);
                         }
                     }
                     const RowTile tile(mc - p < kNr ? mc - p : kNr);

@@ -27,6 +27,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "cpu/kernels/avx2/prefetch.h"
 #include "cpu/kernels/kernels.h"
 #include "quant/blocks.h"
 #include "quant/panels.h"
@@ -268,11 +269,9 @@ using TileCorrections = int32_t[kMaxTileTokens][kKcBlocks * 2];
 // second reads the same panel blocks.
 constexpr size_t kPrefetchBytes = 8192;
 
-// Asks for the `bytes` at `p` + kPrefetchBytes to be brought into L2 (a hint: never faults, so
-// reaching past the matrix is harmless).
+// Asks for the panel block `bytes` long at `p`, kPrefetchBytes further on, into L2.
 [[gnu::always_inline]] inline void prefetch_ahead(const void* p, size_t bytes) {
-    const char* ahead = static_cast<const char*>(p) + kPrefetchBytes;
-    for (size_t offset = 0; offset < bytes; offset += 64) _mm_prefetch(ahead + offset, _MM_HINT_T1);
+    x86_prefetch::prefetch_to_l2(static_cast<const char*>(p) + kPrefetchBytes, bytes);
 }
 
 // Y[t][rows 8h..8h+7 of the panel-row] (+)= panel . X[t] for kT tokens over n_blocks blocks; `x`
