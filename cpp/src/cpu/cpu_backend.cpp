@@ -159,7 +159,7 @@ void CpuBackend::attention(const std::vector<AttentionJob>& jobs, size_t n_heads
         const KvView& kv = job.kv;
         const size_t t = (task - first_task[j]) / n_kv_heads;
         const size_t kv_head = (task - first_task[j]) % n_kv_heads;
-        const size_t head_offset = kv_head * kv.head_stride;  // bytes into a page
+        const size_t head_offset = kv.head_offset(kv_head);  // bytes into a page
         const size_t n_ctx = job.n_past + t + 1;  // causal: positions up to and including this query's
         const KvScoresFn scores_of = kv_kernels_.scores[static_cast<int>(kv.dtype)];
         const KvMixFn mix = kv_kernels_.mix[static_cast<int>(kv.dtype)];

@@ -71,8 +71,7 @@ KvView KvCache::view() {
         key_pointers_.push_back(page->keys.data());
         value_pointers_.push_back(page->values.data());
     }
-    return KvView{key_pointers_.data(), value_pointers_.data(), kPagePositions, slice_bytes_,
-                  kPagePositions * slice_bytes_, dtype_, n_positions_};
+    return KvView{key_pointers_.data(), value_pointers_.data(), kPagePositions, slice_bytes_, dtype_, n_positions_};
 }
 
 size_t KvCache::memory_bytes() const { return pages_.size() * 2 * kPagePositions * row_bytes_; }

@@ -21,15 +21,17 @@ namespace lfmrt {
 
 // What attention reads: per-page pointers; in a page, KV head h's slice (head_dim values stored
 // as `dtype`: F32, F16 or Q8_0, whole blocks) of position p (counted from the page's first) is at
-// h * head_stride + p * slice_bytes.
+// head_offset(h) + p * slice_bytes.
 struct KvView {
     const uint8_t* const* key_pages = nullptr;
     const uint8_t* const* value_pages = nullptr;
     size_t page_positions = 0;  // positions per page
     size_t slice_bytes = 0;     // one head's values at one position
-    size_t head_stride = 0;     // bytes from one head's run to the next in a page
     DType dtype = DType::F32;
     size_t n_positions = 0;     // positions that hold data
+
+    // Bytes from a page's start to head h's run of page_positions slices.
+    size_t head_offset(size_t h) const { return h * page_positions * slice_bytes; }
 };
 
 class KvCache {
