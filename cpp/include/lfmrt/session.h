@@ -35,6 +35,11 @@ public:
     // unchanged.
     std::vector<float> append(const std::vector<int32_t>& tokens, size_t chunk_size, bool all_logits);
 
+    // Throws InvalidArgument unless 0 <= id < the model's vocabulary size; `index` is the id's
+    // place in its list, for the message. Takes 64-bit ids so that a caller converting wider
+    // integers (Python's) gets this error, not a failed conversion, for any id out of range.
+    void check_token_id(int64_t id, size_t index) const;
+
     // Goes back to holding only the first `n_tokens` tokens, exactly as if only they had been
     // appended: restores the nearest conv checkpoint at or before n_tokens and re-runs the
     // tokens after it. last_logits() is empty until the next append.

@@ -128,11 +128,7 @@ py::array_t<float> dequantize_rows(const py::array_t<uint8_t, py::array::c_style
 // A token id from a Python int. An id beyond int32 is outside every vocabulary: it gets the same
 // ValueError as any other id outside this one, not a failed conversion.
 int32_t token_id(int64_t id, size_t index, const Session& session) {
-    const int64_t vocab = session.model().config().vocab_size;
-    if (id < 0 || id >= vocab) {
-        throw InvalidArgument("token id " + std::to_string(id) + " at index " + std::to_string(index) +
-                              " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
-    }
+    session.check_token_id(id, index);
     return static_cast<int32_t>(id);
 }
 

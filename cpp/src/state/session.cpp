@@ -44,14 +44,17 @@ Session::Session(std::shared_ptr<const Model> model, SessionOptions options)
 
 Session::~Session() = default;
 
+void Session::check_token_id(int64_t id, size_t index) const {
+    const int64_t vocab = model_->config().vocab_size;
+    if (id < 0 || id >= vocab) {
+        throw InvalidArgument("token id " + std::to_string(id) + " at index " + std::to_string(index) +
+                              " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+    }
+}
+
 void Session::check_tokens(const std::vector<int32_t>& tokens) const {
     const ModelConfig& config = model_->config();
-    for (size_t i = 0; i < tokens.size(); ++i) {
-        if (tokens[i] < 0 || tokens[i] >= config.vocab_size) {
-            throw InvalidArgument("token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
-                                  " is outside the vocabulary [0, " + std::to_string(config.vocab_size) + ")");
-        }
-    }
+    for (size_t i = 0; i < tokens.size(); ++i) check_token_id(tokens[i], i);
     if (tokens_.size() + tokens.size() > static_cast<size_t>(config.max_context)) {
         throw InvalidArgument("context overflow: " + std::to_string(tokens_.size()) + " tokens in the session + " +
                               std::to_string(tokens.size()) + " new exceed the context length " +
