@@ -119,13 +119,14 @@ void unpack_row(const void* panels, size_t row_blocks, size_t r, void* dst) {
     for (size_t b = 0; b < row_blocks; ++b) get(row_panels[b], r % kPanelRows, static_cast<Block*>(dst)[b]);
 }
 
+// Only Q4_0, Q8_0 and Q6_K have a panel layout.
 void check_panel_type(DType dtype) {
-    if (!has_panel_layout(dtype)) throw LoadError(std::string("no panel layout for ") + dtype_name(dtype));
+    if (dtype != DType::Q4_0 && dtype != DType::Q8_0 && dtype != DType::Q6_K) {
+        throw LoadError(std::string("no panel layout for ") + dtype_name(dtype));
+    }
 }
 
 }  // namespace
-
-bool has_panel_layout(DType dtype) { return dtype == DType::Q4_0 || dtype == DType::Q8_0 || dtype == DType::Q6_K; }
 
 size_t panel_matrix_bytes(DType dtype, size_t rows, size_t cols) {
     check_panel_type(dtype);

@@ -76,9 +76,6 @@ static inline uint8_t panel_level_q6_k(const PanelQ6_K& p, size_t lane, size_t j
     return static_cast<uint8_t>(low | high << 4);
 }
 
-// Whether `dtype` has a panel layout (Q4_0, Q8_0 and Q6_K).
-bool has_panel_layout(DType dtype);
-
 // Bytes of a rows x cols matrix of `dtype` in panels: row_bytes(dtype, cols) per row, rows rounded
 // up to a multiple of 16.
 size_t panel_matrix_bytes(DType dtype, size_t rows, size_t cols);

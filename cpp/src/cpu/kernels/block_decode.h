@@ -3,7 +3,6 @@
 // sub-blocks of 16 take the two scales; only Q4_K / Q5_K have a min), so one integer dot
 // product with a BlockQ8A serves them all. The scalar kernels are written with it (it is the
 // specification of the quantized matmuls), and SIMD GEMMs use it to pack weight panels.
-// decode_panel_block32 gives the same values from a matrix in 16-row panels (quant/panels.h).
 //
 // Included by SIMD translation units, so no STL and internal linkage only (see blocks.h).
 #pragma once
@@ -13,7 +12,6 @@
 
 #include "lfmrt/tensor.h"
 #include "quant/blocks.h"
-#include "quant/panels.h"
 
 namespace lfmrt::cpu {
 
@@ -68,37 +66,6 @@ static inline void decode_block32(const void* row, size_t b, Block32* out) {
             const int high = (blk.qh[32 * half + l] >> (2 * k)) & 3;
             out->q[l] = static_cast<int8_t>((low | (high << 4)) - 32);
         }
-    }
-}
-
-// Block b of row r of a Q4_0, Q8_0 or Q6_K matrix in 16-row panels (quant/panels.h) with `blocks`
-// 32-value blocks per row: the same values decode_block32 gives for the row's GGUF block.
-template <DType D>
-static inline void decode_panel_block32(const void* panels, size_t blocks, size_t r, size_t b, Block32* out) {
-    using namespace quant;
-    const size_t lane = r % kPanelRows;
-    out->min = 0.0f;
-    if constexpr (D == DType::Q4_0) {
-        const PanelQ4_0& p = panel_row<PanelQ4_0>(panels, blocks, r / kPanelRows)[b];
-        out->scale[0] = out->scale[1] = f16_to_f32(p.d[lane]);
-        for (size_t i = 0; i < 16; ++i) {
-            const uint8_t byte = p.qs[i / 4][lane][i % 4];
-            out->q[i] = static_cast<int8_t>((byte & 0xF) - 8);
-            out->q[i + 16] = static_cast<int8_t>((byte >> 4) - 8);
-        }
-    } else if constexpr (D == DType::Q8_0) {
-        const PanelQ8_0& p = panel_row<PanelQ8_0>(panels, blocks, r / kPanelRows)[b];
-        out->scale[0] = out->scale[1] = f16_to_f32(p.d[lane]);
-        for (size_t i = 0; i < kQ32; ++i) out->q[i] = static_cast<int8_t>(p.qs[i / 4][lane][i % 4] - 128);
-    } else if constexpr (D == DType::Q6_K) {
-        const PanelQ6_K& p = panel_row<PanelQ6_K>(panels, blocks / 8, r / kPanelRows)[b / 8];
-        const size_t j = b % 8;
-        const float d = f16_to_f32(p.d[lane]);
-        out->scale[0] = d * p.scales[2 * j][lane];
-        out->scale[1] = d * p.scales[2 * j + 1][lane];
-        for (size_t l = 0; l < kQ32; ++l) out->q[l] = static_cast<int8_t>(panel_level_q6_k(p, lane, j, l) - 32);
-    } else {
-        static_assert(D == DType::Q4_0 || D == DType::Q8_0 || D == DType::Q6_K, "no panel layout for this type");
     }
 }
 

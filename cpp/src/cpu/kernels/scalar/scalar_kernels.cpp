@@ -7,9 +7,11 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "cpu/kernels/block_decode.h"
 #include "cpu/kernels/kernels.h"
+#include "quant/panels.h"
 #include "quant/quantize.h"
 
 namespace lfmrt::cpu {
@@ -42,14 +44,14 @@ void gemv_float(const void* w, size_t cols, const void* x_row, float* y, size_t 
     }
 }
 
-// dot(W[r, :], x) for block weights, whose block b `decode(b, &block)` gives: per 32-value
-// block, sum over halves of (scale[h] * integer dot) * x.d, minus min * x.dsum.
-template <typename Decode>
-float dot_row_blocks(const Decode& decode, const quant::BlockQ8A* x, size_t blocks) {
+// dot(W[r, :], x) for block weights: per 32-value block, sum over halves of
+// (scale[h] * integer dot) * x.d, minus min * x.dsum.
+template <DType D>
+float dot_row_blocks(const void* row, const quant::BlockQ8A* x, size_t blocks) {
     float acc = 0.0f;
     for (size_t b = 0; b < blocks; ++b) {
         Block32 w;
-        decode(b, &w);
+        decode_block32<D>(row, b, &w);
         for (size_t h = 0; h < 2; ++h) {
             int32_t dot = 0;
             for (size_t i = 16 * h; i < 16 * h + 16; ++i) dot += w.q[i] * x[b].qs[i];
@@ -65,9 +67,7 @@ void gemv_blocks(const void* w, size_t cols, const void* x, float* y, size_t row
     const size_t row_size = row_bytes(D, cols);
     const auto* xq = static_cast<const quant::BlockQ8A*>(x);
     for (size_t r = row_begin; r < row_end; ++r) {
-        const void* row = static_cast<const uint8_t*>(w) + r * row_size;
-        y[r] = dot_row_blocks([row](size_t b, Block32* block) { decode_block32<D>(row, b, block); }, xq,
-                              cols / quant::kQ32);
+        y[r] = dot_row_blocks<D>(static_cast<const uint8_t*>(w) + r * row_size, xq, cols / quant::kQ32);
     }
 }
 
@@ -80,34 +80,32 @@ void gemv(const void* w, size_t cols, const void* x, float* y, size_t row_begin,
     }
 }
 
-// By definition a GEMM is one GEMV per token; the scalar table says exactly that.
-template <DType D>
-void gemm(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, float* y, size_t ldy,
-          size_t row_begin, size_t row_end, void* /*scratch*/) {
-    for (size_t t = 0; t < n; ++t) {
-        gemv<D>(w, cols, static_cast<const uint8_t*>(x) + t * x_stride, y + t * ldy, row_begin, row_end);
-    }
-}
-
-// The panel layout's kernels: the same arithmetic on the same decoded blocks, so their results
-// equal the row kernels' bit for bit.
+// The panel layout's GEMV: each row back in GGUF's layout (quant::unpack_panel_row), then the
+// row kernel's arithmetic, so its results equal the row kernel's bit for bit.
 template <DType D>
 void gemv_panels(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end) {
     const auto* xq = static_cast<const quant::BlockQ8A*>(x);
-    const size_t blocks = cols / quant::kQ32;
+    std::vector<uint8_t> row(row_bytes(D, cols));
     for (size_t r = row_begin; r < row_end; ++r) {
-        y[r] = dot_row_blocks([&](size_t b, Block32* block) { decode_panel_block32<D>(w, blocks, r, b, block); }, xq,
-                              blocks);
+        quant::unpack_panel_row(D, w, cols, r, row.data());
+        y[r] = dot_row_blocks<D>(row.data(), xq, cols / quant::kQ32);
+    }
+}
+
+// By definition a GEMM is one GEMV per token; the scalar table says exactly that, for either
+// layout.
+template <GemvFn gemv_of>
+void gemm_by_gemv(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, float* y, size_t ldy,
+                  size_t row_begin, size_t row_end, void* /*scratch*/) {
+    for (size_t t = 0; t < n; ++t) {
+        gemv_of(w, cols, static_cast<const uint8_t*>(x) + t * x_stride, y + t * ldy, row_begin, row_end);
     }
 }
 
 template <DType D>
-void gemm_panels(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, float* y, size_t ldy,
-                 size_t row_begin, size_t row_end, void* /*scratch*/) {
-    for (size_t t = 0; t < n; ++t) {
-        gemv_panels<D>(w, cols, static_cast<const uint8_t*>(x) + t * x_stride, y + t * ldy, row_begin, row_end);
-    }
-}
+constexpr GemmFn gemm = gemm_by_gemv<gemv<D>>;
+template <DType D>
+constexpr GemmFn gemm_panels = gemm_by_gemv<gemv_panels<D>>;
 
 void quantize_q8a(const float* x, void* dst, size_t cols) {
     quant::quantize_row_q8a(x, static_cast<quant::BlockQ8A*>(dst), cols);
