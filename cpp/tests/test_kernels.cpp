@@ -1087,6 +1087,27 @@ void bench_gemm_layouts(const KernelTable& table, DType dtype, size_t rows, size
     }
 }
 
+// `copies` copies of a matrix, each starting on a cache line, in 2 MiB pages (a HugePageBuffer,
+// as the model allocates its panels) or in ordinary 4 KiB pages: a round over them that starts
+// from the first reads every one from memory, not from a cache.
+class MatrixCopies {
+public:
+    MatrixCopies(const std::vector<uint8_t>& matrix, size_t copies, bool huge_pages)
+        : stride_((matrix.size() + 63) / 64 * 64),
+          huge_(huge_pages ? copies * stride_ : 0),
+          small_(huge_pages ? 0 : copies * stride_),
+          base_(huge_pages ? static_cast<uint8_t*>(huge_.data()) : small_.data()) {
+        for (size_t i = 0; i < copies; ++i) std::memcpy(base_ + i * stride_, matrix.data(), matrix.size());
+    }
+    const uint8_t* at(size_t i) const { return base_ + i * stride_; }
+
+private:
+    size_t stride_;
+    lfmrt::HugePageBuffer huge_;
+    std::vector<uint8_t> small_;
+    uint8_t* base_;
+};
+
 // GEMV from memory: a round over enough copies of the matrix (at least 256 MB) that none is
 // still cached when its turn comes, as in a decode step. Rows and panels in ordinary (4 KiB)
 // pages, then panels in 2 MiB pages, as the model allocates them (rows stay in the file's pages).
@@ -1105,13 +1126,9 @@ void bench_gemv_from_dram(const KernelTable& table, DType dtype, size_t rows, si
         const std::vector<uint8_t> matrix = bench_matrix(w, layout);
         for (bool huge_pages : {false, true}) {
             if (huge_pages && layout == Layout::Rows) continue;
-            const size_t stride = (matrix.size() + 63) / 64 * 64;
-            lfmrt::HugePageBuffer huge(huge_pages ? copies * stride : 0);
-            std::vector<uint8_t> small(huge_pages ? 0 : copies * stride);
-            uint8_t* base = huge_pages ? static_cast<uint8_t*>(huge.data()) : small.data();
-            for (size_t i = 0; i < copies; ++i) std::memcpy(base + i * stride, matrix.data(), matrix.size());
+            const MatrixCopies in_memory(matrix, copies, huge_pages);
             const double seconds = best_seconds(5, [&] {
-                for (size_t i = 0; i < copies; ++i) gemv(base + i * stride, cols, input.data(), y.data(), 0, rows);
+                for (size_t i = 0; i < copies; ++i) gemv(in_memory.at(i), cols, input.data(), y.data(), 0, rows);
             }) / double(copies);
             std::printf("%s gemv %-4s %s rows=%zu cols=%zu from DRAM (%zu x %.1f MB, %s pages): %.1f GB/s (%.3f ms)\n",
                         kernel_label(table, get).c_str(), lfmrt::dtype_name(dtype), layout_name(layout), rows, cols,
@@ -1136,15 +1153,10 @@ void bench_gemm_from_dram(const KernelTable& table, DType dtype, size_t rows, si
     const auto gemm = get(table);
     const std::vector<uint8_t> matrix = bench_matrix(w, layout);
     const size_t copies = std::max<size_t>(1, size_t(256e6 / double(matrix.size())));
-    const size_t stride = (matrix.size() + 63) / 64 * 64;
-    const bool huge_pages = layout == Layout::Panels;
-    lfmrt::HugePageBuffer huge(huge_pages ? copies * stride : 0);
-    std::vector<uint8_t> small(huge_pages ? 0 : copies * stride);
-    uint8_t* base = huge_pages ? static_cast<uint8_t*>(huge.data()) : small.data();
-    for (size_t i = 0; i < copies; ++i) std::memcpy(base + i * stride, matrix.data(), matrix.size());
+    const MatrixCopies in_memory(matrix, copies, layout == Layout::Panels);
     const double seconds = best_seconds(3, [&] {
         for (size_t i = 0; i < copies; ++i) {
-            gemm(base + i * stride, cols, input.data(), input.stride(), n, y.data(), rows, 0, rows, scratch.data());
+            gemm(in_memory.at(i), cols, input.data(), input.stride(), n, y.data(), rows, 0, rows, scratch.data());
         }
     }) / double(copies);
     std::printf("%s gemm %-4s %s rows=%zu cols=%zu n=%zu from DRAM (%zu x %.1f MB): %.1f GOPS, %.1f GB/s (%.3f ms)\n",
