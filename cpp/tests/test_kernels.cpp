@@ -1019,23 +1019,47 @@ std::string kernel_label(const KernelTable& table, Get get) {
     return table.name;
 }
 
+// A benchmark GEMM's operands: a random rows x cols matrix of `dtype` (from `seed`), n tokens of
+// random activations in its input format, the output and one thread's packing scratch.
+struct GemmInputs {
+    GemmInputs(DType dtype, size_t rows, size_t cols, size_t n, unsigned seed)
+        : rows(rows),
+          cols(cols),
+          n(n),
+          rng(seed),
+          w(dtype, rows, cols, rng),
+          x(random_floats(n * cols, rng)),
+          input(dtype, x.data(), cols, n, cols),
+          y(n * rows),
+          scratch(lfmrt::cpu::kGemmScratchBytes) {}
+
+    // Y = W X over every row, with W at `matrix` (w's data, or a copy or packing of it).
+    void run(lfmrt::cpu::GemmFn gemm, const void* matrix) {
+        gemm(matrix, cols, input.data(), input.stride(), n, y.data(), rows, 0, rows, scratch.data());
+    }
+
+    size_t rows, cols, n;
+    std::mt19937 rng;
+    const Weights w;
+    const std::vector<float> x;
+    const Activations input;
+    std::vector<float> y;
+    std::vector<uint8_t> scratch;
+};
+
 // Integer and float matmuls are both reported as GOPS: 2 operations (multiply, add) per weight
 // per token.
 void bench_gemm(const KernelTable& table, DType dtype, size_t rows, size_t cols, size_t n,
                 double peak_gflops) {
-    std::mt19937 rng(1);
-    const Weights w(dtype, rows, cols, rng);
-    const std::vector<float> x = random_floats(n * cols, rng);
-    const Activations input(dtype, x.data(), cols, n, cols);
-    std::vector<float> y(n * rows);
-    std::vector<uint8_t> scratch(lfmrt::cpu::kGemmScratchBytes);
+    GemmInputs operands(dtype, rows, cols, n, 1);
     const Layout layout = model_layout(table, dtype);
-    const std::vector<uint8_t> panels = layout == Layout::Panels ? bench_matrix(w, layout) : std::vector<uint8_t>();
-    const void* matrix = layout == Layout::Panels ? panels.data() : w.data();
+    const std::vector<uint8_t> panels =
+        layout == Layout::Panels ? bench_matrix(operands.w, layout) : std::vector<uint8_t>();
+    const void* matrix = layout == Layout::Panels ? panels.data() : operands.w.data();
     const auto get = [&](const KernelTable& t) { return gemm_in(t, dtype, layout); };
     const auto gemm = get(table);
     const double seconds = best_seconds(5, [&] {
-        gemm(matrix, cols, input.data(), input.stride(), n, y.data(), rows, 0, rows, scratch.data());
+        operands.run(gemm, matrix);
     });
     const double gops = 2.0 * rows * cols * n / seconds * 1e-9;
     std::printf("%s gemm %-4s %s rows=%zu cols=%zu n=%zu: %.1f GOPS (%.1f ms", kernel_label(table, get).c_str(),
@@ -1067,19 +1091,14 @@ void bench_gemv(const KernelTable& table, DType dtype, size_t rows, size_t cols,
 }
 
 void bench_gemm_layouts(const KernelTable& table, DType dtype, size_t rows, size_t cols, size_t n) {
-    std::mt19937 rng(1);
-    const Weights w(dtype, rows, cols, rng);
-    const std::vector<float> x = random_floats(n * cols, rng);
-    const Activations input(dtype, x.data(), cols, n, cols);
-    std::vector<float> y(n * rows);
-    std::vector<uint8_t> scratch(lfmrt::cpu::kGemmScratchBytes);
+    GemmInputs operands(dtype, rows, cols, n, 1);
     for (Layout layout : {Layout::Rows, Layout::Panels}) {
         const auto get = [&](const KernelTable& t) { return gemm_in(t, dtype, layout); };
         const auto gemm = get(table);
         if (gemm == nullptr) continue;
-        const std::vector<uint8_t> matrix = bench_matrix(w, layout);
+        const std::vector<uint8_t> matrix = bench_matrix(operands.w, layout);
         const double seconds = best_seconds(n > 64 ? 5 : 50, [&] {
-            gemm(matrix.data(), cols, input.data(), input.stride(), n, y.data(), rows, 0, rows, scratch.data());
+            operands.run(gemm, matrix.data());
         });
         std::printf("%s gemm %-4s %s rows=%zu cols=%zu n=%zu: %.1f GOPS (%.3f ms)\n",
                     kernel_label(table, get).c_str(), lfmrt::dtype_name(dtype), layout_name(layout), rows, cols, n,
@@ -1142,21 +1161,16 @@ void bench_gemv_from_dram(const KernelTable& table, DType dtype, size_t rows, si
 // (panels in 2 MiB pages, rows in 4 KiB). Read next to bench_gemm's figure from cache: the gap is
 // what the weight reads cost when they do not overlap the arithmetic.
 void bench_gemm_from_dram(const KernelTable& table, DType dtype, size_t rows, size_t cols, size_t n) {
-    std::mt19937 rng(6);
-    const Weights w(dtype, rows, cols, rng);
-    const std::vector<float> x = random_floats(n * cols, rng);
-    const Activations input(dtype, x.data(), cols, n, cols);
-    std::vector<float> y(n * rows);
-    std::vector<uint8_t> scratch(lfmrt::cpu::kGemmScratchBytes);
+    GemmInputs operands(dtype, rows, cols, n, 6);
     const Layout layout = model_layout(table, dtype);
     const auto get = [&](const KernelTable& t) { return gemm_in(t, dtype, layout); };
     const auto gemm = get(table);
-    const std::vector<uint8_t> matrix = bench_matrix(w, layout);
+    const std::vector<uint8_t> matrix = bench_matrix(operands.w, layout);
     const size_t copies = std::max<size_t>(1, size_t(256e6 / double(matrix.size())));
     const MatrixCopies in_memory(matrix, copies, layout == Layout::Panels);
     const double seconds = best_seconds(3, [&] {
         for (size_t i = 0; i < copies; ++i) {
-            gemm(in_memory.at(i), cols, input.data(), input.stride(), n, y.data(), rows, 0, rows, scratch.data());
+            operands.run(gemm, in_memory.at(i));
         }
     }) / double(copies);
     std::printf("%s gemm %-4s %s rows=%zu cols=%zu n=%zu from DRAM (%zu x %.1f MB): %.1f GOPS, %.1f GB/s (%.3f ms)\n",
