@@ -42,7 +42,8 @@ namespace {
 
 constexpr DType kDTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0,
                              DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
-constexpr size_t kCols[] = {1, 7, 15, 16, 17, 31, 33, 63, 100, 257, 1000, 1031};
+// Float types: 4099 takes the AVX2 GEMV's long-row path (x of 16 KiB or more), with a tail.
+constexpr size_t kCols[] = {1, 7, 15, 16, 17, 31, 33, 63, 100, 257, 1000, 1031, 4099};
 // Block types: rows of whole blocks, one block up to several packed column chunks (the AVX2
 // GEMM packs 2048 values at a time), with odd block counts.
 constexpr size_t kCols32[] = {32, 96, 224, 1056, 2080, 4160};
