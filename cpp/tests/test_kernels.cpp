@@ -818,42 +818,62 @@ void test_softmax(Report& report, const KernelTable& simd, std::mt19937& rng) {
     check.finish(report, std::string(simd.name) + " softmax");
 }
 
-// KV-cache kernels: a query against runs of stored keys, and weighted sums of runs of stored
-// values, for each storage type, against the scalar table; row lengths are head sizes (whole
-// Q8_0 blocks for Q8_0), runs of odd lengths, rows padded and unaligned on purpose.
+// KV-cache kernels: the queries of a GQA group against runs of stored keys, and weighted sums of
+// runs of stored values, for each storage type, against the scalar table; row lengths are head
+// sizes (whole Q8_0 blocks for Q8_0) and odd ones for the float types, groups of 1 to 7 heads
+// (the AVX2 kernels take them in pieces of 4, 2 and 1), runs of odd lengths, rows padded and
+// unaligned on purpose, output rows strided.
 void test_kv_kernels(Report& report, const lfmrt::cpu::KvKernels& simd, std::mt19937& rng) {
     const lfmrt::cpu::KvKernels& scalar = lfmrt::cpu::scalar_kv_kernels();
     for (DType dtype : {DType::F32, DType::F16, DType::Q8_0}) {
         Check scores_check, mix_check;
         const int type = static_cast<int>(dtype);
-        for (size_t n : {32u, 64u, 96u, 128u, 256u}) {
+        const std::vector<size_t> sizes = dtype == DType::Q8_0 ? std::vector<size_t>{32, 64, 96, 128, 256}
+                                                               : std::vector<size_t>{13, 32, 64, 71, 96, 128, 256};
+        for (size_t n : sizes) {
             for (size_t count : {1u, 2u, 7u, 33u}) {
-                const size_t stride = lfmrt::row_bytes(dtype, n) + 6;
-                std::vector<uint8_t> stored(count * stride + 1);
-                std::vector<float> widened(count * n);
-                for (size_t j = 0; j < count; ++j) {
-                    const std::vector<float> values = random_floats(n, rng, -3.0f, 3.0f);
-                    lfmrt::quant::quantize_row(dtype, values.data(), stored.data() + 1 + j * stride, n);
-                    lfmrt::quant::dequantize_row(dtype, stored.data() + 1 + j * stride, widened.data() + j * n, n);
-                }
-                const std::vector<float> q = random_floats(n, rng), weights = random_floats(count, rng, 0.0f, 1.0f);
-                const std::string where =
-                    std::string(lfmrt::dtype_name(dtype)) + " n=" + std::to_string(n) + " count=" + std::to_string(count);
-                std::vector<float> got(count), want(count);
-                simd.scores[type](q.data(), stored.data() + 1, stride, count, n, 0.125f, got.data());
-                scalar.scores[type](q.data(), stored.data() + 1, stride, count, n, 0.125f, want.data());
-                for (size_t j = 0; j < count; ++j) {
-                    double magnitude = 0.0;
-                    for (size_t i = 0; i < n; ++i) magnitude += std::fabs(double(q[i]) * widened[j * n + i]) * 0.125;
-                    scores_check.near(got[j], want[j], magnitude, kMatTol, where);
-                }
-                std::vector<float> mixed = random_floats(n, rng), expected = mixed;
-                simd.mix[type](weights.data(), stored.data() + 1, stride, count, n, mixed.data());
-                scalar.mix[type](weights.data(), stored.data() + 1, stride, count, n, expected.data());
-                for (size_t i = 0; i < n; ++i) {
-                    double magnitude = std::fabs(expected[i]) + 1.0;
-                    for (size_t j = 0; j < count; ++j) magnitude += std::fabs(double(weights[j]) * widened[j * n + i]);
-                    mix_check.near(mixed[i], expected[i], magnitude, 1e-6, where);
+                for (size_t group : {1u, 2u, 3u, 4u, 7u}) {
+                    const size_t stride = lfmrt::row_bytes(dtype, n) + 6;
+                    std::vector<uint8_t> stored(count * stride + 1);
+                    std::vector<float> widened(count * n);
+                    for (size_t j = 0; j < count; ++j) {
+                        const std::vector<float> values = random_floats(n, rng, -3.0f, 3.0f);
+                        lfmrt::quant::quantize_row(dtype, values.data(), stored.data() + 1 + j * stride, n);
+                        lfmrt::quant::dequantize_row(dtype, stored.data() + 1 + j * stride, widened.data() + j * n, n);
+                    }
+                    const size_t out_stride = count + 3;
+                    const std::vector<float> q = random_floats(group * n, rng);
+                    const std::vector<float> weights = random_floats(group * out_stride, rng, 0.0f, 1.0f);
+                    const std::string where = std::string(lfmrt::dtype_name(dtype)) + " n=" + std::to_string(n) +
+                                              " count=" + std::to_string(count) + " group=" + std::to_string(group);
+                    std::vector<float> got(group * out_stride), want(group * out_stride);
+                    simd.scores[type](q.data(), group, stored.data() + 1, stride, count, n, 0.125f, got.data(),
+                                      out_stride);
+                    scalar.scores[type](q.data(), group, stored.data() + 1, stride, count, n, 0.125f, want.data(),
+                                        out_stride);
+                    for (size_t h = 0; h < group; ++h) {
+                        for (size_t j = 0; j < count; ++j) {
+                            double magnitude = 0.0;
+                            for (size_t i = 0; i < n; ++i) {
+                                magnitude += std::fabs(double(q[h * n + i]) * widened[j * n + i]) * 0.125;
+                            }
+                            scores_check.near(got[h * out_stride + j], want[h * out_stride + j], magnitude, kMatTol,
+                                              where);
+                        }
+                    }
+                    std::vector<float> mixed = random_floats(group * n, rng), expected = mixed;
+                    simd.mix[type](weights.data(), out_stride, group, stored.data() + 1, stride, count, n, mixed.data());
+                    scalar.mix[type](weights.data(), out_stride, group, stored.data() + 1, stride, count, n,
+                                     expected.data());
+                    for (size_t h = 0; h < group; ++h) {
+                        for (size_t i = 0; i < n; ++i) {
+                            double magnitude = std::fabs(expected[h * n + i]) + 1.0;
+                            for (size_t j = 0; j < count; ++j) {
+                                magnitude += std::fabs(double(weights[h * out_stride + j]) * widened[j * n + i]);
+                            }
+                            mix_check.near(mixed[h * n + i], expected[h * n + i], magnitude, 1e-6, where);
+                        }
+                    }
                 }
             }
         }

@@ -170,19 +170,15 @@ void CpuBackend::attention(const std::vector<AttentionJob>& jobs, size_t n_heads
         // Walk the pages: positions [page * P, page * P + P) live in page `page`.
         for (size_t begin = 0, page = 0; begin < n_ctx; begin += kv.page_positions, ++page) {
             const size_t count = std::min(n_ctx, begin + kv.page_positions) - begin;
-            for (size_t h = 0; h < group; ++h) {
-                scores_of(queries + h * head_dim, kv.key_pages[page] + head_offset, kv.slice_bytes, count, head_dim,
-                          scale, scores + h * n_ctx + begin);
-            }
+            scores_of(queries, group, kv.key_pages[page] + head_offset, kv.slice_bytes, count, head_dim, scale,
+                      scores + begin, n_ctx);
         }
         for (size_t h = 0; h < group; ++h) kernels_.softmax(scores + h * n_ctx, n_ctx);
         std::fill(results, results + group * head_dim, 0.0f);
         for (size_t begin = 0, page = 0; begin < n_ctx; begin += kv.page_positions, ++page) {
             const size_t count = std::min(n_ctx, begin + kv.page_positions) - begin;
-            for (size_t h = 0; h < group; ++h) {
-                mix(scores + h * n_ctx + begin, kv.value_pages[page] + head_offset, kv.slice_bytes, count, head_dim,
-                    results + h * head_dim);
-            }
+            mix(scores + begin, n_ctx, group, kv.value_pages[page] + head_offset, kv.slice_bytes, count, head_dim,
+                results);
         }
     });
 }

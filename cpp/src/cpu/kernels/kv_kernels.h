@@ -11,12 +11,18 @@
 
 namespace lfmrt::cpu {
 
-// Attention scores against `count` stored keys: out[j] = scale * sum_i q[i] * row_j[i], where
-// row_j (n elements in the table's type) starts at rows + j * stride bytes.
-using KvScoresFn = void (*)(const float* q, const void* rows, size_t stride, size_t count, size_t n, float scale,
-                            float* out);
-// The weighted sum of `count` stored values: out[i] += sum_j weights[j] * row_j[i].
-using KvMixFn = void (*)(const float* weights, const void* rows, size_t stride, size_t count, size_t n, float* out);
+// Both work on the `group` query heads that share one KV head (GQA), so that each stored key or
+// value is read and widened once for all of them: query h is q + h * n, its output row
+// out + h * out_stride (scores) or out + h * n (mix), its weights weights + h * weights_stride.
+
+// Attention scores against `count` stored keys: out[h * out_stride + j] = scale * sum_i
+// q[h * n + i] * row_j[i], where row_j (n elements in the table's type) starts at rows + j * stride
+// bytes.
+using KvScoresFn = void (*)(const float* q, size_t group, const void* rows, size_t stride, size_t count, size_t n,
+                            float scale, float* out, size_t out_stride);
+// The weighted sums of `count` stored values: out[h * n + i] += sum_j weights[h * weights_stride + j] * row_j[i].
+using KvMixFn = void (*)(const float* weights, size_t weights_stride, size_t group, const void* rows, size_t stride,
+                         size_t count, size_t n, float* out);
 
 // Whole runs of positions per call: one call per cached position cost more than its arithmetic
 // (decode at 4k context ran at 58% of its 64-token speed).

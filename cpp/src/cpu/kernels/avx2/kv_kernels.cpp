@@ -28,117 +28,197 @@ __m256 load_i8x8(const int8_t* p) {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
 }
 
-float dot_f32(const float* q, const void* k, size_t n) {
-    const auto* key = static_cast<const float*>(k);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(key + i), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), _mm256_loadu_ps(key + i + 8), acc1);
-    }
-    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(key + i), acc0);
-    float sum = hsum(_mm256_add_ps(acc0, acc1));
-    for (; i < n; ++i) sum += q[i] * key[i];
-    return sum;
-}
-
-float dot_f16(const float* q, const void* k, size_t n) {
-    const auto* key = static_cast<const uint16_t*>(k);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_f16x8(key + i), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), load_f16x8(key + i + 8), acc1);
-    }
-    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_f16x8(key + i), acc0);
-    float sum = hsum(_mm256_add_ps(acc0, acc1));
-    for (; i < n; ++i) sum += q[i] * _cvtsh_ss(key[i]);
-    return sum;
-}
-
-float dot_q8_0(const float* q, const void* k, size_t n) {
-    const auto* blocks = static_cast<const quant::BlockQ8_0*>(k);
-    __m256 total = _mm256_setzero_ps();
-    for (size_t b = 0; b < n / quant::kQ32; ++b, q += quant::kQ32) {
-        __m256 block = _mm256_mul_ps(_mm256_loadu_ps(q), load_i8x8(blocks[b].qs));
-        block = _mm256_fmadd_ps(_mm256_loadu_ps(q + 8), load_i8x8(blocks[b].qs + 8), block);
-        block = _mm256_fmadd_ps(_mm256_loadu_ps(q + 16), load_i8x8(blocks[b].qs + 16), block);
-        block = _mm256_fmadd_ps(_mm256_loadu_ps(q + 24), load_i8x8(blocks[b].qs + 24), block);
-        total = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(blocks[b].d)), block, total);
-    }
-    return hsum(total);
-}
-
-// Weighted sums of runs of stored values with the output in registers: for each tile of up to
-// 64 columns, eight accumulators run over every row, and the tile meets `out` once. (A row-by-row
-// axpy loads and stores `out` per row, and each row waits on the previous row's store.)
-// load8(row, c) widens stored columns c..c+7 of a row to fp32.
-template <typename Load8>
-void mix_run(const float* weights, const void* rows, size_t stride, size_t count, size_t n, float* out,
-             size_t slice_bytes, Load8 load8) {
-    constexpr size_t kTile = 64;
-    const auto* first = static_cast<const uint8_t*>(rows);
-    const size_t whole = n / 8 * 8;  // columns in whole vectors
-    size_t c = 0;
-    for (size_t width; c < whole; c += width) {
-        width = whole - c < kTile ? whole - c : kTile;
-        __m256 acc[kTile / 8];
-        for (size_t v = 0; v < kTile / 8; ++v) acc[v] = _mm256_setzero_ps();
-        const uint8_t* row = first;
-        for (size_t j = 0; j < count; ++j, row += stride) {
-            if (j + kv_rows::kPrefetchRows < count) kv_rows::prefetch_row(row + kv_rows::kPrefetchRows * stride, slice_bytes);
-            const __m256 w = _mm256_set1_ps(weights[j]);
-            if (width == kTile) {
-#pragma GCC unroll 8
-                for (size_t v = 0; v < kTile / 8; ++v) acc[v] = _mm256_fmadd_ps(w, load8(row, c + 8 * v), acc[v]);
-            } else {
-                for (size_t v = 0; v < width / 8; ++v) acc[v] = _mm256_fmadd_ps(w, load8(row, c + 8 * v), acc[v]);
-            }
-        }
-        for (size_t v = 0; v < width / 8; ++v) {
-            _mm256_storeu_ps(out + c + 8 * v, _mm256_add_ps(_mm256_loadu_ps(out + c + 8 * v), acc[v]));
-        }
-    }
-    for (; c < n; ++c) {  // columns past the last whole vector
-        float sum = 0.0f;
-        const uint8_t* row = first;
-        for (size_t j = 0; j < count; ++j, row += stride) {
-            alignas(32) float values[8];
-            _mm256_store_ps(values, load8(row, c / 8 * 8));
-            sum += weights[j] * values[c % 8];
-        }
-        out[c] += sum;
-    }
-}
-
-void mix_f32(const float* weights, const void* rows, size_t stride, size_t count, size_t n, float* out) {
-    mix_run(weights, rows, stride, count, n, out, n * sizeof(float), [n](const uint8_t* row, size_t c) {
+// Widened loads of a stored row's columns c..c+7 (lanes past n read as zero), one per storage type.
+struct LoadF32 {
+    size_t n;
+    __m256 operator()(const uint8_t* row, size_t c) const {
         const auto* values = reinterpret_cast<const float*>(row);
         return c + 8 <= n ? _mm256_loadu_ps(values + c) : _mm256_maskload_ps(values + c, tail_mask(n - c));
-    });
-}
+    }
+    size_t row_bytes() const { return n * sizeof(float); }
+};
 
-void mix_f16(const float* weights, const void* rows, size_t stride, size_t count, size_t n, float* out) {
-    mix_run(weights, rows, stride, count, n, out, n * sizeof(uint16_t), [n](const uint8_t* row, size_t c) {
+struct LoadF16 {
+    size_t n;
+    __m256 operator()(const uint8_t* row, size_t c) const {
         const auto* values = reinterpret_cast<const uint16_t*>(row);
         if (c + 8 <= n) return load_f16x8(values + c);
         alignas(16) uint16_t tail[8] = {};
         for (size_t i = c; i < n; ++i) tail[i - c] = values[i];
         return load_f16x8(tail);
+    }
+    size_t row_bytes() const { return n * sizeof(uint16_t); }
+};
+
+// Q8_0 rows: n is a multiple of 32, so every 8 columns lie in one block.
+struct LoadQ8_0 {
+    size_t n;
+    __m256 operator()(const uint8_t* row, size_t c) const {
+        const auto& block = reinterpret_cast<const quant::BlockQ8_0*>(row)[c / quant::kQ32];
+        return _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(block.d)), load_i8x8(block.qs + c % quant::kQ32));
+    }
+    size_t row_bytes() const { return n / quant::kQ32 * sizeof(quant::BlockQ8_0); }
+};
+
+// Runs `run.template operator()<kHeads>(first_head)` over the group in pieces of 4, 2 and 1 heads:
+// the kernels below keep one set of registers per head, and four heads fill the AVX2 file.
+template <typename Run>
+void for_head_pieces(size_t group, Run run) {
+    size_t h = 0;
+    for (; h + 4 <= group; h += 4) run.template operator()<4>(h);
+    if (h + 2 <= group) {
+        run.template operator()<2>(h);
+        h += 2;
+    }
+    if (h < group) run.template operator()<1>(h);
+}
+
+// out[k] = scale * (sum of acc[k]'s lanes) for kKeys = 1, 2, 4 or 8 accumulators: the horizontal
+// sums of several keys share their shuffles.
+template <size_t kKeys>
+void store_key_sums(const __m256 acc[kKeys], float scale, float* out) {
+    if constexpr (kKeys == 1) {
+        out[0] = hsum(acc[0]) * scale;
+    } else if constexpr (kKeys == 2) {
+        const __m256 pairs = _mm256_hadd_ps(acc[0], acc[1]);  // [a01 a23 b01 b23 | a45 a67 b45 b67]
+        const __m128 halves = _mm_add_ps(_mm256_castps256_ps128(pairs), _mm256_extractf128_ps(pairs, 1));
+        const __m128 sums = _mm_mul_ps(_mm_hadd_ps(halves, halves), _mm_set1_ps(scale));  // [a b a b]
+        out[0] = _mm_cvtss_f32(sums);
+        out[1] = _mm_cvtss_f32(_mm_movehdup_ps(sums));
+    } else if constexpr (kKeys == 4) {
+        // Lanes 0-3: keys 0-3 over their lanes 0-3; lanes 4-7: the same keys over lanes 4-7.
+        const __m256 quads = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+        const __m128 sums = _mm_add_ps(_mm256_castps256_ps128(quads), _mm256_extractf128_ps(quads, 1));
+        _mm_storeu_ps(out, _mm_mul_ps(sums, _mm_set1_ps(scale)));
+    } else {
+        static_assert(kKeys == 8);
+        const __m256 low = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+        const __m256 high = _mm256_hadd_ps(_mm256_hadd_ps(acc[4], acc[5]), _mm256_hadd_ps(acc[6], acc[7]));
+        const __m256 sums = _mm256_add_ps(_mm256_permute2f128_ps(low, high, 0x20), _mm256_permute2f128_ps(low, high, 0x31));
+        _mm256_storeu_ps(out, _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
+    }
+}
+
+// Scores of kHeads queries against kKeys consecutive keys: each key is widened once and dotted
+// with every query; kHeads x kKeys accumulators.
+template <size_t kHeads, size_t kKeys, typename Load8>
+void score_keys(const float* q, const uint8_t* row, size_t stride, size_t n, float scale, float* out,
+                size_t out_stride, Load8 load8) {
+    __m256 acc[kHeads][kKeys];
+    for (auto& head : acc) {
+        for (__m256& a : head) a = _mm256_setzero_ps();
+    }
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (size_t k = 0; k < kKeys; ++k) {
+            const __m256 key = load8(row + k * stride, i);
+            for (size_t h = 0; h < kHeads; ++h) acc[h][k] = _mm256_fmadd_ps(_mm256_loadu_ps(q + h * n + i), key, acc[h][k]);
+        }
+    }
+    if (i < n) {
+        const __m256i mask = tail_mask(n - i);
+        for (size_t k = 0; k < kKeys; ++k) {
+            const __m256 key = load8(row + k * stride, i);
+            for (size_t h = 0; h < kHeads; ++h) {
+                acc[h][k] = _mm256_fmadd_ps(_mm256_maskload_ps(q + h * n + i, mask), key, acc[h][k]);
+            }
+        }
+    }
+    for (size_t h = 0; h < kHeads; ++h) store_key_sums<kKeys>(acc[h], scale, out + h * out_stride);
+}
+
+// Scores of kHeads queries over a run of keys, 8 / kHeads keys at a time (eight accumulators).
+template <size_t kHeads, typename Load8>
+void scores_heads(const float* q, const uint8_t* rows, size_t stride, size_t count, size_t n, float scale, float* out,
+                  size_t out_stride, Load8 load8) {
+    constexpr size_t kKeys = 8 / kHeads;
+    size_t j = 0;
+    for (; j + kKeys <= count; j += kKeys) {
+        for (size_t k = j; k < j + kKeys && k + kv_rows::kPrefetchRows < count; ++k) {
+            kv_rows::prefetch_row(rows + (k + kv_rows::kPrefetchRows) * stride, load8.row_bytes());
+        }
+        score_keys<kHeads, kKeys>(q, rows + j * stride, stride, n, scale, out + j, out_stride, load8);
+    }
+    for (; j < count; ++j) score_keys<kHeads, 1>(q, rows + j * stride, stride, n, scale, out + j, out_stride, load8);
+}
+
+// Weighted sums of kHeads heads over a run of stored values, with the output in registers: for
+// each tile of columns, eight accumulators (kHeads x the tile's vectors) run over every row, each
+// row's vectors are widened once for all heads, and the tile meets `out` once. (A row-by-row axpy
+// loads and stores `out` per row, and each row waits on the previous row's store.)
+template <size_t kHeads, typename Load8>
+void mix_heads(const float* weights, size_t weights_stride, const uint8_t* rows, size_t stride, size_t count, size_t n,
+               float* out, Load8 load8) {
+    constexpr size_t kVectors = 8 / kHeads;  // per head and tile
+    constexpr size_t kTile = 8 * kVectors;
+    const size_t whole = n / 8 * 8;  // columns in whole vectors
+    size_t c = 0;
+    for (size_t width; c < whole; c += width) {
+        width = whole - c < kTile ? whole - c : kTile;
+        __m256 acc[kHeads][kVectors];
+        for (auto& head : acc) {
+            for (__m256& a : head) a = _mm256_setzero_ps();
+        }
+        const uint8_t* row = rows;
+        for (size_t j = 0; j < count; ++j, row += stride) {
+            if (c == 0 && j + kv_rows::kPrefetchRows < count) {
+                kv_rows::prefetch_row(row + kv_rows::kPrefetchRows * stride, load8.row_bytes());
+            }
+            __m256 w[kHeads];
+            for (size_t h = 0; h < kHeads; ++h) w[h] = _mm256_set1_ps(weights[h * weights_stride + j]);
+            if (width == kTile) {
+#pragma GCC unroll 8
+                for (size_t v = 0; v < kVectors; ++v) {
+                    const __m256 value = load8(row, c + 8 * v);
+                    for (size_t h = 0; h < kHeads; ++h) acc[h][v] = _mm256_fmadd_ps(w[h], value, acc[h][v]);
+                }
+            } else {
+                for (size_t v = 0; v < width / 8; ++v) {
+                    const __m256 value = load8(row, c + 8 * v);
+                    for (size_t h = 0; h < kHeads; ++h) acc[h][v] = _mm256_fmadd_ps(w[h], value, acc[h][v]);
+                }
+            }
+        }
+        for (size_t h = 0; h < kHeads; ++h) {
+            float* o = out + h * n + c;
+            for (size_t v = 0; v < width / 8; ++v) {
+                _mm256_storeu_ps(o + 8 * v, _mm256_add_ps(_mm256_loadu_ps(o + 8 * v), acc[h][v]));
+            }
+        }
+    }
+    for (; c < n; ++c) {  // columns past the last whole vector
+        float sum[kHeads] = {};
+        const uint8_t* row = rows;
+        for (size_t j = 0; j < count; ++j, row += stride) {
+            alignas(32) float values[8];
+            _mm256_store_ps(values, load8(row, c / 8 * 8));
+            for (size_t h = 0; h < kHeads; ++h) sum[h] += weights[h * weights_stride + j] * values[c % 8];
+        }
+        for (size_t h = 0; h < kHeads; ++h) out[h * n + c] += sum[h];
+    }
+}
+
+template <typename Load8>
+void scores(const float* q, size_t group, const void* rows, size_t stride, size_t count, size_t n, float scale,
+            float* out, size_t out_stride) {
+    for_head_pieces(group, [&]<size_t kHeads>(size_t h) {
+        scores_heads<kHeads>(q + h * n, static_cast<const uint8_t*>(rows), stride, count, n, scale, out + h * out_stride,
+                             out_stride, Load8{n});
     });
 }
 
-// Q8_0 rows: n is a multiple of 32, so every 8 columns lie in one block.
-void mix_q8_0(const float* weights, const void* rows, size_t stride, size_t count, size_t n, float* out) {
-    mix_run(weights, rows, stride, count, n, out, n / quant::kQ32 * sizeof(quant::BlockQ8_0),
-            [](const uint8_t* row, size_t c) {
-                const auto& block = reinterpret_cast<const quant::BlockQ8_0*>(row)[c / quant::kQ32];
-                return _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(block.d)), load_i8x8(block.qs + c % quant::kQ32));
-            });
+template <typename Load8>
+void mix(const float* weights, size_t weights_stride, size_t group, const void* rows, size_t stride, size_t count,
+         size_t n, float* out) {
+    for_head_pieces(group, [&]<size_t kHeads>(size_t h) {
+        mix_heads<kHeads>(weights + h * weights_stride, weights_stride, static_cast<const uint8_t*>(rows), stride, count,
+                          n, out + h * n, Load8{n});
+    });
 }
 
 constexpr KvKernels kAvx2KvKernels =
-    kv_rows::make_table<dot_f32, dot_f16, dot_q8_0, mix_f32, mix_f16, mix_q8_0>("avx2");
+    kv_rows::make_table<scores<LoadF32>, scores<LoadF16>, scores<LoadQ8_0>, mix<LoadF32>, mix<LoadF16>, mix<LoadQ8_0>>(
+        "avx2");
 
 }  // namespace
 
