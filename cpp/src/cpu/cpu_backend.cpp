@@ -124,9 +124,11 @@ void CpuBackend::rmsnorm_rows(const float* x, size_t ld_x, const float* weight, 
 }
 
 void CpuBackend::silu_mul_rows(const float* gate, const float* up, float* out, size_t width, size_t n) {
-    // Rows are contiguous here, so treat the block as one long vector split into even pieces.
+    // Rows are contiguous here, so treat the block as one long vector split into even pieces, of
+    // at least kMinPiece: one decode step's 4608 values take ~1 us, less than waking the pool.
+    constexpr size_t kMinPiece = 8192;
     const size_t total = width * n;
-    const size_t piece = round_up((total + 4 * pool_.size() - 1) / (4 * pool_.size()), 64);
+    const size_t piece = round_up(std::max(kMinPiece, (total + 4 * pool_.size() - 1) / (4 * pool_.size())), 64);
     pool_.parallel_for((total + piece - 1) / piece, [&](size_t task, int) {
         const size_t begin = task * piece;
         kernels_.silu_mul(gate + begin, up + begin, out + begin, std::min(total, begin + piece) - begin);
