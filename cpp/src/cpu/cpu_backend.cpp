@@ -14,7 +14,7 @@ namespace {
 
 size_t round_up(size_t value, size_t multiple) { return (value + multiple - 1) / multiple * multiple; }
 
-// Rows per task: several tasks per thread so a slow (shared) core does not stall the others,
+// Rows per GEMM task: several tasks per thread so a slow (shared) core does not stall the others,
 // in whole GEMM panels (partial panels take masked loads; any split gives the same bits).
 size_t rows_per_task(size_t rows, int n_threads) {
     const size_t target_tasks = static_cast<size_t>(n_threads) * 4;
@@ -50,44 +50,53 @@ const void* CpuBackend::quantize_activations(const float* x, size_t ldx, size_t 
     return out;
 }
 
+void CpuBackend::plan_row_tasks(size_t projection, size_t rows, size_t n) {
+    if (n > 1) {
+        const size_t chunk = rows_per_task(rows, pool_.size());
+        for (size_t begin = 0; begin < rows; begin += chunk) {
+            row_tasks_.push_back({projection, begin, std::min(rows, begin + chunk)});
+        }
+        return;
+    }
+    // GEMV is a memory stream: each task takes 1/n_threads of the rows still unassigned (guided
+    // scheduling, in whole row blocks), so the first tasks are long streams and the last ones
+    // short, and the threads finish together; a thread on a slow core just takes fewer of the
+    // small tasks. Measured against 4 equal tasks per thread: decode steps 1-5% faster (2 threads,
+    // the 350M shape, in-process A/B).
+    for (size_t begin = 0; begin < rows;) {
+        const size_t size = std::max(kRowBlock, round_up((rows - begin) / pool_.size(), kRowBlock));
+        const size_t end = std::min(rows, begin + size);
+        row_tasks_.push_back({projection, begin, end});
+        begin = end;
+    }
+}
+
 void CpuBackend::matmul(std::initializer_list<Projection> projections, const float* x, size_t ldx, size_t n) {
-    // Tasks are row chunks of each matrix in turn; task_begin[i] is matrix i's first task.
-    constexpr size_t kMaxProjections = 4;
-    const size_t n_matrices = projections.size();
-    if (n_matrices == 0 || n_matrices > kMaxProjections) throw std::logic_error("matmul takes 1 to 4 projections");
-    std::array<size_t, kMaxProjections> chunk{}, task_begin{};
-    size_t n_tasks = 0;
-    size_t i = 0;
+    if (projections.size() == 0) throw std::logic_error("matmul takes at least one projection");
+    row_tasks_.clear();
     bool any_blocks = false;
+    size_t i = 0;
     for (const Projection& p : projections) {
-        const auto rows = static_cast<size_t>(p.w.rows);
-        chunk[i] = rows_per_task(rows, pool_.size());
-        task_begin[i] = n_tasks;
-        n_tasks += (rows + chunk[i] - 1) / chunk[i];
+        plan_row_tasks(i++, static_cast<size_t>(p.w.rows), n);
         any_blocks |= activation_format(p.w.dtype) == ActivationFormat::Q8A;
-        ++i;
     }
     const Projection* list = projections.begin();
     // All projections read the same X, so one quantized copy serves every block-weight matrix.
     const auto cols = static_cast<size_t>(list[0].w.cols);
     const void* x_q8a = any_blocks ? quantize_activations(x, ldx, n, cols) : nullptr;
-    pool_.parallel_for(n_tasks, [&](size_t task, int thread) {
-        size_t m = n_matrices - 1;
-        while (task < task_begin[m]) --m;
-        const Projection& p = list[m];
-        const auto rows = static_cast<size_t>(p.w.rows);
-        const size_t row_begin = (task - task_begin[m]) * chunk[m];
-        const size_t row_end = std::min(rows, row_begin + chunk[m]);
+    pool_.parallel_for(row_tasks_.size(), [&](size_t task, int thread) {
+        const RowTask& rows = row_tasks_[task];
+        const Projection& p = list[rows.projection];
         const int type = static_cast<int>(p.w.dtype);
         const bool blocks = activation_format(p.w.dtype) == ActivationFormat::Q8A;
         const void* input = blocks ? x_q8a : x;
         const size_t stride = blocks ? activation_row_bytes(p.w.dtype, cols) : ldx * sizeof(float);
         const bool panels = p.w.layout == MatrixLayout::Panels;
         if (n == 1) {
-            (panels ? kernels_.gemv_panels : kernels_.gemv)[type](p.w.data, cols, input, p.y, row_begin, row_end);
+            (panels ? kernels_.gemv_panels : kernels_.gemv)[type](p.w.data, cols, input, p.y, rows.begin, rows.end);
         } else {
             (panels ? kernels_.gemm_panels : kernels_.gemm)[type](p.w.data, cols, input, stride, n, p.y, p.ldy,
-                                                                 row_begin, row_end,
+                                                                 rows.begin, rows.end,
                                                                  gemm_scratch_[static_cast<size_t>(thread)].data());
         }
     });

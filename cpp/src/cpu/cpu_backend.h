@@ -89,6 +89,15 @@ private:
     // X in the activation format of block weights: [n][activation_row_bytes], per matmul call.
     const void* quantize_activations(const float* x, size_t ldx, size_t n, size_t cols);
 
+    // One matmul call's tasks: row ranges of its projections, reused across calls.
+    struct RowTask {
+        size_t projection;
+        size_t begin, end;
+    };
+    std::vector<RowTask> row_tasks_;
+    // Appends the tasks of projection `projection` (`rows` rows) for an input of n tokens.
+    void plan_row_tasks(size_t projection, size_t rows, size_t n);
+
     std::vector<std::vector<float>> gemm_scratch_;   // one per thread, kGemmScratchBytes each
     std::vector<uint8_t> quantized_x_;
     std::vector<std::vector<float>> score_scratch_;  // one per thread, grows with the context
