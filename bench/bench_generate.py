@@ -271,6 +271,14 @@ def print_table(results: dict[str, list[dict]], args: argparse.Namespace) -> Non
     for n in names:
         spread = ", ".join(f"{r['prefill_tok_s']:.1f}/{r['decode_tok_s']:.2f}" for r in results[n])
         print(f"  {n} per repeat (prefill/decode tok/s): {spread}")
+    if both and len(results["lfmrt"]) == len(results["llama.cpp"]) > 1:
+        # Each repeat runs the two back to back, so its ratio cancels the machine's slow drift in
+        # memory bandwidth that moves both medians; the spread shows how far one run can be trusted.
+        for label, key in (("prefill", "prefill_tok_s"), ("decode", "decode_tok_s")):
+            ratios = sorted(a[key] / b[key] for a, b in zip(results["lfmrt"], results["llama.cpp"]) if b[key] > 0)
+            if ratios:
+                print(f"  {label} ratio per repeat: median {statistics.median(ratios):.2f}x, "
+                      f"range {ratios[0]:.2f}-{ratios[-1]:.2f}x")
     busiest = max(r["busy_cpus_before"] for n in names for r in results[n])
     if busiest > 0.25:
         print(f"  WARNING: other processes kept up to {busiest:.1f} CPUs busy during this run; with "
