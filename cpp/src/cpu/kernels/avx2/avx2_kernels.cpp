@@ -125,8 +125,8 @@ float dot_row(const void* row, const float* x, size_t cols) {
     size_t k = 0;
     for (; k + 8 * kGemvAccumulators <= cols; k += 8 * kGemvAccumulators) {
         if constexpr (kPrefetchAhead) {
-            // One cache line per step on bf16/f16 (64 bytes), half of one on f32: close enough.
-            _mm_prefetch(static_cast<const char*>(row) + k * kElemBytes<D> + kLongRowPrefetchBytes, _MM_HINT_T2);
+            x86_prefetch::prefetch_to_l2(static_cast<const char*>(row) + k * kElemBytes<D> + kLongRowPrefetchBytes,
+                                         8 * kGemvAccumulators * kElemBytes<D>);
         }
         for (size_t j = 0; j < kGemvAccumulators; ++j) {
             acc[j] = _mm256_fmadd_ps(load8<D>(row, k + 8 * j), _mm256_loadu_ps(x + k + 8 * j), acc[j]);

@@ -35,7 +35,7 @@ struct LoadF32 {
         const auto* values = reinterpret_cast<const float*>(row);
         return c + 8 <= n ? _mm256_loadu_ps(values + c) : _mm256_maskload_ps(values + c, tail_mask(n - c));
     }
-    size_t row_bytes() const { return n * sizeof(float); }
+    static constexpr DType kType = DType::F32;
 };
 
 struct LoadF16 {
@@ -47,7 +47,7 @@ struct LoadF16 {
         for (size_t i = c; i < n; ++i) tail[i - c] = values[i];
         return load_f16x8(tail);
     }
-    size_t row_bytes() const { return n * sizeof(uint16_t); }
+    static constexpr DType kType = DType::F16;
 };
 
 // Q8_0 rows: n is a multiple of 32, so every 8 columns lie in one block.
@@ -57,7 +57,7 @@ struct LoadQ8_0 {
         const auto& block = reinterpret_cast<const quant::BlockQ8_0*>(row)[c / quant::kQ32];
         return _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(block.d)), load_i8x8(block.qs + c % quant::kQ32));
     }
-    size_t row_bytes() const { return n / quant::kQ32 * sizeof(quant::BlockQ8_0); }
+    static constexpr DType kType = DType::Q8_0;
 };
 
 // Runs `run.template operator()<kHeads>(first_head)` over the group in pieces of 4, 2 and 1 heads:
@@ -135,7 +135,7 @@ void scores_heads(const float* q, const uint8_t* rows, size_t stride, size_t cou
     size_t j = 0;
     for (; j + kKeys <= count; j += kKeys) {
         for (size_t k = j; k < j + kKeys && k + kv_rows::kPrefetchRows < count; ++k) {
-            kv_rows::prefetch_row(rows + (k + kv_rows::kPrefetchRows) * stride, load8.row_bytes());
+            kv_rows::prefetch_row(rows + (k + kv_rows::kPrefetchRows) * stride, row_bytes(Load8::kType, n));
         }
         score_keys<kHeads, kKeys>(q, rows + j * stride, stride, n, scale, out + j, out_stride, load8);
     }
@@ -162,7 +162,7 @@ void mix_heads(const float* weights, size_t weights_stride, const uint8_t* rows,
         const uint8_t* row = rows;
         for (size_t j = 0; j < count; ++j, row += stride) {
             if (c == 0 && j + kv_rows::kPrefetchRows < count) {
-                kv_rows::prefetch_row(row + kv_rows::kPrefetchRows * stride, load8.row_bytes());
+                kv_rows::prefetch_row(row + kv_rows::kPrefetchRows * stride, row_bytes(Load8::kType, n));
             }
             __m256 w[kHeads];
             for (size_t h = 0; h < kHeads; ++h) w[h] = _mm256_set1_ps(weights[h * weights_stride + j]);
