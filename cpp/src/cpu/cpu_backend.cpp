@@ -4,7 +4,6 @@
 #include "quant/panels.h"
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <stdexcept>
 
@@ -85,18 +84,18 @@ void CpuBackend::matmul(std::initializer_list<Projection> projections, const flo
     const auto cols = static_cast<size_t>(list[0].w.cols);
     const void* x_q8a = any_blocks ? quantize_activations(x, ldx, n, cols) : nullptr;
     pool_.parallel_for(row_tasks_.size(), [&](size_t task, int thread) {
-        const RowTask& rows = row_tasks_[task];
-        const Projection& p = list[rows.projection];
+        const RowTask& range = row_tasks_[task];
+        const Projection& p = list[range.projection];
         const int type = static_cast<int>(p.w.dtype);
         const bool blocks = activation_format(p.w.dtype) == ActivationFormat::Q8A;
         const void* input = blocks ? x_q8a : x;
         const size_t stride = blocks ? activation_row_bytes(p.w.dtype, cols) : ldx * sizeof(float);
         const bool panels = p.w.layout == MatrixLayout::Panels;
         if (n == 1) {
-            (panels ? kernels_.gemv_panels : kernels_.gemv)[type](p.w.data, cols, input, p.y, rows.begin, rows.end);
+            (panels ? kernels_.gemv_panels : kernels_.gemv)[type](p.w.data, cols, input, p.y, range.begin, range.end);
         } else {
             (panels ? kernels_.gemm_panels : kernels_.gemm)[type](p.w.data, cols, input, stride, n, p.y, p.ldy,
-                                                                 rows.begin, rows.end,
+                                                                 range.begin, range.end,
                                                                  gemm_scratch_[static_cast<size_t>(thread)].data());
         }
     });
