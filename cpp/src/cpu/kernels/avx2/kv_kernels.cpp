@@ -28,21 +28,23 @@ __m256 load_i8x8(const int8_t* p) {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
 }
 
-// Widened loads of a stored row's columns c..c+7 (lanes past n read as zero), one per storage type.
+// Widened loads of a stored row's columns c..c+7, one per storage type: full() where c + 8 <= n,
+// partial() for the last vector (lanes past n read as zero). Kept apart so the kernels' main loops
+// carry no tail test, which also lets GCC keep their accumulators in registers.
 struct LoadF32 {
     size_t n;
-    __m256 operator()(const uint8_t* row, size_t c) const {
-        const auto* values = reinterpret_cast<const float*>(row);
-        return c + 8 <= n ? _mm256_loadu_ps(values + c) : _mm256_maskload_ps(values + c, tail_mask(n - c));
+    __m256 full(const uint8_t* row, size_t c) const { return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + c); }
+    __m256 partial(const uint8_t* row, size_t c) const {
+        return _mm256_maskload_ps(reinterpret_cast<const float*>(row) + c, tail_mask(n - c));
     }
     static constexpr DType kType = DType::F32;
 };
 
 struct LoadF16 {
     size_t n;
-    __m256 operator()(const uint8_t* row, size_t c) const {
+    __m256 full(const uint8_t* row, size_t c) const { return load_f16x8(reinterpret_cast<const uint16_t*>(row) + c); }
+    __m256 partial(const uint8_t* row, size_t c) const {
         const auto* values = reinterpret_cast<const uint16_t*>(row);
-        if (c + 8 <= n) return load_f16x8(values + c);
         alignas(16) uint16_t tail[8] = {};
         for (size_t i = c; i < n; ++i) tail[i - c] = values[i];
         return load_f16x8(tail);
@@ -50,13 +52,14 @@ struct LoadF16 {
     static constexpr DType kType = DType::F16;
 };
 
-// Q8_0 rows: n is a multiple of 32, so every 8 columns lie in one block.
+// Q8_0 rows: n is a multiple of 32, so every 8 columns lie in one block and there is no partial vector.
 struct LoadQ8_0 {
     size_t n;
-    __m256 operator()(const uint8_t* row, size_t c) const {
+    __m256 full(const uint8_t* row, size_t c) const {
         const auto& block = reinterpret_cast<const quant::BlockQ8_0*>(row)[c / quant::kQ32];
         return _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(block.d)), load_i8x8(block.qs + c % quant::kQ32));
     }
+    __m256 partial(const uint8_t* row, size_t c) const { return full(row, c); }
     static constexpr DType kType = DType::Q8_0;
 };
 
@@ -110,15 +113,17 @@ void score_keys(const float* q, const uint8_t* row, size_t stride, size_t n, flo
     }
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
+#pragma GCC unroll 8
         for (size_t k = 0; k < kKeys; ++k) {
-            const __m256 key = load8(row + k * stride, i);
+            const __m256 key = load8.full(row + k * stride, i);
+#pragma GCC unroll 4
             for (size_t h = 0; h < kHeads; ++h) acc[h][k] = _mm256_fmadd_ps(_mm256_loadu_ps(q + h * n + i), key, acc[h][k]);
         }
     }
     if (i < n) {
         const __m256i mask = tail_mask(n - i);
         for (size_t k = 0; k < kKeys; ++k) {
-            const __m256 key = load8(row + k * stride, i);
+            const __m256 key = load8.partial(row + k * stride, i);
             for (size_t h = 0; h < kHeads; ++h) {
                 acc[h][k] = _mm256_fmadd_ps(_mm256_maskload_ps(q + h * n + i, mask), key, acc[h][k]);
             }
@@ -129,69 +134,69 @@ void score_keys(const float* q, const uint8_t* row, size_t stride, size_t n, flo
 
 // Scores of kHeads queries over a run of keys, 8 / kHeads keys at a time (eight accumulators).
 template <size_t kHeads, typename Load8>
-void scores_heads(const float* q, const uint8_t* rows, size_t stride, size_t count, size_t n, float scale, float* out,
-                  size_t out_stride, Load8 load8) {
+void scores_heads(const float* q, const uint8_t* rows, size_t stride, size_t count, size_t n, size_t slice,
+                  float scale, float* out, size_t out_stride, Load8 load8) {
     constexpr size_t kKeys = 8 / kHeads;
     size_t j = 0;
     for (; j + kKeys <= count; j += kKeys) {
         for (size_t k = j; k < j + kKeys && k + kv_rows::kPrefetchRows < count; ++k) {
-            kv_rows::prefetch_row(rows + (k + kv_rows::kPrefetchRows) * stride, row_bytes(Load8::kType, n));
+            kv_rows::prefetch_row(rows + (k + kv_rows::kPrefetchRows) * stride, slice);
         }
         score_keys<kHeads, kKeys>(q, rows + j * stride, stride, n, scale, out + j, out_stride, load8);
     }
     for (; j < count; ++j) score_keys<kHeads, 1>(q, rows + j * stride, stride, n, scale, out + j, out_stride, load8);
 }
 
-// Weighted sums of kHeads heads over a run of stored values, with the output in registers: for
-// each tile of columns, eight accumulators (kHeads x the tile's vectors) run over every row, each
-// row's vectors are widened once for all heads, and the tile meets `out` once. (A row-by-row axpy
-// loads and stores `out` per row, and each row waits on the previous row's store.)
-template <size_t kHeads, typename Load8>
-void mix_heads(const float* weights, size_t weights_stride, const uint8_t* rows, size_t stride, size_t count, size_t n,
-               float* out, Load8 load8) {
-    constexpr size_t kVectors = 8 / kHeads;  // per head and tile
-    constexpr size_t kTile = 8 * kVectors;
-    const size_t whole = n / 8 * 8;  // columns in whole vectors
-    size_t c = 0;
-    for (size_t width; c < whole; c += width) {
-        width = whole - c < kTile ? whole - c : kTile;
-        __m256 acc[kHeads][kVectors];
-        for (auto& head : acc) {
-            for (__m256& a : head) a = _mm256_setzero_ps();
-        }
-        const uint8_t* row = rows;
-        for (size_t j = 0; j < count; ++j, row += stride) {
-            if (c == 0 && j + kv_rows::kPrefetchRows < count) {
-                kv_rows::prefetch_row(row + kv_rows::kPrefetchRows * stride, row_bytes(Load8::kType, n));
-            }
-            __m256 w[kHeads];
-            for (size_t h = 0; h < kHeads; ++h) w[h] = _mm256_set1_ps(weights[h * weights_stride + j]);
-            if (width == kTile) {
+// Weighted sums of kHeads heads over a run of stored values, for kVectors whole vectors of
+// columns from c, with the output in registers: kHeads x kVectors accumulators run over every
+// row, each row's vectors are widened once for all heads, and the tile meets `out` once. (A
+// row-by-row axpy loads and stores `out` per row, and each row waits on the previous row's store.)
+// Rows ahead are prefetched by prefetch_bytes: a row's first tile fetches it, later tiles pass 0.
+template <size_t kHeads, size_t kVectors, typename Load8>
+void mix_tile(const float* weights, size_t weights_stride, const uint8_t* rows, size_t stride, size_t count, size_t n,
+              size_t c, size_t prefetch_bytes, float* out, Load8 load8) {
+    __m256 acc[kHeads][kVectors];
+    for (auto& head : acc) {
+        for (__m256& a : head) a = _mm256_setzero_ps();
+    }
+    const uint8_t* row = rows;
+    for (size_t j = 0; j < count; ++j, row += stride) {
+        if (j + kv_rows::kPrefetchRows < count) kv_rows::prefetch_row(row + kv_rows::kPrefetchRows * stride, prefetch_bytes);
+        __m256 w[kHeads];
+#pragma GCC unroll 4
+        for (size_t h = 0; h < kHeads; ++h) w[h] = _mm256_set1_ps(weights[h * weights_stride + j]);
 #pragma GCC unroll 8
-                for (size_t v = 0; v < kVectors; ++v) {
-                    const __m256 value = load8(row, c + 8 * v);
-                    for (size_t h = 0; h < kHeads; ++h) acc[h][v] = _mm256_fmadd_ps(w[h], value, acc[h][v]);
-                }
-            } else {
-                for (size_t v = 0; v < width / 8; ++v) {
-                    const __m256 value = load8(row, c + 8 * v);
-                    for (size_t h = 0; h < kHeads; ++h) acc[h][v] = _mm256_fmadd_ps(w[h], value, acc[h][v]);
-                }
-            }
-        }
-        for (size_t h = 0; h < kHeads; ++h) {
-            float* o = out + h * n + c;
-            for (size_t v = 0; v < width / 8; ++v) {
-                _mm256_storeu_ps(o + 8 * v, _mm256_add_ps(_mm256_loadu_ps(o + 8 * v), acc[h][v]));
-            }
+        for (size_t v = 0; v < kVectors; ++v) {
+            const __m256 value = load8.full(row, c + 8 * v);
+#pragma GCC unroll 4
+            for (size_t h = 0; h < kHeads; ++h) acc[h][v] = _mm256_fmadd_ps(w[h], value, acc[h][v]);
         }
     }
-    for (; c < n; ++c) {  // columns past the last whole vector
+    for (size_t h = 0; h < kHeads; ++h) {
+        float* o = out + h * n + c;
+        for (size_t v = 0; v < kVectors; ++v) _mm256_storeu_ps(o + 8 * v, _mm256_add_ps(_mm256_loadu_ps(o + 8 * v), acc[h][v]));
+    }
+}
+
+// All columns of kHeads heads: tiles of 8 / kHeads vectors (eight accumulators), then any whole
+// vectors left one at a time, then the columns past the last whole vector.
+template <size_t kHeads, typename Load8>
+void mix_heads(const float* weights, size_t weights_stride, const uint8_t* rows, size_t stride, size_t count, size_t n,
+               size_t slice, float* out, Load8 load8) {
+    constexpr size_t kTile = 8 * (8 / kHeads);
+    size_t c = 0;
+    for (; c + kTile <= n; c += kTile) {
+        mix_tile<kHeads, 8 / kHeads>(weights, weights_stride, rows, stride, count, n, c, c == 0 ? slice : 0, out, load8);
+    }
+    for (; c + 8 <= n; c += 8) {
+        mix_tile<kHeads, 1>(weights, weights_stride, rows, stride, count, n, c, c == 0 ? slice : 0, out, load8);
+    }
+    for (; c < n; ++c) {
         float sum[kHeads] = {};
         const uint8_t* row = rows;
         for (size_t j = 0; j < count; ++j, row += stride) {
             alignas(32) float values[8];
-            _mm256_store_ps(values, load8(row, c / 8 * 8));
+            _mm256_store_ps(values, load8.partial(row, c / 8 * 8));
             for (size_t h = 0; h < kHeads; ++h) sum[h] += weights[h * weights_stride + j] * values[c % 8];
         }
         for (size_t h = 0; h < kHeads; ++h) out[h * n + c] += sum[h];
@@ -201,18 +206,20 @@ void mix_heads(const float* weights, size_t weights_stride, const uint8_t* rows,
 template <typename Load8>
 void scores(const float* q, size_t group, const void* rows, size_t stride, size_t count, size_t n, float scale,
             float* out, size_t out_stride) {
+    const size_t slice = row_bytes(Load8::kType, n);
     for_head_pieces(group, [&]<size_t kHeads>(size_t h) {
-        scores_heads<kHeads>(q + h * n, static_cast<const uint8_t*>(rows), stride, count, n, scale, out + h * out_stride,
-                             out_stride, Load8{n});
+        scores_heads<kHeads>(q + h * n, static_cast<const uint8_t*>(rows), stride, count, n, slice, scale,
+                             out + h * out_stride, out_stride, Load8{n});
     });
 }
 
 template <typename Load8>
 void mix(const float* weights, size_t weights_stride, size_t group, const void* rows, size_t stride, size_t count,
          size_t n, float* out) {
+    const size_t slice = row_bytes(Load8::kType, n);
     for_head_pieces(group, [&]<size_t kHeads>(size_t h) {
         mix_heads<kHeads>(weights + h * weights_stride, weights_stride, static_cast<const uint8_t*>(rows), stride, count,
-                          n, out + h * n, Load8{n});
+                          n, slice, out + h * n, Load8{n});
     });
 }
 
