@@ -455,6 +455,35 @@ std::vector<float> run_split(const KernelTable& table, const MatmulCall& whole,
     return y;
 }
 
+// `wide`'s GEMM for `dtype` claims `narrow`'s arithmetic (the AVX-512 bf16 GEMM packs its panels
+// differently but runs the AVX2 GEMM's FMA chains): their results must agree bit for bit, on every
+// shape, token count and row range of test_gemm and on a token count with several token blocks.
+void test_gemm_same_as(Report& report, const KernelTable& wide, const KernelTable& narrow, DType dtype,
+                       std::mt19937& rng) {
+    Check check;
+    std::vector<Shape> shapes = gemm_shapes(dtype);
+    shapes.push_back({300, 513});  // an odd last column chunk past the first
+    for (Shape shape : shapes) {
+        const Weights w(dtype, shape.rows, shape.cols, rng);
+        const size_t ldx = shape.cols + 3;
+        const size_t ldy = shape.rows + 5;
+        constexpr size_t kManyTokens = 41;  // token blocks of 10 and 11
+        const std::vector<float> x = random_floats(kManyTokens * ldx + 1, rng);
+        std::vector<size_t> token_counts(std::begin(kTokens), std::end(kTokens));
+        token_counts.push_back(kManyTokens);
+        for (size_t n : token_counts) {
+            const Activations input(dtype, x.data() + 1, ldx, n, shape.cols);
+            for (RowRange range : row_ranges(shape.rows)) {
+                const MatmulCall call{w, input, n, ldy, range};
+                check.that(bit_identical(run_gemm(wide, call), run_gemm(narrow, call)),
+                           case_name(shape.rows, shape.cols, n, range));
+            }
+        }
+    }
+    check.finish(report, std::string(wide.name) + " gemm " + lfmrt::dtype_name(dtype) + " bit-identical to " +
+                             narrow.name + "'s");
+}
+
 void test_row_splits(Report& report, const KernelTable& table, DType dtype, std::mt19937& rng) {
     const std::vector<std::vector<size_t>> split_points = {
         {16}, {1}, {5, 21}, {32, 48, 64}, {7, 130, 131}, {128}};
@@ -940,6 +969,9 @@ int run_tests() {
         tested.push_back(simd);
     }
 #if defined(__x86_64__) || defined(_M_X64)
+    if (simd_tables().size() == 2) {  // avx2 and avx512
+        test_gemm_same_as(report, lfmrt::cpu::avx512_kernels(), lfmrt::cpu::avx2_kernels(), DType::BF16, rng);
+    }
     if (!simd_tables().empty()) test_kv_kernels(report, lfmrt::cpu::avx2_kv_kernels(), rng);
 #elif defined(__aarch64__)
     test_kv_kernels(report, lfmrt::cpu::neon_kv_kernels(), rng);
