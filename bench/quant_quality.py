@@ -19,7 +19,9 @@ ids) it measures:
             by the scalar kernels: the same arithmetic in another summation order. Rounding
             differences flip 8-bit activation quantizations, which flip more in later layers, so
             two correct implementations drift apart by about the quantization noise; this is
-            the agreement that noise alone allows on the model at hand
+            the agreement that noise alone allows on the model at hand; also the scalar run's
+            KL, and lfmrt's KL relative to it and to llama.cpp's, paired over the same positions
+            with a 95% interval from resampling windows: how far rounding alone moves the KL
 
 llama.cpp (llama-cpp-python) runs when it imports, on models it can run (at least one short-conv
 layer, no conv biases), with `logits_all=True`. --head-study also writes q4_0 and q4_k_m with the
@@ -77,19 +79,35 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
 
 
 class Stats:
-    """KL and top-1 against the f32 reference, accumulated window by window."""
+    """KL and top-1 against the f32 reference, accumulated window by window (per-position KL kept
+    by window, for paired comparisons)."""
 
     def __init__(self) -> None:
-        self.kl_sum, self.top1, self.n = 0.0, 0, 0
+        self.kl: List[np.ndarray] = []
+        self.top1, self.n = 0, 0
 
     def add(self, reference: np.ndarray, logits: np.ndarray) -> None:
         lp, lq = log_softmax(reference), log_softmax(logits)
-        self.kl_sum += float((np.exp(lp) * (lp - lq)).sum(-1).sum())
+        self.kl.append((np.exp(lp) * (lp - lq)).sum(-1))
         self.top1 += int((reference.argmax(-1) == logits.argmax(-1)).sum())
         self.n += len(reference)
 
     def row(self) -> Dict[str, float]:
-        return {"kl": self.kl_sum / max(1, self.n), "top1": self.top1 / max(1, self.n), "positions": self.n}
+        kl = float(np.concatenate(self.kl).mean()) if self.kl else 0.0
+        return {"kl": kl, "top1": self.top1 / max(1, self.n), "positions": self.n}
+
+
+def kl_difference(ours: Stats, theirs: Stats, resamples: int = 2000) -> Dict[str, float]:
+    """Mean per-position KL of `ours` minus `theirs` (same positions), relative to theirs, with a
+    95% interval from resampling whole windows (positions within a window are not independent)."""
+    sums = np.array([a.sum() - b.sum() for a, b in zip(ours.kl, theirs.kl)])
+    counts = np.array([len(a) for a in ours.kl])
+    base = float(np.concatenate(theirs.kl).mean())
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, len(sums), size=(resamples, len(sums)))
+    boot = sums[picks].sum(1) / counts[picks].sum(1) / base
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return {"rel": float(sums.sum() / counts.sum() / base), "low": float(low), "high": float(high)}
 
 
 def llama_cpp_runner(path: Path, ctx: int, threads: int):
@@ -151,7 +169,7 @@ def measure(model_dir: Path, args: argparse.Namespace, have_llama: bool) -> Dict
     for label, path in files.items():
         if label == "f32":
             continue
-        ours_stats, theirs_stats = Stats(), Stats()
+        ours_stats, theirs_stats, scalar_stats = Stats(), Stats(), Stats()
         agree = clear = clear_agree = 0
         floor_agree = 0
         model = lfmrt.Model.load(path, n_threads=args.threads)
@@ -161,7 +179,9 @@ def measure(model_dir: Path, args: argparse.Namespace, have_llama: bool) -> Dict
             ours = model.logits(window)
             ours_stats.add(ref, ours)
             if scalar is not None:
-                floor_agree += int((scalar.logits(window).argmax(-1) == ours.argmax(-1)).sum())
+                by_scalar = scalar.logits(window)
+                scalar_stats.add(ref, by_scalar)
+                floor_agree += int((by_scalar.argmax(-1) == ours.argmax(-1)).sum())
             if llama is not None:
                 theirs = llama(window)
                 theirs_stats.add(ref, theirs)
@@ -175,8 +195,11 @@ def measure(model_dir: Path, args: argparse.Namespace, have_llama: bool) -> Dict
         row: Dict[str, object] = {"size_mib": path.stat().st_size / 2**20, "lfmrt": ours_stats.row()}
         if args.floor:
             row["floor"] = floor_agree / ours_stats.n
+            row["lfmrt_scalar"] = scalar_stats.row()
+            row["kl_vs_scalar"] = kl_difference(ours_stats, scalar_stats)
         if run_llama and "+head" not in label:
             row["llama.cpp"] = theirs_stats.row()
+            row["kl_vs_llama"] = kl_difference(ours_stats, theirs_stats)
             row["agree"] = agree / ours_stats.n
             row["agree_clear"] = clear_agree / max(1, clear)
             row["clear_positions"] = clear
@@ -204,6 +227,12 @@ def print_table(name: str, result: Dict[str, object]) -> None:
         print(line)
     print("  agree: lfmrt vs llama.cpp top-1 on the same file; agree*: where llama.cpp's top-1 leads by >= 0.5")
     print("  floor: lfmrt vs lfmrt's scalar kernels top-1 on the same file (agreement rounding noise allows)")
+    for key, other in (("kl_vs_llama", "llama.cpp"), ("kl_vs_scalar", "lfmrt's scalar kernels")):
+        lines = [f"    {label:16} {d['rel']:+.2%}  [{d['low']:+.2%}, {d['high']:+.2%}]"
+                 for label, row in rows.items() if (d := row.get(key))]
+        if lines:
+            print(f"  KL of lfmrt relative to {other} on the same file (95% interval over windows):")
+            print("\n".join(lines))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
