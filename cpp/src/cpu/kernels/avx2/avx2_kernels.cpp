@@ -125,8 +125,9 @@ float dot_row(const void* row, const float* x, size_t cols) {
     size_t k = 0;
     for (; k + 8 * kGemvAccumulators <= cols; k += 8 * kGemvAccumulators) {
         if constexpr (kPrefetchAhead) {
-            x86_prefetch::prefetch_to_l2(static_cast<const char*>(row) + k * kElemBytes<D> + kLongRowPrefetchBytes,
-                                         8 * kGemvAccumulators * kElemBytes<D>);
+            x86_prefetch::prefetch_stream_to_l2(
+                static_cast<const char*>(row) + k * kElemBytes<D> + kLongRowPrefetchBytes,
+                8 * kGemvAccumulators * kElemBytes<D>);
         }
         for (size_t j = 0; j < kGemvAccumulators; ++j) {
             acc[j] = _mm256_fmadd_ps(load8<D>(row, k + 8 * j), _mm256_loadu_ps(x + k + 8 * j), acc[j]);
@@ -353,9 +354,10 @@ void gemm(const void* w, size_t cols, const void* x_rows, size_t x_stride, size_
                     // Spread over the first token block's panels: the next block's rows p..p+kNr.
                     if (b == 0) {
                         for (size_t r = p; r < p + kNr && r < next_mc; ++r) {
-                            x86_prefetch::prefetch_to_l2(static_cast<const char*>(weight_row<D>(w, cols, next_mb + r)) +
-                                                             next_kb * kElemBytes<D>,
-                                                         next_bytes);
+                            x86_prefetch::prefetch_range_to_l2(
+                                static_cast<const char*>(weight_row<D>(w, cols, next_mb + r)) +
+                                    next_kb * kElemBytes<D>,
+                                next_bytes);
                         }
                     }
                     const RowTile tile(mc - p < kNr ? mc - p : kNr);

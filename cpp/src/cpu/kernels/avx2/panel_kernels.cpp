@@ -271,7 +271,7 @@ constexpr size_t kPrefetchBytes = 8192;
 
 // Asks for the panel block `bytes` long at `p`, kPrefetchBytes further on, into L2.
 [[gnu::always_inline]] inline void prefetch_ahead(const void* p, size_t bytes) {
-    x86_prefetch::prefetch_to_l2(static_cast<const char*>(p) + kPrefetchBytes, bytes);
+    x86_prefetch::prefetch_stream_to_l2(static_cast<const char*>(p) + kPrefetchBytes, bytes);
 }
 
 // Y[t][rows 8h..8h+7 of the panel-row] (+)= panel . X[t] for kT tokens over n_blocks blocks; `x`

@@ -102,7 +102,9 @@ void micro_kernel(const uint32_t* panel, size_t kc, const float* xs, float* y, s
     // The token loops are unrolled completely so that GCC keeps `acc` in registers.
     __m512 acc[kT];
 #pragma GCC unroll 12
-    for (size_t t = 0; t < kT; ++t) acc[t] = accumulate ? _mm512_maskz_loadu_ps(rows, y + t * ldy) : _mm512_setzero_ps();
+    for (size_t t = 0; t < kT; ++t) {
+        acc[t] = accumulate ? _mm512_maskz_loadu_ps(rows, y + t * ldy) : _mm512_setzero_ps();
+    }
     const __m512i high_half = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
     const size_t pairs = kc / 2;
     for (size_t kp = 0; kp < pairs; ++kp) {
@@ -135,7 +137,9 @@ struct NextRows {
 
     // Fetches rows [begin, end) of them.
     void fetch(size_t begin, size_t end) const {
-        for (size_t r = begin; r < end && r < count; ++r) x86_prefetch::prefetch_to_l2(first + r * stride, bytes);
+        for (size_t r = begin; r < end && r < count; ++r) {
+            x86_prefetch::prefetch_range_to_l2(first + r * stride, bytes);
+        }
     }
 };
 
