@@ -27,7 +27,7 @@ static_assert(static_cast<int>(DType::F32) == 0 && static_cast<int>(DType::F16) 
 
 constexpr KernelTable kAvx512Table{
     "avx512",
-    {avx2::gemv_f32, avx2::gemv_f16, avx2::gemv_bf16, avx2::gemv_q8_0, avx2::gemv_q4_0, avx2::gemv_q4_k,
+    {avx2::gemv_f32, avx2::gemv_f16, avx2::gemv_bf16, avx2::gemv_q8_0, avx2::gemv_q4_0, avx512::gemv_q4_k,
      avx2::gemv_q5_k, avx2::gemv_q6_k},
     {avx2::gemm_f32, avx2::gemm_f16, avx512::gemm_bf16, avx2::gemm_q8_0, avx2::gemm_q4_0, avx512::gemm_q4_k,
      avx512::gemm_q5_k, avx2::gemm_q6_k},

@@ -188,11 +188,113 @@ constexpr MicroKernelFn kMicroKernels[kMaxTileTokens + 1] = {
     micro_kernel<5>, micro_kernel<6>, micro_kernel<7>, micro_kernel<8>,
 };
 
+// ---------------------------------------------------------------------------------------------
+// GEMV (decode) for Q4_K, one row at a time in GGUF's layout. The AVX2 GEMV is bound by its
+// scalar work per 32 values (the 6-bit scale unpacking, and the minima summed in one scalar
+// chain), not by memory; here that work is done once per super-block, 8 sub-blocks at a time.
+//
+// Two 64-byte loads hold a super-block's 256 levels: the low nibbles of bytes 0-63 are sub-blocks
+// 0 and 2, their high nibbles sub-blocks 1 and 3, and bytes 64-127 the same for 4, 6 and 5, 7.
+// Each level vector meets its two sub-blocks' activation bytes (joined once per call) in one
+// vpdpbusd: int32 lanes 0-7 sum sub-block a, lanes 8-15 sub-block b. Lanes are then scaled by
+// d * sc * x.d of their sub-block and summed in fp32 lanes, the minima (dmin * m * x.dsum) in
+// eight more, with one horizontal sum per row per chunk of activations.
+
+constexpr size_t kGemvChunkSuper = 32;  // activation super-blocks prepared per chunk: 8192 values
+
+// One super-block of the activations, arranged for the GEMV.
+struct SuperBlockInput {
+    __m512i pairs[4];  // bytes of sub-blocks (0, 2), (1, 3), (4, 6), (5, 7)
+    __m256 d;          // x.d of sub-blocks 0..7
+    __m256 dsum;       // x.dsum of sub-blocks 0..7
+};
+
+SuperBlockInput prepare_super_block(const BlockQ8A* x) {
+    SuperBlockInput in;
+    in.pairs[0] = join(load32(x[0].qs), load32(x[2].qs));
+    in.pairs[1] = join(load32(x[1].qs), load32(x[3].qs));
+    in.pairs[2] = join(load32(x[4].qs), load32(x[6].qs));
+    in.pairs[3] = join(load32(x[5].qs), load32(x[7].qs));
+    in.d = _mm256_setr_ps(x[0].d, x[1].d, x[2].d, x[3].d, x[4].d, x[5].d, x[6].d, x[7].d);
+    in.dsum = _mm256_setr_ps(x[0].dsum, x[1].dsum, x[2].dsum, x[3].dsum, x[4].dsum, x[5].dsum, x[6].dsum,
+                             x[7].dsum);
+    return in;
+}
+
+// The 8 scales (bytes 0-7) and 8 minima (bytes 8-15) of a Q4_K / Q5_K super-block, unpacked
+// from their 12 bytes (see quant::scale_min_k4) four at a time.
+__m128i scales_and_minima(const uint8_t* packed) {
+    uint32_t u[3];
+    __builtin_memcpy(u, packed, sizeof u);
+    const uint32_t sc_low = u[0] & 0x3F3F3F3Fu, m_low = u[1] & 0x3F3F3F3Fu;
+    const uint32_t sc_high = (u[2] & 0x0F0F0F0Fu) | ((u[0] >> 2) & 0x30303030u);
+    const uint32_t m_high = ((u[2] >> 4) & 0x0F0F0F0Fu) | ((u[1] >> 2) & 0x30303030u);
+    return _mm_setr_epi32(static_cast<int>(sc_low), static_cast<int>(sc_high), static_cast<int>(m_low),
+                          static_cast<int>(m_high));
+}
+
+// Levels vector v's dot with its two sub-blocks' activation bytes, scaled lane by lane.
+[[gnu::always_inline]] inline __m512 scaled_pair(__m512i levels, __m512i activations, __m512 scale, __m512 acc) {
+    const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), levels, activations);
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc);
+}
+
+// A row's dot with `n_super` prepared super-blocks, from super-block `first` of the row.
+float q4_k_row_dot(const uint8_t* row, size_t first, const SuperBlockInput* in, size_t n_super) {
+    // Lane i of a pair's scale vector: sub-block a for i < 8, b after.
+    const __m512i pick02 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    const __m512i pick13 = _mm512_setr_epi32(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m512i pick46 = _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6);
+    const __m512i pick57 = _mm512_setr_epi32(5, 5, 5, 5, 5, 5, 5, 5, 7, 7, 7, 7, 7, 7, 7, 7);
+    const __m512i nibble = _mm512_set1_epi8(0x0F);
+    __m512 even = _mm512_setzero_ps(), odd = _mm512_setzero_ps();
+    __m256 minima = _mm256_setzero_ps();
+    for (size_t s = 0; s < n_super; ++s) {
+        const auto* block = reinterpret_cast<const BlockQ4_K*>(row + (first + s) * sizeof(BlockQ4_K));
+        const __m128i packed = scales_and_minima(block->scales);
+        const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(packed));
+        const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(packed, packed)));
+        const __m256 scale8 = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(f16(block->d)), sc), in[s].d);
+        const __m512 scale = _mm512_castps256_ps512(scale8);
+        minima = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(f16(block->dmin)), m), in[s].dsum, minima);
+        const __m512i q0 = load64(block->qs), q1 = load64(block->qs + 64);
+        const __m512i hi0 = _mm512_srli_epi16(q0, 4), hi1 = _mm512_srli_epi16(q1, 4);
+        even = scaled_pair(_mm512_and_si512(q0, nibble), in[s].pairs[0], _mm512_permutexvar_ps(pick02, scale), even);
+        odd = scaled_pair(_mm512_and_si512(hi0, nibble), in[s].pairs[1], _mm512_permutexvar_ps(pick13, scale), odd);
+        even = scaled_pair(_mm512_and_si512(q1, nibble), in[s].pairs[2], _mm512_permutexvar_ps(pick46, scale), even);
+        odd = scaled_pair(_mm512_and_si512(hi1, nibble), in[s].pairs[3], _mm512_permutexvar_ps(pick57, scale), odd);
+    }
+    const __m128 m4 = _mm_add_ps(_mm256_castps256_ps128(minima), _mm256_extractf128_ps(minima, 1));
+    const __m128 m2 = _mm_add_ps(m4, _mm_movehl_ps(m4, m4));
+    const float minimum = _mm_cvtss_f32(_mm_add_ss(m2, _mm_movehdup_ps(m2)));
+    return _mm512_reduce_add_ps(_mm512_add_ps(even, odd)) - minimum;
+}
+
+void gemv_q4_k_rows(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end) {
+    const auto* weights = static_cast<const uint8_t*>(w);
+    const auto* xq = static_cast<const BlockQ8A*>(x);
+    const size_t row_size = row_bytes(DType::Q4_K, cols);
+    const size_t n_super = cols / quant::kQK;
+    if (n_super == 0) {
+        for (size_t r = row_begin; r < row_end; ++r) y[r] = 0.0f;
+        return;
+    }
+    SuperBlockInput in[kGemvChunkSuper];
+    for (size_t s0 = 0; s0 < n_super; s0 += kGemvChunkSuper) {
+        const size_t count = n_super - s0 < kGemvChunkSuper ? n_super - s0 : kGemvChunkSuper;
+        for (size_t s = 0; s < count; ++s) in[s] = prepare_super_block(xq + (s0 + s) * (quant::kQK / kQ32));
+        for (size_t r = row_begin; r < row_end; ++r) {
+            const float dot = q4_k_row_dot(weights + r * row_size, s0, in, count);
+            y[r] = s0 == 0 ? dot : y[r] + dot;
+        }
+    }
+}
+
 // One token: the GEMV (row by row, no packing), so decode-shaped calls give gemv's bits.
 template <DType D>
 void gemv_row_range(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end) {
     if constexpr (D == DType::Q4_K) {
-        avx2::gemv_q4_k(w, cols, x, y, row_begin, row_end);
+        gemv_q4_k_rows(w, cols, x, y, row_begin, row_end);
     } else {
         avx2::gemv_q5_k(w, cols, x, y, row_begin, row_end);
     }
@@ -237,6 +339,10 @@ void gemm(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, 
 }
 
 }  // namespace
+
+void gemv_q4_k(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end) {
+    gemv_q4_k_rows(w, cols, x, y, row_begin, row_end);
+}
 
 void gemm_q4_k(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, float* y, size_t ldy,
                size_t row_begin, size_t row_end, void* scratch) {

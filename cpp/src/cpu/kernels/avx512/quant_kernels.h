@@ -7,6 +7,7 @@
 
 namespace lfmrt::cpu::avx512 {
 
+void gemv_q4_k(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end);
 void gemm_q4_k(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, float* y, size_t ldy,
                size_t row_begin, size_t row_end, void* scratch);
 void gemm_q5_k(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, float* y, size_t ldy,
