@@ -45,9 +45,10 @@ constexpr DType kDTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0,
 // Float types: 4099 takes the AVX2 GEMV's long-row path (x of 16 KiB or more), with a tail.
 constexpr size_t kCols[] = {1, 7, 15, 16, 17, 31, 33, 63, 100, 257, 1000, 1031, 4099};
 // Block types: rows of whole blocks, one block up to several packed column chunks (the AVX2
-// GEMM packs 2048 values at a time), with odd block counts.
+// GEMM packs 2048 values at a time), with odd block counts; 8448 passes the 8192 values of
+// activations the AVX-512 Q4_K / Q5_K GEMV prepares at a time.
 constexpr size_t kCols32[] = {32, 96, 224, 1056, 2080, 4160};
-constexpr size_t kCols256[] = {256, 768, 1280, 2304, 4352};
+constexpr size_t kCols256[] = {256, 768, 1280, 2304, 4352, 8448};
 
 std::vector<size_t> cols_for(DType dtype) {
     if (lfmrt::block_elems(dtype) == 1) return {std::begin(kCols), std::end(kCols)};

@@ -3,11 +3,11 @@
 //
 // What it adds over the AVX2 table is integer throughput, from vpdpbusd: the panel kernels that
 // Q4_0, Q8_0 and Q6_K matrices repacked at load use for GEMV and GEMM (panel_kernels.cpp), and
-// the Q4_K / Q5_K GEMMs, which pack panels per call (quant_kernels.cpp); and a bf16 GEMM whose
+// the Q4_K / Q5_K GEMVs and GEMMs in GGUF's rows (quant_kernels.cpp); and a bf16 GEMM whose
 // panels stay bf16 (float_kernels.cpp). Everything else is the AVX2 table's: the other
-// float-weight matmuls and the vector ops (bandwidth-bound or small), the Q4_K / Q5_K
-// GEMVs (no VNNI version yet), and the row-layout Q4_0, Q8_0 and Q6_K kernels, left only as the
-// fallback for a matrix in GGUF's rows (the model repacks every one).
+// float-weight matmuls and the vector ops (bandwidth-bound or small), and the row-layout Q4_0,
+// Q8_0 and Q6_K kernels, left only as the fallback for a matrix in GGUF's rows (the model
+// repacks every one).
 // Compiled with the AVX-512 flags: no STL, no helpers with external linkage (see avx2_kernels.cpp).
 #include "cpu/kernels/avx2/float_kernels.h"
 #include "cpu/kernels/avx2/quant_kernels.h"
@@ -28,7 +28,7 @@ static_assert(static_cast<int>(DType::F32) == 0 && static_cast<int>(DType::F16) 
 constexpr KernelTable kAvx512Table{
     "avx512",
     {avx2::gemv_f32, avx2::gemv_f16, avx2::gemv_bf16, avx2::gemv_q8_0, avx2::gemv_q4_0, avx512::gemv_q4_k,
-     avx2::gemv_q5_k, avx2::gemv_q6_k},
+     avx512::gemv_q5_k, avx2::gemv_q6_k},
     {avx2::gemm_f32, avx2::gemm_f16, avx512::gemm_bf16, avx2::gemm_q8_0, avx2::gemm_q4_0, avx512::gemm_q4_k,
      avx512::gemm_q5_k, avx2::gemm_q6_k},
     {nullptr, nullptr, nullptr, avx512::gemv_panels_q8_0, avx512::gemv_panels_q4_0, nullptr, nullptr,

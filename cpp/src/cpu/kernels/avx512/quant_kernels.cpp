@@ -1,18 +1,19 @@
-// AVX-512 VNNI GEMMs for Q4_K and Q5_K weights, in GGUF's rows, times BlockQ8A activations (see
-// kernels.h), tested against the scalar table. Compiled with -mavx512f -mavx512bw -mavx512vl
-// -mavx512vnni -mfma -mf16c -mavx2; like the AVX2 files it instantiates no STL and keeps every
-// helper in an anonymous namespace.
+// AVX-512 VNNI GEMVs and GEMMs for Q4_K and Q5_K weights, in GGUF's rows, times BlockQ8A
+// activations (see kernels.h), tested against the scalar table. Compiled with -mavx512f
+// -mavx512bw -mavx512vl -mavx512vnni -mfma -mf16c -mavx2; like the AVX2 files it instantiates no
+// STL and keeps every helper in an anonymous namespace.
 //
 // Only these two types: Q4_0, Q8_0 and Q6_K matrices are repacked at load and multiplied by the
-// panel kernels (panel_kernels.cpp), and every GEMV here is the AVX2 one (see avx512_kernels.cpp).
+// panel kernels (panel_kernels.cpp).
 //
 // The integer core is vpdpbusd (unsigned bytes x signed bytes, four products summed into each
 // int32 lane, one instruction for what AVX2 needs three). The K4/K5 levels (0..15, 0..31) take
 // the unsigned side as they are, so the integer dots equal the scalar specification's; each
 // sub-block's minimum comes off in fp32 through the activations' dsum.
 //
-// The GEMM (prefill) packs 16-row panels per call (unsigned levels transposed so one zmm holds
-// 4 levels of each of the 16 rows, plus per-row scales and minima) and multiplies each panel
+// The GEMV (decode) goes row by row, a super-block at a time (see gemv_k45). The GEMM (prefill)
+// packs 16-row panels per call (unsigned levels transposed so one zmm holds 4 levels of each of
+// the 16 rows, plus per-row scales and minima) and multiplies each panel
 // with up to 8 tokens: each weight vector serves 8 tokens, each token's 4 activation bytes are
 // broadcast to all 16 rows. The 16 lanes are 16 rows, so a row's result does not depend on its
 // lane or panel, and its arithmetic does not depend on the rows around it: row splits give the
@@ -24,7 +25,6 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "cpu/kernels/avx2/quant_kernels.h"
 #include "cpu/kernels/kernels.h"
 #include "quant/blocks.h"
 
@@ -189,9 +189,10 @@ constexpr MicroKernelFn kMicroKernels[kMaxTileTokens + 1] = {
 };
 
 // ---------------------------------------------------------------------------------------------
-// GEMV (decode) for Q4_K, one row at a time in GGUF's layout. The AVX2 GEMV is bound by its
-// scalar work per 32 values (the 6-bit scale unpacking, and the minima summed in one scalar
-// chain), not by memory; here that work is done once per super-block, 8 sub-blocks at a time.
+// GEMV (decode) for Q4_K and Q5_K, one row at a time in GGUF's layout. The AVX2 GEMV is bound
+// by its scalar work per 32 values (the 6-bit scale unpacking, and the minima summed in one
+// scalar chain), not by memory; here that work is done once per super-block, 8 sub-blocks at a
+// time. (Q5_K's fifth bits are added to the levels by a byte mask from qh, see with_fifth_bit.)
 //
 // Two 64-byte loads hold a super-block's 256 levels: the low nibbles of bytes 0-63 are sub-blocks
 // 0 and 2, their high nibbles sub-blocks 1 and 3, and bytes 64-127 the same for 4, 6 and 5, 7.
@@ -239,8 +240,29 @@ __m128i scales_and_minima(const uint8_t* packed) {
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc);
 }
 
+// The GGUF block of a K-quant type with minima.
+template <DType D>
+struct KBlock;
+template <>
+struct KBlock<DType::Q4_K> {
+    using Type = BlockQ4_K;
+};
+template <>
+struct KBlock<DType::Q5_K> {
+    using Type = BlockQ5_K;
+};
+
+// Q5_K: adds the fifth bit of each level in `levels` (the pair's sub-blocks a, b, in bytes 0-31
+// and 32-63), where bit a (b) of qh byte l is the top bit of element l of sub-block a (b).
+[[gnu::always_inline]] inline __m512i with_fifth_bit(__m512i levels, __m512i qh_twice, int a, int b) {
+    const __m512i bit = join(_mm256_set1_epi8(static_cast<char>(1 << a)), _mm256_set1_epi8(static_cast<char>(1 << b)));
+    return _mm512_mask_add_epi8(levels, _mm512_test_epi8_mask(qh_twice, bit), levels, _mm512_set1_epi8(16));
+}
+
 // A row's dot with `n_super` prepared super-blocks, from super-block `first` of the row.
-float q4_k_row_dot(const uint8_t* row, size_t first, const SuperBlockInput* in, size_t n_super) {
+template <DType D>
+float k45_row_dot(const uint8_t* row, size_t first, const SuperBlockInput* in, size_t n_super) {
+    using Block = typename KBlock<D>::Type;
     // Lane i of a pair's scale vector: sub-block a for i < 8, b after.
     const __m512i pick02 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
     const __m512i pick13 = _mm512_setr_epi32(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3);
@@ -250,7 +272,7 @@ float q4_k_row_dot(const uint8_t* row, size_t first, const SuperBlockInput* in, 
     __m512 even = _mm512_setzero_ps(), odd = _mm512_setzero_ps();
     __m256 minima = _mm256_setzero_ps();
     for (size_t s = 0; s < n_super; ++s) {
-        const auto* block = reinterpret_cast<const BlockQ4_K*>(row + (first + s) * sizeof(BlockQ4_K));
+        const auto* block = reinterpret_cast<const Block*>(row + (first + s) * sizeof(Block));
         const __m128i packed = scales_and_minima(block->scales);
         const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(packed));
         const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(packed, packed)));
@@ -258,11 +280,19 @@ float q4_k_row_dot(const uint8_t* row, size_t first, const SuperBlockInput* in, 
         const __m512 scale = _mm512_castps256_ps512(scale8);
         minima = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(f16(block->dmin)), m), in[s].dsum, minima);
         const __m512i q0 = load64(block->qs), q1 = load64(block->qs + 64);
-        const __m512i hi0 = _mm512_srli_epi16(q0, 4), hi1 = _mm512_srli_epi16(q1, 4);
-        even = scaled_pair(_mm512_and_si512(q0, nibble), in[s].pairs[0], _mm512_permutexvar_ps(pick02, scale), even);
-        odd = scaled_pair(_mm512_and_si512(hi0, nibble), in[s].pairs[1], _mm512_permutexvar_ps(pick13, scale), odd);
-        even = scaled_pair(_mm512_and_si512(q1, nibble), in[s].pairs[2], _mm512_permutexvar_ps(pick46, scale), even);
-        odd = scaled_pair(_mm512_and_si512(hi1, nibble), in[s].pairs[3], _mm512_permutexvar_ps(pick57, scale), odd);
+        __m512i l02 = _mm512_and_si512(q0, nibble), l13 = _mm512_and_si512(_mm512_srli_epi16(q0, 4), nibble);
+        __m512i l46 = _mm512_and_si512(q1, nibble), l57 = _mm512_and_si512(_mm512_srli_epi16(q1, 4), nibble);
+        if constexpr (D == DType::Q5_K) {
+            const __m512i qh = join(load32(block->qh), load32(block->qh));
+            l02 = with_fifth_bit(l02, qh, 0, 2);
+            l13 = with_fifth_bit(l13, qh, 1, 3);
+            l46 = with_fifth_bit(l46, qh, 4, 6);
+            l57 = with_fifth_bit(l57, qh, 5, 7);
+        }
+        even = scaled_pair(l02, in[s].pairs[0], _mm512_permutexvar_ps(pick02, scale), even);
+        odd = scaled_pair(l13, in[s].pairs[1], _mm512_permutexvar_ps(pick13, scale), odd);
+        even = scaled_pair(l46, in[s].pairs[2], _mm512_permutexvar_ps(pick46, scale), even);
+        odd = scaled_pair(l57, in[s].pairs[3], _mm512_permutexvar_ps(pick57, scale), odd);
     }
     const __m128 m4 = _mm_add_ps(_mm256_castps256_ps128(minima), _mm256_extractf128_ps(minima, 1));
     const __m128 m2 = _mm_add_ps(m4, _mm_movehl_ps(m4, m4));
@@ -270,10 +300,11 @@ float q4_k_row_dot(const uint8_t* row, size_t first, const SuperBlockInput* in, 
     return _mm512_reduce_add_ps(_mm512_add_ps(even, odd)) - minimum;
 }
 
-void gemv_q4_k_rows(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end) {
+template <DType D>
+void gemv_k45(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end) {
     const auto* weights = static_cast<const uint8_t*>(w);
     const auto* xq = static_cast<const BlockQ8A*>(x);
-    const size_t row_size = row_bytes(DType::Q4_K, cols);
+    const size_t row_size = row_bytes(D, cols);
     const size_t n_super = cols / quant::kQK;
     if (n_super == 0) {
         for (size_t r = row_begin; r < row_end; ++r) y[r] = 0.0f;
@@ -284,22 +315,13 @@ void gemv_q4_k_rows(const void* w, size_t cols, const void* x, float* y, size_t 
         const size_t count = n_super - s0 < kGemvChunkSuper ? n_super - s0 : kGemvChunkSuper;
         for (size_t s = 0; s < count; ++s) in[s] = prepare_super_block(xq + (s0 + s) * (quant::kQK / kQ32));
         for (size_t r = row_begin; r < row_end; ++r) {
-            const float dot = q4_k_row_dot(weights + r * row_size, s0, in, count);
+            const float dot = k45_row_dot<D>(weights + r * row_size, s0, in, count);
             y[r] = s0 == 0 ? dot : y[r] + dot;
         }
     }
 }
 
 // One token: the GEMV (row by row, no packing), so decode-shaped calls give gemv's bits.
-template <DType D>
-void gemv_row_range(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end) {
-    if constexpr (D == DType::Q4_K) {
-        gemv_q4_k_rows(w, cols, x, y, row_begin, row_end);
-    } else {
-        avx2::gemv_q5_k(w, cols, x, y, row_begin, row_end);
-    }
-}
-
 template <DType D>
 void gemm(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, float* y, size_t ldy,
           size_t row_begin, size_t row_end, void* scratch) {
@@ -308,7 +330,7 @@ void gemm(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, 
     const size_t row_size = row_bytes(D, cols);
     const size_t blocks = cols / kQ32;
     if (n == 1 || blocks == 0) {
-        for (size_t t = 0; t < n; ++t) gemv_row_range<D>(w, cols, xq + t * x_stride, y + t * ldy, row_begin, row_end);
+        for (size_t t = 0; t < n; ++t) gemv_k45<D>(w, cols, xq + t * x_stride, y + t * ldy, row_begin, row_end);
         return;
     }
     auto* panels = static_cast<PanelBlock*>(scratch);
@@ -341,7 +363,10 @@ void gemm(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, 
 }  // namespace
 
 void gemv_q4_k(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end) {
-    gemv_q4_k_rows(w, cols, x, y, row_begin, row_end);
+    gemv_k45<DType::Q4_K>(w, cols, x, y, row_begin, row_end);
+}
+void gemv_q5_k(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end) {
+    gemv_k45<DType::Q5_K>(w, cols, x, y, row_begin, row_end);
 }
 
 void gemm_q4_k(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, float* y, size_t ldy,
