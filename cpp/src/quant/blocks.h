@@ -89,4 +89,16 @@ static inline void scale_min_k4(size_t j, const uint8_t* scales, uint8_t* sc, ui
     }
 }
 
+// scale_min_k4 for all 8 sub-blocks at once, four bytes at a time: as little-endian words,
+// sc[0..3], sc[4..7], m[0..3], m[4..7] (the SIMD GEMVs load them as one 16-byte vector).
+struct ScalesMinsK4 {
+    uint32_t sc_low, sc_high, m_low, m_high;
+};
+static inline ScalesMinsK4 scales_mins_k4(const uint8_t* scales) {
+    uint32_t u[3];
+    __builtin_memcpy(u, scales, sizeof u);
+    return {u[0] & 0x3F3F3F3Fu, (u[2] & 0x0F0F0F0Fu) | ((u[0] >> 2) & 0x30303030u), u[1] & 0x3F3F3F3Fu,
+            ((u[2] >> 4) & 0x0F0F0F0Fu) | ((u[1] >> 2) & 0x30303030u)};
+}
+
 }  // namespace lfmrt::quant

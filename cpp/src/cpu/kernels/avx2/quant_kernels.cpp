@@ -150,22 +150,33 @@ float dot_row<DType::Q4_0>(const void* row, const BlockQ8A* x, size_t blocks) {
     return sum_blocks_by_pairs(blocks, block_dot);
 }
 
-// Q4_K and Q5_K: levels 0..15 (0..31) per sub-block of 32 with a 6-bit scale and minimum.
+// Q4_K and Q5_K: levels 0..15 (0..31) per sub-block of 32 with a 6-bit scale and minimum. The
+// per-super-block work is vectorised over its 8 sub-blocks (scales unpacked four at a time,
+// the minima in an 8-lane accumulator): done a sub-block at a time in scalar code, with the
+// minima in one dependent chain, it bounded the GEMV at a quarter of memory bandwidth.
 template <DType D>
 float dot_row_k45(const void* row, const BlockQ8A* x, size_t blocks) {
     const auto* base = static_cast<const uint8_t*>(row);
     const __m256i nibble = _mm256_set1_epi8(0x0F);
     __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    float minima = 0.0f;
+    __m256 minima = _mm256_setzero_ps();
     for (size_t sb = 0; sb < blocks / 8; ++sb, x += 8) {
         const auto* header = reinterpret_cast<const BlockQ4_K*>(base + sb * block_bytes(D));
         const uint8_t* qs = D == DType::Q4_K ? header->qs : reinterpret_cast<const BlockQ5_K*>(header)->qs;
-        const float d = f16(header->d), dmin = f16(header->dmin);
+        const quant::ScalesMinsK4 packed = quant::scales_mins_k4(header->scales);
+        const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+            _mm_cvtsi64_si128(static_cast<int64_t>(packed.sc_low | uint64_t{packed.sc_high} << 32))));
+        const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+            _mm_cvtsi64_si128(static_cast<int64_t>(packed.m_low | uint64_t{packed.m_high} << 32))));
+        const __m256 xd = _mm256_setr_ps(x[0].d, x[1].d, x[2].d, x[3].d, x[4].d, x[5].d, x[6].d, x[7].d);
+        const __m256 dsum =
+            _mm256_setr_ps(x[0].dsum, x[1].dsum, x[2].dsum, x[3].dsum, x[4].dsum, x[5].dsum, x[6].dsum, x[7].dsum);
+        const __m256 scale = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(f16(header->d)), sc), xd);
+        minima = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(f16(header->dmin)), m), dsum, minima);
         __m256i high_bits = _mm256_setzero_si256();
         if constexpr (D == DType::Q5_K) high_bits = load32(reinterpret_cast<const BlockQ5_K*>(header)->qh);
+#pragma GCC unroll 8
         for (size_t j = 0; j < 8; ++j) {
-            uint8_t sc, m;
-            quant::scale_min_k4(j, header->scales, &sc, &m);
             const __m256i bytes = load32(qs + 32 * (j / 2));
             __m256i levels = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(bytes, 4) : bytes, nibble);
             if constexpr (D == DType::Q5_K) {
@@ -174,11 +185,11 @@ float dot_row_k45(const void* row, const BlockQ8A* x, size_t blocks) {
                 levels = _mm256_or_si256(levels, _mm256_slli_epi16(bit, 4));
             }
             const __m256i p = dot_unsigned(levels, load32(x[j].qs));
-            acc[j % 2] = _mm256_fmadd_ps(_mm256_set1_ps(d * sc * x[j].d), _mm256_cvtepi32_ps(p), acc[j % 2]);
-            minima += dmin * m * x[j].dsum;
+            const __m256 scale_j = _mm256_permutevar8x32_ps(scale, _mm256_set1_epi32(static_cast<int>(j)));
+            acc[j % 2] = _mm256_fmadd_ps(scale_j, _mm256_cvtepi32_ps(p), acc[j % 2]);
         }
     }
-    return hsum(_mm256_add_ps(acc[0], acc[1])) - minima;
+    return hsum(_mm256_add_ps(acc[0], acc[1])) - hsum(minima);
 }
 
 template <>

@@ -222,16 +222,11 @@ SuperBlockInput prepare_super_block(const BlockQ8A* x) {
     return in;
 }
 
-// The 8 scales (bytes 0-7) and 8 minima (bytes 8-15) of a Q4_K / Q5_K super-block, unpacked
-// from their 12 bytes (see quant::scale_min_k4) four at a time.
+// The 8 scales (bytes 0-7) and 8 minima (bytes 8-15) of a Q4_K / Q5_K super-block.
 __m128i scales_and_minima(const uint8_t* packed) {
-    uint32_t u[3];
-    __builtin_memcpy(u, packed, sizeof u);
-    const uint32_t sc_low = u[0] & 0x3F3F3F3Fu, m_low = u[1] & 0x3F3F3F3Fu;
-    const uint32_t sc_high = (u[2] & 0x0F0F0F0Fu) | ((u[0] >> 2) & 0x30303030u);
-    const uint32_t m_high = ((u[2] >> 4) & 0x0F0F0F0Fu) | ((u[1] >> 2) & 0x30303030u);
-    return _mm_setr_epi32(static_cast<int>(sc_low), static_cast<int>(sc_high), static_cast<int>(m_low),
-                          static_cast<int>(m_high));
+    const quant::ScalesMinsK4 w = quant::scales_mins_k4(packed);
+    return _mm_setr_epi32(static_cast<int>(w.sc_low), static_cast<int>(w.sc_high), static_cast<int>(w.m_low),
+                          static_cast<int>(w.m_high));
 }
 
 // Levels vector v's dot with its two sub-blocks' activation bytes, scaled lane by lane.
