@@ -199,7 +199,7 @@ void gemm_bf16(const void* w, size_t cols, const void* x_rows, size_t x_stride, 
             const bool last_chunk = kb + kKc >= cols;
             const size_t next_mb = last_chunk ? mb + kMc : mb, next_kb = last_chunk ? 0 : kb + kKc;
             const size_t next_mc = next_mb < row_end ? (row_end - next_mb < kMc ? row_end - next_mb : kMc) : 0;
-            const NextRows next{weights + next_mb * cols + next_kb, cols, next_mc,
+            const NextRows next{next_mc > 0 ? weights + next_mb * cols + next_kb : weights, cols, next_mc,
                                 (cols - next_kb < kKc ? cols - next_kb : kKc) * sizeof(uint16_t)};
             for (size_t b = 0, t0 = 0; b < blocks; ++b) {
                 const size_t tokens = (n - t0) / (blocks - b);

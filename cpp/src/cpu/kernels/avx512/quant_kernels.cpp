@@ -229,7 +229,7 @@ __m128i scales_and_minima(const uint8_t* packed) {
                           static_cast<int>(w.m_high));
 }
 
-// Levels vector v's dot with its two sub-blocks' activation bytes, scaled lane by lane.
+// The dot of a levels vector with its two sub-blocks' activation bytes, scaled lane by lane.
 [[gnu::always_inline]] inline __m512 scaled_pair(__m512i levels, __m512i activations, __m512 scale, __m512 acc) {
     const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), levels, activations);
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc);
