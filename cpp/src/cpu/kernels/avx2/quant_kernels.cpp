@@ -16,6 +16,7 @@
 // to all 8 rows. The 8 lanes of an accumulator are 8 rows, so no horizontal sums are needed
 // and a row's result does not depend on which lane or panel it lands in.
 #include "cpu/kernels/avx2/reductions.h"
+#include "cpu/kernels/avx2/k_quant_scales.h"
 #include "cpu/kernels/avx2/quant_kernels.h"
 
 #include <immintrin.h>
@@ -163,16 +164,12 @@ float dot_row_k45(const void* row, const BlockQ8A* x, size_t blocks) {
     for (size_t sb = 0; sb < blocks / 8; ++sb, x += 8) {
         const auto* header = reinterpret_cast<const BlockQ4_K*>(base + sb * block_bytes(D));
         const uint8_t* qs = D == DType::Q4_K ? header->qs : reinterpret_cast<const BlockQ5_K*>(header)->qs;
-        const quant::ScalesMinsK4 packed = quant::scales_mins_k4(header->scales);
-        const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
-            _mm_cvtsi64_si128(static_cast<int64_t>(packed.sc_low | uint64_t{packed.sc_high} << 32))));
-        const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
-            _mm_cvtsi64_si128(static_cast<int64_t>(packed.m_low | uint64_t{packed.m_high} << 32))));
+        const x86_k_quants::ScalesMinima sm = x86_k_quants::scales_and_minima(header->scales);
         const __m256 xd = _mm256_setr_ps(x[0].d, x[1].d, x[2].d, x[3].d, x[4].d, x[5].d, x[6].d, x[7].d);
         const __m256 dsum =
             _mm256_setr_ps(x[0].dsum, x[1].dsum, x[2].dsum, x[3].dsum, x[4].dsum, x[5].dsum, x[6].dsum, x[7].dsum);
-        const __m256 scale = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(f16(header->d)), sc), xd);
-        minima = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(f16(header->dmin)), m), dsum, minima);
+        const __m256 scale = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(f16(header->d)), sm.scales), xd);
+        minima = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(f16(header->dmin)), sm.minima), dsum, minima);
         __m256i high_bits = _mm256_setzero_si256();
         if constexpr (D == DType::Q5_K) high_bits = load32(reinterpret_cast<const BlockQ5_K*>(header)->qh);
 #pragma GCC unroll 8

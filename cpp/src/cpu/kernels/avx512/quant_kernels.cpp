@@ -25,6 +25,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "cpu/kernels/avx2/k_quant_scales.h"
+#include "cpu/kernels/avx2/reductions.h"
 #include "cpu/kernels/kernels.h"
 #include "quant/blocks.h"
 
@@ -222,13 +224,6 @@ SuperBlockInput prepare_super_block(const BlockQ8A* x) {
     return in;
 }
 
-// The 8 scales (bytes 0-7) and 8 minima (bytes 8-15) of a Q4_K / Q5_K super-block.
-__m128i scales_and_minima(const uint8_t* packed) {
-    const quant::ScalesMinsK4 w = quant::scales_mins_k4(packed);
-    return _mm_setr_epi32(static_cast<int>(w.sc_low), static_cast<int>(w.sc_high), static_cast<int>(w.m_low),
-                          static_cast<int>(w.m_high));
-}
-
 // The dot of a levels vector with its two sub-blocks' activation bytes, scaled lane by lane.
 [[gnu::always_inline]] inline __m512 scaled_pair(__m512i levels, __m512i activations, __m512 scale, __m512 acc) {
     const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), levels, activations);
@@ -268,12 +263,10 @@ float k45_row_dot(const uint8_t* row, size_t first, const SuperBlockInput* in, s
     __m256 minima = _mm256_setzero_ps();
     for (size_t s = 0; s < n_super; ++s) {
         const auto* block = reinterpret_cast<const Block*>(row + (first + s) * sizeof(Block));
-        const __m128i packed = scales_and_minima(block->scales);
-        const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(packed));
-        const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(packed, packed)));
-        const __m256 scale8 = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(f16(block->d)), sc), in[s].d);
+        const x86_k_quants::ScalesMinima sm = x86_k_quants::scales_and_minima(block->scales);
+        const __m256 scale8 = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(f16(block->d)), sm.scales), in[s].d);
         const __m512 scale = _mm512_castps256_ps512(scale8);
-        minima = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(f16(block->dmin)), m), in[s].dsum, minima);
+        minima = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(f16(block->dmin)), sm.minima), in[s].dsum, minima);
         const __m512i q0 = load64(block->qs), q1 = load64(block->qs + 64);
         __m512i l02 = _mm512_and_si512(q0, nibble), l13 = _mm512_and_si512(_mm512_srli_epi16(q0, 4), nibble);
         __m512i l46 = _mm512_and_si512(q1, nibble), l57 = _mm512_and_si512(_mm512_srli_epi16(q1, 4), nibble);
@@ -289,10 +282,7 @@ float k45_row_dot(const uint8_t* row, size_t first, const SuperBlockInput* in, s
         even = scaled_pair(l46, in[s].pairs[2], _mm512_permutexvar_ps(pick46, scale), even);
         odd = scaled_pair(l57, in[s].pairs[3], _mm512_permutexvar_ps(pick57, scale), odd);
     }
-    const __m128 m4 = _mm_add_ps(_mm256_castps256_ps128(minima), _mm256_extractf128_ps(minima, 1));
-    const __m128 m2 = _mm_add_ps(m4, _mm_movehl_ps(m4, m4));
-    const float minimum = _mm_cvtss_f32(_mm_add_ss(m2, _mm_movehdup_ps(m2)));
-    return _mm512_reduce_add_ps(_mm512_add_ps(even, odd)) - minimum;
+    return _mm512_reduce_add_ps(_mm512_add_ps(even, odd)) - avx2_reductions::hsum(minima);
 }
 
 template <DType D>
