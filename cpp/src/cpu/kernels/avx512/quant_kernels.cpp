@@ -26,6 +26,7 @@
 #include <cstdint>
 
 #include "cpu/kernels/avx2/k_quant_scales.h"
+#include "cpu/kernels/avx2/prefetch.h"
 #include "cpu/kernels/avx2/reductions.h"
 #include "cpu/kernels/kernels.h"
 #include "quant/blocks.h"
@@ -67,32 +68,35 @@ constexpr size_t kKcBlocks = 32;      // 32-value blocks per packed chunk (1024 
 constexpr size_t kMaxTileTokens = 8;  // tokens per micro-tile
 static_assert(kMcRows / kPanelRows * kKcBlocks * sizeof(PanelBlock) <= kGemmScratchBytes);
 static_assert(kMcRows % kPanelRows == 0 && kPanelRows % kRowBlock == 0);
+constexpr size_t kSuperBlocks = quant::kQK / kQ32;  // 32-value blocks per super-block
+static_assert(kKcBlocks % kSuperBlocks == 0, "column chunks are whole super-blocks");
 
-// One 32-value block of a weight row as unsigned levels plus scale and minimum (see PanelBlock).
-struct RowBlock {
-    __m256i levels;
-    float scale;
-    float min;
+// The GGUF block of a K-quant type with minima.
+template <DType D>
+struct KBlock;
+template <>
+struct KBlock<DType::Q4_K> {
+    using Type = BlockQ4_K;
+};
+template <>
+struct KBlock<DType::Q5_K> {
+    using Type = BlockQ5_K;
 };
 
-// Block b of a row: sub-block b % 8 of super-block b / 8.
+// The unsigned levels of one 32-value block of a weight row: sub-block j of super-block `super`.
 template <DType D>
-RowBlock decode_row_block(const uint8_t* row, size_t b) {
-    static_assert(D == DType::Q4_K || D == DType::Q5_K);
-    const size_t j = b % 8;
-    const auto* super = row + (b / 8) * block_bytes(D);
-    const auto* header = reinterpret_cast<const BlockQ4_K*>(super);  // Q5_K shares the header
-    const uint8_t* qs = D == DType::Q4_K ? header->qs : reinterpret_cast<const BlockQ5_K*>(super)->qs;
+__m256i row_block_levels(const uint8_t* row, size_t super, size_t j) {
+    const auto* block = row + super * sizeof(typename KBlock<D>::Type);
+    const uint8_t* qs = D == DType::Q4_K ? reinterpret_cast<const BlockQ4_K*>(block)->qs
+                                         : reinterpret_cast<const BlockQ5_K*>(block)->qs;
     const __m256i bytes = load32(qs + 32 * (j / 2));
     __m256i levels = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(bytes, 4) : bytes, _mm256_set1_epi8(0x0F));
     if constexpr (D == DType::Q5_K) {
-        const __m256i qh = load32(reinterpret_cast<const BlockQ5_K*>(super)->qh);
+        const __m256i qh = load32(reinterpret_cast<const BlockQ5_K*>(block)->qh);
         const __m256i bit = _mm256_and_si256(_mm256_srli_epi16(qh, static_cast<int>(j)), _mm256_set1_epi8(1));
         levels = _mm256_or_si256(levels, _mm256_slli_epi16(bit, 4));
     }
-    uint8_t sc, m;
-    quant::scale_min_k4(j, header->scales, &sc, &m);
-    return RowBlock{levels, f16(header->d) * sc, f16(header->dmin) * m};
+    return levels;
 }
 
 // Transposes 32-bit words: v[i] holds 8 words of row i (low half) and of row i + 8 (high half);
@@ -119,26 +123,37 @@ RowBlock decode_row_block(const uint8_t* row, size_t b) {
 }
 
 // Packs blocks [block_begin, block_begin + n_blocks) of rows [r0, r0 + row_count) into one
-// panel; lanes past row_count repeat row r0 (their results are never stored).
+// panel; lanes past row_count repeat row r0 (their results are never stored). Both are whole
+// super-blocks: each row's 8 scales and minima are unpacked and scaled together (the same fp32
+// products as one at a time, d * sc and dmin * m), then its blocks' levels are transposed.
 template <DType D>
 void pack_panel(const uint8_t* w, size_t row_size, size_t r0, size_t row_count, size_t block_begin, size_t n_blocks,
                 PanelBlock* panel) {
     const uint8_t* rows[kPanelRows];
     for (size_t i = 0; i < kPanelRows; ++i) rows[i] = w + (r0 + (i < row_count ? i : 0)) * row_size;
-    for (size_t b = 0; b < n_blocks; ++b) {
-        PanelBlock& out = panel[b];
-        __m512i v[8];
-        for (size_t i = 0; i < 8; ++i) {
-            const RowBlock lo = decode_row_block<D>(rows[i], block_begin + b);
-            const RowBlock hi = decode_row_block<D>(rows[i + 8], block_begin + b);
-            v[i] = join(lo.levels, hi.levels);
-            out.scale[i] = lo.scale;
-            out.min[i] = lo.min;
-            out.scale[i + 8] = hi.scale;
-            out.min[i + 8] = hi.min;
+    for (size_t s = 0; s < n_blocks / kSuperBlocks; ++s) {
+        const size_t super = block_begin / kSuperBlocks + s;
+        PanelBlock* out = panel + s * kSuperBlocks;
+        for (size_t i = 0; i < kPanelRows; ++i) {
+            // Q5_K's block starts with Q4_K's header.
+            const auto* header = reinterpret_cast<const BlockQ4_K*>(rows[i] + super * sizeof(typename KBlock<D>::Type));
+            const x86_k_quants::ScalesMinima sm = x86_k_quants::scales_and_minima(header->scales);
+            alignas(32) float scale[kSuperBlocks], min[kSuperBlocks];
+            _mm256_store_ps(scale, _mm256_mul_ps(_mm256_set1_ps(f16(header->d)), sm.scales));
+            _mm256_store_ps(min, _mm256_mul_ps(_mm256_set1_ps(f16(header->dmin)), sm.minima));
+            for (size_t j = 0; j < kSuperBlocks; ++j) {
+                out[j].scale[i] = scale[j];
+                out[j].min[i] = min[j];
+            }
         }
-        transpose_words(v);
-        for (size_t g = 0; g < 8; ++g) _mm512_storeu_si512(out.levels[g], v[g]);
+        for (size_t j = 0; j < kSuperBlocks; ++j) {
+            __m512i v[8];
+            for (size_t i = 0; i < 8; ++i) {
+                v[i] = join(row_block_levels<D>(rows[i], super, j), row_block_levels<D>(rows[i + 8], super, j));
+            }
+            transpose_words(v);
+            for (size_t g = 0; g < 8; ++g) _mm512_storeu_si512(out[j].levels[g], v[g]);
+        }
     }
 }
 
@@ -230,18 +245,6 @@ SuperBlockInput prepare_super_block(const BlockQ8A* x) {
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc);
 }
 
-// The GGUF block of a K-quant type with minima.
-template <DType D>
-struct KBlock;
-template <>
-struct KBlock<DType::Q4_K> {
-    using Type = BlockQ4_K;
-};
-template <>
-struct KBlock<DType::Q5_K> {
-    using Type = BlockQ5_K;
-};
-
 // Q5_K: adds the fifth bit of each level in `levels` (the pair's sub-blocks a, b, in bytes 0-31
 // and 32-63), where bit a (b) of qh byte l is the top bit of element l of sub-block a (b).
 [[gnu::always_inline]] inline __m512i with_fifth_bit(__m512i levels, __m512i qh_twice, int a, int b) {
@@ -330,11 +333,24 @@ void gemm(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, 
             }
             // Tokens in ceil(n / 8) blocks of near-equal size, so no tile is left with 1-2 tokens.
             const size_t tiles = (n + kMaxTileTokens - 1) / kMaxTileTokens;
+            // The next block's rows (the next column chunk of these rows, else the next rows) are
+            // fetched into L2 during the first tile, a panel's worth per micro-kernel call, so the
+            // packing after it does not wait on memory.
+            const bool last_chunk = kb + kKcBlocks >= blocks;
+            const size_t next_mb = last_chunk ? mb + kMcRows : mb, next_kb = last_chunk ? 0 : kb + kKcBlocks;
+            const size_t next_mc = next_mb < row_end ? (row_end - next_mb < kMcRows ? row_end - next_mb : kMcRows) : 0;
+            constexpr size_t kBlockBytes = sizeof(typename KBlock<D>::Type);
+            const size_t next_kc = blocks - next_kb < kKcBlocks ? blocks - next_kb : kKcBlocks;
+            const size_t next_bytes = next_kc / kSuperBlocks * kBlockBytes;
+            const uint8_t* next_rows = weights + next_mb * row_size + next_kb / kSuperBlocks * kBlockBytes;
             for (size_t tile = 0, t0 = 0; tile < tiles; ++tile) {
                 const size_t tokens = (n - t0) / (tiles - tile);
                 const uint8_t* x_chunk = xq + t0 * x_stride + kb * sizeof(BlockQ8A);
                 const MicroKernelFn kernel = kMicroKernels[tokens];
                 for (size_t p = 0; p < n_panels; ++p) {
+                    for (size_t r = p * kPanelRows; tile == 0 && r < (p + 1) * kPanelRows && r < next_mc; ++r) {
+                        x86_prefetch::prefetch_range_to_l2(next_rows + r * row_size, next_bytes);
+                    }
                     const size_t rows = mc - p * kPanelRows < kPanelRows ? mc - p * kPanelRows : kPanelRows;
                     kernel(panels + p * kc, kc, x_chunk, x_stride, y + t0 * ldy + mb + p * kPanelRows, ldy, kb > 0,
                            rows);
