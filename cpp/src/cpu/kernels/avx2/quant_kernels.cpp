@@ -256,11 +256,62 @@ constexpr size_t kMinTokensToPack = 4; // fewer tokens go row by row
 static_assert(kMcRows / kPanelRows * kKcBlocks * sizeof(PanelBlock) <= kGemmScratchBytes);
 static_assert(kMcRows % kPanelRows == 0 && kRowBlock % kPanelRows == 0);
 
+// The GGUF block of a K-quant type with minima.
+template <DType D>
+struct KBlock;
+template <>
+struct KBlock<DType::Q4_K> {
+    using Type = BlockQ4_K;
+};
+template <>
+struct KBlock<DType::Q5_K> {
+    using Type = BlockQ5_K;
+};
+
+// pack_panel for Q4_K and Q5_K, a super-block at a time: each row's 8 scales and minima are
+// unpacked and scaled together (the same fp32 products, d * sc and dmin * m, as block_decode.h's
+// one at a time, which cost as much as a quarter of a 16-sequence decode step), and each block's
+// levels come from one vector.
+template <DType D>
+void pack_panel_k45(const uint8_t* w, size_t row_size, size_t r0, size_t row_count, size_t block_begin,
+                    size_t n_blocks, PanelBlock* panel) {
+    using Block = typename KBlock<D>::Type;
+    constexpr size_t kSub = kQK / kQ32;  // blocks per super-block
+    for (size_t i = 0; i < kPanelRows; ++i) {
+        const uint8_t* row = w + (r0 + (i < row_count ? i : 0)) * row_size;
+        for (size_t s = block_begin / kSub; s < (block_begin + n_blocks) / kSub; ++s) {
+            const Block& block = reinterpret_cast<const Block*>(row)[s];
+            const x86_k_quants::ScalesMinima sm = x86_k_quants::scales_and_minima(block.scales);
+            alignas(32) float scale[kSub], min[kSub];
+            _mm256_store_ps(scale, _mm256_mul_ps(_mm256_set1_ps(f16(block.d)), sm.scales));
+            _mm256_store_ps(min, _mm256_mul_ps(_mm256_set1_ps(f16(block.dmin)), sm.minima));
+            for (size_t j = 0; j < kSub; ++j) {
+                const __m256i bytes = load32(block.qs + 32 * (j / 2));
+                __m256i levels = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(bytes, 4) : bytes, _mm256_set1_epi8(0x0F));
+                if constexpr (D == DType::Q5_K) {
+                    const __m256i bit = _mm256_and_si256(_mm256_srli_epi16(load32(block.qh), static_cast<int>(j)),
+                                                         _mm256_set1_epi8(1));
+                    levels = _mm256_or_si256(levels, _mm256_slli_epi16(bit, 4));
+                }
+                alignas(32) int8_t q[kQ32];
+                _mm256_store_si256(reinterpret_cast<__m256i*>(q), levels);
+                PanelBlock& out = panel[s * kSub + j - block_begin];
+                for (size_t g = 0; g < 8; ++g) __builtin_memcpy(out.levels[g][i], q + 4 * g, 4);
+                out.scale[0][i] = out.scale[1][i] = scale[j];
+                out.min[i] = min[j];
+            }
+        }
+    }
+}
+
 // Packs blocks [block_begin, block_begin + n_blocks) of rows [r0, r0 + row_count) into one panel;
 // lanes past row_count repeat row r0 (their results are never stored).
 template <DType D>
 void pack_panel(const uint8_t* w, size_t row_size, size_t r0, size_t row_count, size_t block_begin, size_t n_blocks,
                 PanelBlock* panel) {
+    if constexpr (D == DType::Q4_K || D == DType::Q5_K) {
+        return pack_panel_k45<D>(w, row_size, r0, row_count, block_begin, n_blocks, panel);
+    }
     for (size_t i = 0; i < kPanelRows; ++i) {
         const uint8_t* row = w + (r0 + (i < row_count ? i : 0)) * row_size;
         for (size_t b = 0; b < n_blocks; ++b) {
