@@ -16,7 +16,7 @@
 // to all 8 rows. The 8 lanes of an accumulator are 8 rows, so no horizontal sums are needed
 // and a row's result does not depend on which lane or panel it lands in.
 #include "cpu/kernels/avx2/reductions.h"
-#include "cpu/kernels/avx2/k_quant_scales.h"
+#include "cpu/kernels/avx2/k_quants.h"
 #include "cpu/kernels/avx2/quant_kernels.h"
 
 #include <immintrin.h>
@@ -256,18 +256,6 @@ constexpr size_t kMinTokensToPack = 4; // fewer tokens go row by row
 static_assert(kMcRows / kPanelRows * kKcBlocks * sizeof(PanelBlock) <= kGemmScratchBytes);
 static_assert(kMcRows % kPanelRows == 0 && kRowBlock % kPanelRows == 0);
 
-// The GGUF block of a K-quant type with minima.
-template <DType D>
-struct KBlock;
-template <>
-struct KBlock<DType::Q4_K> {
-    using Type = BlockQ4_K;
-};
-template <>
-struct KBlock<DType::Q5_K> {
-    using Type = BlockQ5_K;
-};
-
 // pack_panel for Q4_K and Q5_K, a super-block at a time: each row's 8 scales and minima are
 // unpacked and scaled together (the same fp32 products, d * sc and dmin * m, as block_decode.h's
 // one at a time, which cost as much as a quarter of a 16-sequence decode step), and each block's
@@ -275,7 +263,7 @@ struct KBlock<DType::Q5_K> {
 template <DType D>
 void pack_panel_k45(const uint8_t* w, size_t row_size, size_t r0, size_t row_count, size_t block_begin,
                     size_t n_blocks, PanelBlock* panel) {
-    using Block = typename KBlock<D>::Type;
+    using Block = x86_k_quants::Block<D>;
     constexpr size_t kSub = kQK / kQ32;  // blocks per super-block
     for (size_t i = 0; i < kPanelRows; ++i) {
         const uint8_t* row = w + (r0 + (i < row_count ? i : 0)) * row_size;

@@ -25,7 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "cpu/kernels/avx2/k_quant_scales.h"
+#include "cpu/kernels/avx2/k_quants.h"
 #include "cpu/kernels/avx2/prefetch.h"
 #include "cpu/kernels/avx2/reductions.h"
 #include "cpu/kernels/kernels.h"
@@ -71,22 +71,10 @@ static_assert(kMcRows % kPanelRows == 0 && kPanelRows % kRowBlock == 0);
 constexpr size_t kSuperBlocks = quant::kQK / kQ32;  // 32-value blocks per super-block
 static_assert(kKcBlocks % kSuperBlocks == 0, "column chunks are whole super-blocks");
 
-// The GGUF block of a K-quant type with minima.
-template <DType D>
-struct KBlock;
-template <>
-struct KBlock<DType::Q4_K> {
-    using Type = BlockQ4_K;
-};
-template <>
-struct KBlock<DType::Q5_K> {
-    using Type = BlockQ5_K;
-};
-
 // The unsigned levels of one 32-value block of a weight row: sub-block j of super-block `super`.
 template <DType D>
 __m256i row_block_levels(const uint8_t* row, size_t super, size_t j) {
-    const auto* block = row + super * sizeof(typename KBlock<D>::Type);
+    const auto* block = row + super * sizeof(x86_k_quants::Block<D>);
     const uint8_t* qs = D == DType::Q4_K ? reinterpret_cast<const BlockQ4_K*>(block)->qs
                                          : reinterpret_cast<const BlockQ5_K*>(block)->qs;
     const __m256i bytes = load32(qs + 32 * (j / 2));
@@ -136,7 +124,7 @@ void pack_panel(const uint8_t* w, size_t row_size, size_t r0, size_t row_count, 
         PanelBlock* out = panel + s * kSuperBlocks;
         for (size_t i = 0; i < kPanelRows; ++i) {
             // Q5_K's block starts with Q4_K's header.
-            const auto* header = reinterpret_cast<const BlockQ4_K*>(rows[i] + super * sizeof(typename KBlock<D>::Type));
+            const auto* header = reinterpret_cast<const BlockQ4_K*>(rows[i] + super * sizeof(x86_k_quants::Block<D>));
             const x86_k_quants::ScalesMinima sm = x86_k_quants::scales_and_minima(header->scales);
             alignas(32) float scale[kSuperBlocks], min[kSuperBlocks];
             _mm256_store_ps(scale, _mm256_mul_ps(_mm256_set1_ps(f16(header->d)), sm.scales));
@@ -255,7 +243,7 @@ SuperBlockInput prepare_super_block(const BlockQ8A* x) {
 // A row's dot with `n_super` prepared super-blocks, from super-block `first` of the row.
 template <DType D>
 float k45_row_dot(const uint8_t* row, size_t first, const SuperBlockInput* in, size_t n_super) {
-    using Block = typename KBlock<D>::Type;
+    using Block = x86_k_quants::Block<D>;
     // Lane i of a pair's scale vector: sub-block a for i < 8, b after.
     const __m512i pick02 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
     const __m512i pick13 = _mm512_setr_epi32(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3);
@@ -339,7 +327,7 @@ void gemm(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, 
             const bool last_chunk = kb + kKcBlocks >= blocks;
             const size_t next_mb = last_chunk ? mb + kMcRows : mb, next_kb = last_chunk ? 0 : kb + kKcBlocks;
             const size_t next_mc = next_mb < row_end ? (row_end - next_mb < kMcRows ? row_end - next_mb : kMcRows) : 0;
-            constexpr size_t kBlockBytes = sizeof(typename KBlock<D>::Type);
+            constexpr size_t kBlockBytes = sizeof(x86_k_quants::Block<D>);
             const size_t next_kc = blocks - next_kb < kKcBlocks ? blocks - next_kb : kKcBlocks;
             const size_t next_bytes = next_kc / kSuperBlocks * kBlockBytes;
             const uint8_t* next_rows = weights + next_mb * row_size + next_kb / kSuperBlocks * kBlockBytes;

@@ -1,5 +1,5 @@
-// The 8 scales and 8 minima of a Q4_K / Q5_K super-block as fp32 vectors, shared by the AVX2 and
-// AVX-512 row GEMVs of those types.
+// Q4_K / Q5_K helpers shared by the AVX2 and AVX-512 kernels of those types: the GGUF block of
+// each, and a super-block's 8 scales and 8 minima as fp32 vectors.
 //
 // Included only by translation units compiled with AVX2 (or wider) flags; the function has
 // internal linkage (`static`), so no copy compiled with those flags can be picked by the linker
@@ -10,9 +10,24 @@
 
 #include <cstdint>
 
+#include "lfmrt/tensor.h"
 #include "quant/blocks.h"
 
 namespace lfmrt::cpu::x86_k_quants {
+
+// Block<D>: the GGUF block of a K-quant type with minima.
+template <DType D>
+struct BlockType;
+template <>
+struct BlockType<DType::Q4_K> {
+    using Type = quant::BlockQ4_K;
+};
+template <>
+struct BlockType<DType::Q5_K> {
+    using Type = quant::BlockQ5_K;
+};
+template <DType D>
+using Block = typename BlockType<D>::Type;
 
 struct ScalesMinima {
     __m256 scales;  // sc of sub-blocks 0..7
