@@ -255,6 +255,7 @@ constexpr size_t kMaxTileTokens = 4;   // tokens per micro-tile
 constexpr size_t kMinTokensToPack = 4; // fewer tokens go row by row
 static_assert(kMcRows / kPanelRows * kKcBlocks * sizeof(PanelBlock) <= kGemmScratchBytes);
 static_assert(kMcRows % kPanelRows == 0 && kRowBlock % kPanelRows == 0);
+static_assert(kKcBlocks % (kQK / kQ32) == 0, "column chunks are whole K-quant super-blocks (pack_panel_k45)");
 
 // pack_panel for Q4_K and Q5_K, a super-block at a time: each row's 8 scales and minima are
 // unpacked and scaled together (the same fp32 products, d * sc and dmin * m, as block_decode.h's
