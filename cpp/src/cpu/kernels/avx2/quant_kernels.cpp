@@ -157,31 +157,20 @@ float dot_row<DType::Q4_0>(const void* row, const BlockQ8A* x, size_t blocks) {
 // minima in one dependent chain, it bounded the GEMV at a quarter of memory bandwidth.
 template <DType D>
 float dot_row_k45(const void* row, const BlockQ8A* x, size_t blocks) {
-    const auto* base = static_cast<const uint8_t*>(row);
-    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    const auto* super_blocks = static_cast<const x86_k_quants::Block<D>*>(row);
     __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     __m256 minima = _mm256_setzero_ps();
     for (size_t sb = 0; sb < blocks / 8; ++sb, x += 8) {
-        const auto* header = reinterpret_cast<const BlockQ4_K*>(base + sb * block_bytes(D));
-        const uint8_t* qs = D == DType::Q4_K ? header->qs : reinterpret_cast<const BlockQ5_K*>(header)->qs;
-        const x86_k_quants::ScalesMinima sm = x86_k_quants::scales_and_minima(header->scales);
+        const auto& block = super_blocks[sb];
+        const x86_k_quants::ScalesMinima sm = x86_k_quants::scales_and_minima(block.scales);
         const __m256 xd = _mm256_setr_ps(x[0].d, x[1].d, x[2].d, x[3].d, x[4].d, x[5].d, x[6].d, x[7].d);
         const __m256 dsum =
             _mm256_setr_ps(x[0].dsum, x[1].dsum, x[2].dsum, x[3].dsum, x[4].dsum, x[5].dsum, x[6].dsum, x[7].dsum);
-        const __m256 scale = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(f16(header->d)), sm.scales), xd);
-        minima = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(f16(header->dmin)), sm.minima), dsum, minima);
-        __m256i high_bits = _mm256_setzero_si256();
-        if constexpr (D == DType::Q5_K) high_bits = load32(reinterpret_cast<const BlockQ5_K*>(header)->qh);
+        const __m256 scale = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(f16(block.d)), sm.scales), xd);
+        minima = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(f16(block.dmin)), sm.minima), dsum, minima);
 #pragma GCC unroll 8
         for (size_t j = 0; j < 8; ++j) {
-            const __m256i bytes = load32(qs + 32 * (j / 2));
-            __m256i levels = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(bytes, 4) : bytes, nibble);
-            if constexpr (D == DType::Q5_K) {
-                const __m256i bit = _mm256_and_si256(_mm256_srli_epi16(high_bits, static_cast<int>(j)),
-                                                     _mm256_set1_epi8(1));
-                levels = _mm256_or_si256(levels, _mm256_slli_epi16(bit, 4));
-            }
-            const __m256i p = dot_unsigned(levels, load32(x[j].qs));
+            const __m256i p = dot_unsigned(x86_k_quants::sub_block_levels<D>(block, j), load32(x[j].qs));
             const __m256 scale_j = _mm256_permutevar8x32_ps(scale, _mm256_set1_epi32(static_cast<int>(j)));
             acc[j % 2] = _mm256_fmadd_ps(scale_j, _mm256_cvtepi32_ps(p), acc[j % 2]);
         }
@@ -275,15 +264,8 @@ void pack_panel_k45(const uint8_t* w, size_t row_size, size_t r0, size_t row_cou
             _mm256_store_ps(scale, _mm256_mul_ps(_mm256_set1_ps(f16(block.d)), sm.scales));
             _mm256_store_ps(min, _mm256_mul_ps(_mm256_set1_ps(f16(block.dmin)), sm.minima));
             for (size_t j = 0; j < kSub; ++j) {
-                const __m256i bytes = load32(block.qs + 32 * (j / 2));
-                __m256i levels = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(bytes, 4) : bytes, _mm256_set1_epi8(0x0F));
-                if constexpr (D == DType::Q5_K) {
-                    const __m256i bit = _mm256_and_si256(_mm256_srli_epi16(load32(block.qh), static_cast<int>(j)),
-                                                         _mm256_set1_epi8(1));
-                    levels = _mm256_or_si256(levels, _mm256_slli_epi16(bit, 4));
-                }
                 alignas(32) int8_t q[kQ32];
-                _mm256_store_si256(reinterpret_cast<__m256i*>(q), levels);
+                _mm256_store_si256(reinterpret_cast<__m256i*>(q), x86_k_quants::sub_block_levels<D>(block, j));
                 PanelBlock& out = panel[s * kSub + j - block_begin];
                 for (size_t g = 0; g < 8; ++g) __builtin_memcpy(out.levels[g][i], q + 4 * g, 4);
                 out.scale[0][i] = out.scale[1][i] = scale[j];

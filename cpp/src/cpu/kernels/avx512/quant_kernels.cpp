@@ -71,22 +71,6 @@ static_assert(kMcRows % kPanelRows == 0 && kPanelRows % kRowBlock == 0);
 constexpr size_t kSuperBlocks = quant::kQK / kQ32;  // 32-value blocks per super-block
 static_assert(kKcBlocks % kSuperBlocks == 0, "column chunks are whole super-blocks");
 
-// The unsigned levels of one 32-value block of a weight row: sub-block j of super-block `super`.
-template <DType D>
-__m256i row_block_levels(const uint8_t* row, size_t super, size_t j) {
-    const auto* block = row + super * sizeof(x86_k_quants::Block<D>);
-    const uint8_t* qs = D == DType::Q4_K ? reinterpret_cast<const BlockQ4_K*>(block)->qs
-                                         : reinterpret_cast<const BlockQ5_K*>(block)->qs;
-    const __m256i bytes = load32(qs + 32 * (j / 2));
-    __m256i levels = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(bytes, 4) : bytes, _mm256_set1_epi8(0x0F));
-    if constexpr (D == DType::Q5_K) {
-        const __m256i qh = load32(reinterpret_cast<const BlockQ5_K*>(block)->qh);
-        const __m256i bit = _mm256_and_si256(_mm256_srli_epi16(qh, static_cast<int>(j)), _mm256_set1_epi8(1));
-        levels = _mm256_or_si256(levels, _mm256_slli_epi16(bit, 4));
-    }
-    return levels;
-}
-
 // Transposes 32-bit words: v[i] holds 8 words of row i (low half) and of row i + 8 (high half);
 // afterwards v[g] holds word g of rows 0..15.
 [[gnu::always_inline]] inline void transpose_words(__m512i v[8]) {
@@ -119,16 +103,16 @@ void pack_panel(const uint8_t* w, size_t row_size, size_t r0, size_t row_count, 
                 PanelBlock* panel) {
     const uint8_t* rows[kPanelRows];
     for (size_t i = 0; i < kPanelRows; ++i) rows[i] = w + (r0 + (i < row_count ? i : 0)) * row_size;
+    const auto block_of = [](const uint8_t* row) { return reinterpret_cast<const x86_k_quants::Block<D>*>(row); };
     for (size_t s = 0; s < n_blocks / kSuperBlocks; ++s) {
         const size_t super = block_begin / kSuperBlocks + s;
         PanelBlock* out = panel + s * kSuperBlocks;
         for (size_t i = 0; i < kPanelRows; ++i) {
-            // Q5_K's block starts with Q4_K's header.
-            const auto* header = reinterpret_cast<const BlockQ4_K*>(rows[i] + super * sizeof(x86_k_quants::Block<D>));
-            const x86_k_quants::ScalesMinima sm = x86_k_quants::scales_and_minima(header->scales);
+            const auto& block = block_of(rows[i])[super];
+            const x86_k_quants::ScalesMinima sm = x86_k_quants::scales_and_minima(block.scales);
             alignas(32) float scale[kSuperBlocks], min[kSuperBlocks];
-            _mm256_store_ps(scale, _mm256_mul_ps(_mm256_set1_ps(f16(header->d)), sm.scales));
-            _mm256_store_ps(min, _mm256_mul_ps(_mm256_set1_ps(f16(header->dmin)), sm.minima));
+            _mm256_store_ps(scale, _mm256_mul_ps(_mm256_set1_ps(f16(block.d)), sm.scales));
+            _mm256_store_ps(min, _mm256_mul_ps(_mm256_set1_ps(f16(block.dmin)), sm.minima));
             for (size_t j = 0; j < kSuperBlocks; ++j) {
                 out[j].scale[i] = scale[j];
                 out[j].min[i] = min[j];
@@ -137,7 +121,8 @@ void pack_panel(const uint8_t* w, size_t row_size, size_t r0, size_t row_count, 
         for (size_t j = 0; j < kSuperBlocks; ++j) {
             __m512i v[8];
             for (size_t i = 0; i < 8; ++i) {
-                v[i] = join(row_block_levels<D>(rows[i], super, j), row_block_levels<D>(rows[i + 8], super, j));
+                v[i] = join(x86_k_quants::sub_block_levels<D>(block_of(rows[i])[super], j),
+                            x86_k_quants::sub_block_levels<D>(block_of(rows[i + 8])[super], j));
             }
             transpose_words(v);
             for (size_t g = 0; g < 8; ++g) _mm512_storeu_si512(out[j].levels[g], v[g]);
