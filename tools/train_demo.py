@@ -317,9 +317,9 @@ def tokenizer_config(template: str) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def build_model() -> Lfm2ForCausalLM:
+def build_model(hidden: int, ff_dim: int) -> Lfm2ForCausalLM:
     config = Lfm2Config(
-        vocab_size=VOCAB_SIZE, hidden_size=HIDDEN, intermediate_size=FF_DIM, num_hidden_layers=N_LAYERS,
+        vocab_size=VOCAB_SIZE, hidden_size=hidden, intermediate_size=ff_dim, num_hidden_layers=N_LAYERS,
         num_attention_heads=HEADS, num_key_value_heads=KV_HEADS,
         layer_types=["full_attention" if i in ATTENTION_LAYERS else "conv" for i in range(N_LAYERS)],
         block_auto_adjust_ff_dim=False, max_position_embeddings=MAX_CONTEXT, conv_L_cache=3,
@@ -361,6 +361,9 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--hidden", type=int, default=HIDDEN,
+                    help=f"hidden size (default {HIDDEN}; a multiple of 256 makes every matrix K-quantizable)")
+    ap.add_argument("--ff-dim", type=int, default=FF_DIM, help=f"SwiGLU width (default {FF_DIM})")
     args = ap.parse_args()
 
     torch.set_num_threads(1)
@@ -382,7 +385,7 @@ def main() -> int:
           f"{n_chunks} chunks of {SEQ_LEN}; {args.steps} steps = "
           f"{args.steps * BATCH * SEQ_LEN / len(stream):.2f} epochs", flush=True)
 
-    model = build_model()
+    model = build_model(args.hidden, args.ff_dim)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {n_params / 1e6:.2f}M parameters", flush=True)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
