@@ -723,6 +723,36 @@ void test_backend_panels(Report& report, const KernelTable& table, DType dtype, 
     check.finish(report, std::string(table.name) + " backend panels " + lfmrt::dtype_name(dtype));
 }
 
+// The activation blocks' scale is amax / 127 rounded to 11 significant bits: exactly the fp16
+// value (checked against lfmrt's exact fp16 conversion) wherever fp16 is normal, and the same
+// rounding, not fp16's flush to subnormals or infinity, outside that range.
+void test_activation_scale(Report& report, std::mt19937& rng) {
+    Check check;
+    std::uniform_real_distribution<float> exponent(-40.0f, 40.0f), mantissa(1.0f, 2.0f);
+    for (int i = 0; i < 200000; ++i) {
+        const float amax = std::ldexp(mantissa(rng), static_cast<int>(exponent(rng)));
+        const float d = lfmrt::quant::activation_scale(amax), exact = amax / 127;
+        const std::string where = "amax=" + std::to_string(amax);
+        if (exact >= 0x1p-14f && exact <= 65504.0f) {
+            check.that(d == lfmrt::f16_to_f32(lfmrt::f32_to_f16(exact)), where + ": not the fp16 rounding");
+        }
+        uint32_t bits;
+        std::memcpy(&bits, &d, sizeof bits);
+        check.that((bits & 0x1fffu) == 0, where + ": more than 11 significant bits");
+        check.that(std::fabs(d - exact) <= std::ldexp(std::fabs(exact), -11), where + ": off by more than half a step");
+    }
+    check.that(lfmrt::quant::activation_scale(0.0f) == 0.0f, "amax 0");
+    // A block of one value: its level is 127 and the scale the rounded amax / 127.
+    std::vector<float> x(32, 0.0f);
+    x[5] = -3.3f;
+    lfmrt::quant::BlockQ8A block;
+    lfmrt::cpu::scalar_kernels().quantize_q8a(x.data(), &block, 32);
+    check.that(block.qs[5] == -127 && block.d == lfmrt::f16_to_f32(lfmrt::f32_to_f16(3.3f / 127)) &&
+                   block.dsum == -127 * block.d,
+               "one-value block");
+    check.finish(report, "activation scale: fp16's rounding with fp32's range");
+}
+
 // The SIMD activation quantizer must give the reference's bytes exactly (so every table sees
 // the same integers), including all-zero blocks, huge and tiny values and exact .5 ties.
 void test_quantize_q8a(Report& report, const KernelTable& simd, std::mt19937& rng) {
@@ -921,6 +951,7 @@ int run_tests() {
         test_row_splits(report, lfmrt::cpu::scalar_kernels(), dtype, rng);
         test_matmul_edges(report, lfmrt::cpu::scalar_kernels(), dtype, rng);
     }
+    test_activation_scale(report, rng);
     test_panel_packing(report, rng);
     for (DType dtype : kPanelTypes) {
         test_panel_matmul(report, lfmrt::cpu::scalar_kernels(), dtype, rng);

@@ -352,14 +352,14 @@ void quantize_row_q8a(const float* x, BlockQ8A* y, size_t n) {
     for (size_t b = 0; b < n / kQ32; ++b, x += kQ32) {
         float amax = 0.0f;
         for (size_t i = 0; i < kQ32; ++i) amax = std::fmax(amax, std::fabs(x[i]));
-        const float d = amax / 127;
-        const float id = d != 0 ? 1 / d : 0.0f;
+        const float id = amax != 0 ? 127 / amax : 0.0f;
         int32_t sum = 0;
         for (size_t i = 0; i < kQ32; ++i) {
             const int q = nearest_int(x[i] * id);
             y[b].qs[i] = static_cast<int8_t>(q);
             sum += q;
         }
+        const float d = activation_scale(amax);
         y[b].d = d;
         y[b].dsum = d * static_cast<float>(sum);
     }

@@ -79,7 +79,8 @@ __m256i dot_unsigned(__m256i w, __m256i x) {
 
 // ---------------------------------------------------------------------------------------------
 // Activation quantization: bit for bit quant::quantize_row_q8a (the same max, the same
-// division, one rounding product, and cvtps rounds to nearest even as the reference does).
+// reciprocal, one rounding product, cvtps rounds to nearest even as the reference does, and the
+// same activation_scale).
 
 void quantize_blocks_q8a(const float* x, BlockQ8A* y, size_t blocks) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
@@ -89,14 +90,15 @@ void quantize_blocks_q8a(const float* x, BlockQ8A* y, size_t blocks) {
         for (int i = 0; i < 4; ++i) v[i] = _mm256_loadu_ps(x + 8 * i);
         const __m256 amax = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
                                           _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
-        const float d = hmax(amax) / 127;
-        const __m256 id = _mm256_set1_ps(d != 0 ? 1 / d : 0.0f);
+        const float max = hmax(amax);
+        const __m256 id = _mm256_set1_ps(max != 0 ? 127 / max : 0.0f);
         __m256i q[4];
         for (int i = 0; i < 4; ++i) q[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], id));
         const int32_t sum = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
         // packs interleave 128-bit halves: 4-byte groups come out as q0a q1a q2a q3a q0b q1b q2b q3b.
         const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs), _mm256_permutevar8x32_epi32(bytes, order));
+        const float d = quant::activation_scale(max);
         y[b].d = d;
         y[b].dsum = d * static_cast<float>(sum);
     }

@@ -189,8 +189,8 @@ void gemm_bf16(const void* w, size_t cols, const void* x, size_t x_stride, size_
     gemm<DType::BF16>(w, cols, x, x_stride, n, y, ldy, row_begin, row_end);
 }
 
-// Bit for bit quant::quantize_row_q8a: the same max, the same division and reciprocal, one
-// rounding product per value, and FCVTNS rounds to nearest even as the reference does.
+// Bit for bit quant::quantize_row_q8a: the same max, the same reciprocal, one rounding product
+// per value, FCVTNS rounds to nearest even as the reference does, and the same activation_scale.
 void quantize_q8a(const float* x, void* dst, size_t cols) {
     auto* y = static_cast<quant::BlockQ8A*>(dst);
     for (size_t b = 0; b < cols / quant::kQ32; ++b, x += quant::kQ32) {
@@ -200,8 +200,8 @@ void quantize_q8a(const float* x, void* dst, size_t cols) {
             v[i] = vld1q_f32(x + 4 * i);
             amax = vmaxq_f32(amax, vabsq_f32(v[i]));
         }
-        const float d = vmaxvq_f32(amax) / 127;
-        const float id = d != 0 ? 1 / d : 0.0f;
+        const float max = vmaxvq_f32(amax);
+        const float id = max != 0 ? 127 / max : 0.0f;
         int32x4_t q[8];
         int32x4_t sum = vdupq_n_s32(0);
         for (size_t i = 0; i < 8; ++i) {
@@ -213,6 +213,7 @@ void quantize_q8a(const float* x, void* dst, size_t cols) {
             const int16x8_t hi = vcombine_s16(vqmovn_s32(q[4 * h + 2]), vqmovn_s32(q[4 * h + 3]));
             vst1q_s8(y[b].qs + 16 * h, vcombine_s8(vqmovn_s16(lo), vqmovn_s16(hi)));
         }
+        const float d = quant::activation_scale(max);
         y[b].d = d;
         y[b].dsum = d * static_cast<float>(vaddvq_s32(sum));
     }
