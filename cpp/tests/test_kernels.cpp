@@ -758,7 +758,7 @@ void test_activation_scale(Report& report, std::mt19937& rng) {
 void test_quantize_q8a(Report& report, const KernelTable& simd, std::mt19937& rng) {
     Check check;
     for (size_t cols : {32, 64, 1024, 4608}) {
-        for (float scale : {1.0f, 1e-20f, 1e20f}) {
+        for (float scale : {1.0f, 1e-20f, 1e20f, 1e-38f}) {
             std::vector<float> x = random_floats(cols + 1, rng, -scale, scale);
             for (size_t i = 1; i <= 32 && i < x.size(); ++i) x[i] = 0.0f;  // the first block all zeros
             if (cols >= 64) {  // a block of exact ties at the scale 127 / 127 = 1
@@ -771,6 +771,13 @@ void test_quantize_q8a(Report& report, const KernelTable& simd, std::mt19937& rn
             check.that(std::memcmp(got.data(), ref.data(), bytes) == 0,
                        "cols=" + std::to_string(cols) + " scale=" + std::to_string(scale) + " differs");
             check.that(got[bytes] == 0xAB, "wrote past the end");
+            if (scale == 1e-38f) {  // below activation_level_factor's floor: every level 0
+                const auto* blocks = reinterpret_cast<const lfmrt::quant::BlockQ8A*>(got.data());
+                for (size_t b = 0; b < cols / 32; ++b) {
+                    if (b == 1 && cols >= 64) continue;  // the block of ties
+                    for (int8_t q : blocks[b].qs) check.that(q == 0, "a level of a subnormal block is not 0");
+                }
+            }
         }
     }
     check.finish(report, std::string(simd.name) + " quantize_q8a bit-identical");

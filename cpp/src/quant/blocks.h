@@ -85,6 +85,11 @@ static_assert(sizeof(BlockQ8A) == 40);
 // Q8_0 / Q4_0 files rose from 0.913-0.992 to 0.956-0.995 on five test models, with the KL to
 // f32 unchanged within its noise (bench/quant_quality.py). Every kernel table calls this, so
 // their quantizations stay bit-identical.
+// The factor an activation block's levels are taken with, round(x * 127 / amax); 0 for an
+// all-zero block and for one so small (amax < 2^-100) that 127 / amax could overflow to
+// infinity and turn its values into infinities and NaNs, which the kernels round differently.
+static inline float activation_level_factor(float amax) { return amax >= 0x1p-100f ? 127 / amax : 0.0f; }
+
 static inline float activation_scale(float amax) {
     const float d = amax / 127;
     uint32_t bits;

@@ -352,7 +352,7 @@ void quantize_row_q8a(const float* x, BlockQ8A* y, size_t n) {
     for (size_t b = 0; b < n / kQ32; ++b, x += kQ32) {
         float amax = 0.0f;
         for (size_t i = 0; i < kQ32; ++i) amax = std::fmax(amax, std::fabs(x[i]));
-        const float id = amax != 0 ? 127 / amax : 0.0f;
+        const float id = activation_level_factor(amax);
         int32_t sum = 0;
         for (size_t i = 0; i < kQ32; ++i) {
             const int q = nearest_int(x[i] * id);

@@ -91,7 +91,7 @@ void quantize_blocks_q8a(const float* x, BlockQ8A* y, size_t blocks) {
         const __m256 amax = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
                                           _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
         const float max = hmax(amax);
-        const __m256 id = _mm256_set1_ps(max != 0 ? 127 / max : 0.0f);
+        const __m256 id = _mm256_set1_ps(quant::activation_level_factor(max));
         __m256i q[4];
         for (int i = 0; i < 4; ++i) q[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], id));
         const int32_t sum = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));

@@ -201,7 +201,7 @@ void quantize_q8a(const float* x, void* dst, size_t cols) {
             amax = vmaxq_f32(amax, vabsq_f32(v[i]));
         }
         const float max = vmaxvq_f32(amax);
-        const float id = max != 0 ? 127 / max : 0.0f;
+        const float id = quant::activation_level_factor(max);
         int32x4_t q[8];
         int32x4_t sum = vdupq_n_s32(0);
         for (size_t i = 0; i < 8; ++i) {
