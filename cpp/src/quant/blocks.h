@@ -77,19 +77,19 @@ struct BlockQ8A {
 };
 static_assert(sizeof(BlockQ8A) == 40);
 
-// The scale an activation block stores for its levels qs = round(x * 127 / amax): amax / 127
-// rounded (to nearest even) to 11 significant bits, the precision of the fp16 scale llama.cpp's
-// Q8_0 activations carry, but with fp32's range (fp16's would make the scales of blocks with
-// amax < 0.008 subnormal and coarse). Matching llama.cpp's rounding keeps the two runtimes'
-// layer outputs apart by summation order alone: top-1 agreement with llama.cpp on the same
-// Q8_0 / Q4_0 files rose from 0.913-0.992 to 0.956-0.995 on five test models, with the KL to
-// f32 unchanged within its noise (bench/quant_quality.py). Every kernel table calls this, so
-// their quantizations stay bit-identical.
 // The factor an activation block's levels are taken with, round(x * 127 / amax); 0 for an
 // all-zero block and for one so small (amax < 2^-100) that 127 / amax could overflow to
 // infinity and turn its values into infinities and NaNs, which the kernels round differently.
 static inline float activation_level_factor(float amax) { return amax >= 0x1p-100f ? 127 / amax : 0.0f; }
 
+// The scale an activation block stores for its levels (activation_level_factor): amax / 127
+// rounded (to nearest even) to 11 significant bits, the precision of the fp16 scale llama.cpp's
+// Q8_0 activations carry, but with fp32's range (fp16's would make the scales of blocks with
+// amax < 0.008 subnormal and coarse). Matching llama.cpp's rounding keeps the two runtimes'
+// layer outputs apart by summation order alone: top-1 agreement with llama.cpp on the same
+// Q8_0 / Q4_0 files went from 0.913-0.992 to 0.958-0.995 on five test models, with the KL to
+// f32 unchanged within its noise (bench/quant_quality.py). Every kernel table calls this, so
+// their quantizations stay bit-identical.
 static inline float activation_scale(float amax) {
     const float d = amax / 127;
     uint32_t bits;
