@@ -132,6 +132,85 @@ def test_k_quants_match_llama_cpp_reference(qtype):
     assert np.array_equal(ours, theirs), f"{int((ours != theirs).sum())} bytes differ from llama.cpp's"
 
 
+# --------------------------------------------------------------------------------------------
+# Activations: what the integer kernels multiply block weights with.
+
+ACTIVATION_BLOCK = np.dtype([("d", "<f4"), ("dsum", "<f4"), ("qs", "i1", (32,))])
+
+
+def _llama_activation_quantizers():
+    """llama.cpp's activation quantizers for Q8_0/Q4_0 weights (its CPU ``quantize_row_q8_0``,
+    fp16 scale per 32 values) and for K-quant weights (``quantize_row_q8_K``, fp32 scale per 256),
+    from llama-cpp-python's ``libggml-cpu``; None where it is not installed."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return None
+    path = os.path.join(os.path.dirname(llama_cpp.__file__), "lib", "libggml-cpu.so")
+    if not os.path.exists(path):
+        return None
+    lib = ctypes.CDLL(path)
+    lib.ggml_cpu_init()
+    quantizers = {}
+    for name in ("q8_0", "q8_K"):
+        fn = getattr(lib, f"quantize_row_{name}")
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+        fn.restype = None
+        quantizers[name] = fn
+    return quantizers
+
+
+def _activation_rows(rng: np.random.Generator) -> np.ndarray:
+    """Rows whose blocks' scales stay inside fp16's normal range (where llama.cpp's fp16 Q8_0
+    scale is exact), with an all-zero block, one outlier per 256 values and .5 ties."""
+    x = rng.standard_normal((24, 1024)).astype(np.float32)
+    x[1] *= 1e-2
+    x[2] *= 1e3
+    x[3, :32] = 0.0
+    x[4, ::256] = 40.0
+    x[5] = np.round(rng.uniform(-127, 127, 1024)) + 0.5
+    x[5, ::32] = 127.0
+    return x
+
+
+@pytest.mark.parametrize("isa", _core.kernel_sets())
+@pytest.mark.parametrize("weight", ["Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K"])
+def test_activations_match_llama_cpps(weight, isa):
+    """lfmrt quantizes a matmul's input as llama.cpp does for the same weight type: the same
+    levels and scales (Q8_0 per 32 values for Q8_0/Q4_0 weights, Q8_K per 256 for K-quants), so
+    the two runtimes' integer dot products are equal and only their summation order differs."""
+    quantizers = _llama_activation_quantizers()
+    if quantizers is None:
+        pytest.skip("llama-cpp-python's libggml-cpu is not available")
+    x = _activation_rows(np.random.default_rng(7))
+    ours = _core.quantize_activations(x, weight, isa).view(ACTIVATION_BLOCK).reshape(x.shape[0], -1)
+    per_256 = weight.endswith("_K")
+    theirs_block = (
+        np.dtype([("d", "<f4"), ("qs", "i1", (256,)), ("bsums", "<i2", (16,))])
+        if per_256
+        else np.dtype([("d", "<f2"), ("qs", "i1", (32,))])
+    )
+    theirs = np.zeros((x.shape[0], x.shape[1] // (256 if per_256 else 32)), theirs_block)
+    for r in range(x.shape[0]):
+        row = np.ascontiguousarray(x[r])
+        quantizers["q8_K" if per_256 else "q8_0"](row.ctypes.data, theirs[r].ctypes.data, x.shape[1])
+    their_d = np.repeat(theirs["d"].astype(np.float32), 8 if per_256 else 1, axis=1)
+    their_qs = theirs["qs"].reshape(ours["qs"].shape).astype(np.int32)
+    # Q8_K negates levels and scale when a block's largest-magnitude value is positive: the same
+    # products, so compare magnitudes of scales and the levels with that sign taken out.
+    sign = np.where(their_d < 0, -1, 1)
+    np.testing.assert_array_equal(ours["d"], np.abs(their_d))
+    np.testing.assert_array_equal(ours["qs"].astype(np.int32), their_qs * sign[..., None])
+    np.testing.assert_array_equal(ours["dsum"], ours["d"] * ours["qs"].astype(np.int32).sum(axis=-1).astype(np.float32))
+
+
+def test_activations_reject_float_weights_and_bad_rows():
+    with pytest.raises(ValueError, match="float activations"):
+        _core.quantize_activations(np.zeros((1, 32), np.float32), "F16")
+    with pytest.raises(ValueError, match="multiple of 256"):
+        _core.quantize_activations(np.zeros((1, 288), np.float32), "Q4_K")
+
+
 def test_float_types_round_trip():
     x = np.random.default_rng(5).standard_normal((3, 40)).astype(np.float32)
     np.testing.assert_array_equal(_core.dequantize(_core.quantize(x, "F32"), "F32", [3, 40]), x)

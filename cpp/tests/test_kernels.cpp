@@ -241,7 +241,9 @@ public:
         bytes_.resize(n * stride_ + 1);
         values_.resize(n * cols);
         for (size_t t = 0; t < n; ++t) {
-            lfmrt::cpu::scalar_kernels().quantize_q8a(x + t * ldx, bytes_.data() + t * stride_, cols);
+            const auto quantize = lfmrt::cpu::activation_quantizer(lfmrt::cpu::scalar_kernels(),
+                                                                   lfmrt::cpu::activation_format(weight));
+            quantize(x + t * ldx, bytes_.data() + t * stride_, cols);
             lfmrt::quant::dequantize_row_q8a(reinterpret_cast<const lfmrt::quant::BlockQ8A*>(bytes_.data() + t * stride_),
                                              values_.data() + t * cols, cols);
         }
@@ -753,34 +755,71 @@ void test_activation_scale(Report& report, std::mt19937& rng) {
     check.finish(report, "activation scale: fp16's rounding with fp32's range");
 }
 
-// The SIMD activation quantizer must give the reference's bytes exactly (so every table sees
-// the same integers), including all-zero blocks, huge and tiny values and exact .5 ties.
-void test_quantize_q8a(Report& report, const KernelTable& simd, std::mt19937& rng) {
+// K-quant activations share one scale across each 256 values, as llama.cpp's Q8_K: the level
+// factor 127 / amax of the 256 values and the fp32 scale 1 / factor in all 8 blocks.
+void test_activation_scale_k(Report& report, std::mt19937& rng) {
     Check check;
-    for (size_t cols : {32, 64, 1024, 4608}) {
+    for (float scale : {1.0f, 3e-7f, 5e4f}) {
+        std::vector<float> x = random_floats(512, rng, -scale, scale);
+        x[300] = -1.75f * scale;  // the second group's amax, in its second block
+        std::vector<lfmrt::quant::BlockQ8A> blocks(16);
+        lfmrt::cpu::scalar_kernels().quantize_q8a_k(x.data(), blocks.data(), 512);
+        for (size_t g = 0; g < 2; ++g) {
+            float amax = 0.0f;
+            for (size_t i = 0; i < 256; ++i) amax = std::max(amax, std::fabs(x[256 * g + i]));
+            const float factor = 127 / amax, d = 1 / factor;
+            for (size_t b = 0; b < 8; ++b) {
+                const auto& block = blocks[8 * g + b];
+                const std::string where = "scale=" + std::to_string(scale) + " block " + std::to_string(8 * g + b);
+                check.that(block.d == d, where + ": not the group's 1 / (127 / amax)");
+                int sum = 0;
+                for (size_t i = 0; i < 32; ++i) {
+                    const float v = x[256 * g + 32 * b + i] * factor;
+                    check.that(block.qs[i] == static_cast<int>(std::nearbyint(v)), where + ": level not round(x * factor)");
+                    sum += block.qs[i];
+                }
+                check.that(block.dsum == d * static_cast<float>(sum), where + ": dsum");
+            }
+        }
+        check.that(blocks[9].qs[300 - 288] == -127, "the group's amax is not level -127");
+    }
+    check.finish(report, "activation scale K: one per 256 values, Q8_K's");
+}
+
+// The SIMD activation quantizers must give the reference's bytes exactly (so every table sees
+// the same integers), including all-zero blocks, huge and tiny values and exact .5 ties.
+void test_quantize_q8a(Report& report, const KernelTable& simd, lfmrt::cpu::ActivationFormat format,
+                       std::mt19937& rng) {
+    const bool k = format == lfmrt::cpu::ActivationFormat::Q8A_K;
+    Check check;
+    for (size_t cols : k ? std::vector<size_t>{256, 512, 1024, 4608} : std::vector<size_t>{32, 64, 1024, 4608}) {
         for (float scale : {1.0f, 1e-20f, 1e20f, 1e-38f}) {
             std::vector<float> x = random_floats(cols + 1, rng, -scale, scale);
-            for (size_t i = 1; i <= 32 && i < x.size(); ++i) x[i] = 0.0f;  // the first block all zeros
-            if (cols >= 64) {  // a block of exact ties at the scale 127 / 127 = 1
-                for (size_t i = 0; i < 32; ++i) x[33 + i] = (i == 0) ? 127.0f : static_cast<float>(i % 7) + 0.5f;
+            // The first block (Q8A) or group (Q8A_K) all zeros.
+            for (size_t i = 1; i <= (k ? 256 : 32) && i < x.size(); ++i) x[i] = 0.0f;
+            if (cols >= 64) {  // a block of exact ties at the scale 127 / 127 = 1 (in Q8A_K's second group)
+                const size_t at = k ? 257 : 33;
+                for (size_t i = 0; i < 32 && at + i < x.size(); ++i) {
+                    x[at + i] = (i == 0) ? 127.0f : static_cast<float>(i % 7) + 0.5f;
+                }
             }
             const size_t bytes = cols / 32 * sizeof(lfmrt::quant::BlockQ8A);
             std::vector<uint8_t> got(bytes + 1, 0xAB), ref(bytes, 0);
-            simd.quantize_q8a(x.data() + 1, got.data(), cols);
-            lfmrt::cpu::scalar_kernels().quantize_q8a(x.data() + 1, ref.data(), cols);
+            lfmrt::cpu::activation_quantizer(simd, format)(x.data() + 1, got.data(), cols);
+            lfmrt::cpu::activation_quantizer(lfmrt::cpu::scalar_kernels(), format)(x.data() + 1, ref.data(), cols);
             check.that(std::memcmp(got.data(), ref.data(), bytes) == 0,
                        "cols=" + std::to_string(cols) + " scale=" + std::to_string(scale) + " differs");
             check.that(got[bytes] == 0xAB, "wrote past the end");
             if (scale == 1e-38f) {  // below activation_level_factor's floor: every level 0
                 const auto* blocks = reinterpret_cast<const lfmrt::quant::BlockQ8A*>(got.data());
                 for (size_t b = 0; b < cols / 32; ++b) {
-                    if (b == 1 && cols >= 64) continue;  // the block of ties
+                    if (k ? (b / 8 == 1) : (b == 1 && cols >= 64)) continue;  // the block (group) of ties
                     for (int8_t q : blocks[b].qs) check.that(q == 0, "a level of a subnormal block is not 0");
                 }
             }
         }
     }
-    check.finish(report, std::string(simd.name) + " quantize_q8a bit-identical");
+    check.finish(report, std::string(simd.name) + (k ? " quantize_q8a_k" : " quantize_q8a") + " bit-identical");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -959,6 +998,7 @@ int run_tests() {
         test_matmul_edges(report, lfmrt::cpu::scalar_kernels(), dtype, rng);
     }
     test_activation_scale(report, rng);
+    test_activation_scale_k(report, rng);
     test_panel_packing(report, rng);
     for (DType dtype : kPanelTypes) {
         test_panel_matmul(report, lfmrt::cpu::scalar_kernels(), dtype, rng);
@@ -997,7 +1037,10 @@ int run_tests() {
             }
         }
         if (is_new("quantize_q8a", [](const KernelTable& t) { return t.quantize_q8a; })) {
-            test_quantize_q8a(report, *simd, rng);
+            test_quantize_q8a(report, *simd, lfmrt::cpu::ActivationFormat::Q8A, rng);
+        }
+        if (is_new("quantize_q8a_k", [](const KernelTable& t) { return t.quantize_q8a_k; })) {
+            test_quantize_q8a(report, *simd, lfmrt::cpu::ActivationFormat::Q8A_K, rng);
         }
         if (is_new("dot", [](const KernelTable& t) { return t.dot; })) test_dot(report, *simd, rng);
         if (is_new("axpy", [](const KernelTable& t) { return t.axpy; })) test_axpy(report, *simd, rng);

@@ -33,18 +33,21 @@ void CpuBackend::matmul(const Matrix& w, const float* x, size_t ldx, size_t n, f
     matmul({Projection{w, y, ldy}}, x, ldx, n);
 }
 
-const void* CpuBackend::quantize_activations(const float* x, size_t ldx, size_t n, size_t cols) {
+const void* CpuBackend::quantize_activations(ActivationFormat format, const float* x, size_t ldx, size_t n,
+                                             size_t cols) {
     const size_t stride = activation_row_bytes(DType::Q8_0, cols);
-    if (quantized_x_.size() < n * stride) quantized_x_.resize(n * stride);
-    uint8_t* out = quantized_x_.data();
+    std::vector<uint8_t>& buffer = format == ActivationFormat::Q8A_K ? quantized_x_k_ : quantized_x_;
+    if (buffer.size() < n * stride) buffer.resize(n * stride);
+    uint8_t* out = buffer.data();
+    const QuantizeRowFn quantize = activation_quantizer(kernels_, format);
     if (n == 1) {  // decode: not worth waking the pool for one row
-        kernels_.quantize_q8a(x, out, cols);
+        quantize(x, out, cols);
         return out;
     }
     const size_t rows_per_task = std::max<size_t>(1, n / (4 * static_cast<size_t>(pool_.size())));
     pool_.parallel_for((n + rows_per_task - 1) / rows_per_task, [&](size_t task, int) {
         const size_t end = std::min(n, (task + 1) * rows_per_task);
-        for (size_t t = task * rows_per_task; t < end; ++t) kernels_.quantize_q8a(x + t * ldx, out + t * stride, cols);
+        for (size_t t = task * rows_per_task; t < end; ++t) quantize(x + t * ldx, out + t * stride, cols);
     });
     return out;
 }
@@ -73,23 +76,26 @@ void CpuBackend::plan_row_tasks(size_t projection, size_t rows, size_t n) {
 void CpuBackend::matmul(std::initializer_list<Projection> projections, const float* x, size_t ldx, size_t n) {
     if (projections.size() == 0) throw std::logic_error("matmul takes at least one projection");
     row_tasks_.clear();
-    bool any_blocks = false;
+    bool any_q8a = false, any_q8a_k = false;
     size_t i = 0;
     for (const Projection& p : projections) {
         plan_row_tasks(i++, static_cast<size_t>(p.w.rows), n);
-        any_blocks |= activation_format(p.w.dtype) == ActivationFormat::Q8A;
+        any_q8a |= activation_format(p.w.dtype) == ActivationFormat::Q8A;
+        any_q8a_k |= activation_format(p.w.dtype) == ActivationFormat::Q8A_K;
     }
     const Projection* list = projections.begin();
-    // All projections read the same X, so one quantized copy serves every block-weight matrix.
+    // All projections read the same X, so one quantized copy per format serves every matrix.
     const auto cols = static_cast<size_t>(list[0].w.cols);
-    const void* x_q8a = any_blocks ? quantize_activations(x, ldx, n, cols) : nullptr;
+    const void* x_q8a = any_q8a ? quantize_activations(ActivationFormat::Q8A, x, ldx, n, cols) : nullptr;
+    const void* x_q8a_k = any_q8a_k ? quantize_activations(ActivationFormat::Q8A_K, x, ldx, n, cols) : nullptr;
     pool_.parallel_for(row_tasks_.size(), [&](size_t task, int thread) {
         const RowTask& range = row_tasks_[task];
         const Projection& p = list[range.projection];
         const int type = static_cast<int>(p.w.dtype);
-        const bool blocks = activation_format(p.w.dtype) == ActivationFormat::Q8A;
-        const void* input = blocks ? x_q8a : x;
-        const size_t stride = blocks ? activation_row_bytes(p.w.dtype, cols) : ldx * sizeof(float);
+        const ActivationFormat format = activation_format(p.w.dtype);
+        const void* input = format == ActivationFormat::F32 ? x : format == ActivationFormat::Q8A ? x_q8a : x_q8a_k;
+        const size_t stride =
+            format == ActivationFormat::F32 ? ldx * sizeof(float) : activation_row_bytes(p.w.dtype, cols);
         const bool panels = p.w.layout == MatrixLayout::Panels;
         if (n == 1) {
             (panels ? kernels_.gemv_panels : kernels_.gemv)[type](p.w.data, cols, input, p.y, range.begin, range.end);

@@ -49,7 +49,8 @@ public:
     int n_threads() const { return pool_.size(); }
 
     // Y[t, :] = W · X[t, :] for t in [0, n). X rows have stride ldx, Y rows stride ldy.
-    // For block weights X is quantized (BlockQ8A) once per call, before the row tasks start.
+    // For block weights X is quantized (BlockQ8A) once per call and activation format, before
+    // the row tasks start.
     void matmul(const Matrix& w, const float* x, size_t ldx, size_t n, float* y, size_t ldy);
 
     // Several matrices applied to the same input in one parallel region (q/k/v, w1/w3):
@@ -86,8 +87,8 @@ private:
     const KernelTable& kernels_;
     const KvKernels& kv_kernels_;
     ThreadPool pool_;
-    // X in the activation format of block weights: [n][activation_row_bytes], per matmul call.
-    const void* quantize_activations(const float* x, size_t ldx, size_t n, size_t cols);
+    // X in a block activation format (Q8A or Q8A_K): [n][activation_row_bytes], per matmul call.
+    const void* quantize_activations(ActivationFormat format, const float* x, size_t ldx, size_t n, size_t cols);
 
     // One matmul call's tasks: row ranges of its projections, reused across calls.
     struct RowTask {
@@ -99,7 +100,8 @@ private:
     void plan_row_tasks(size_t projection, size_t rows, size_t n);
 
     std::vector<std::vector<float>> gemm_scratch_;   // one per thread, kGemmScratchBytes each
-    std::vector<uint8_t> quantized_x_;
+    std::vector<uint8_t> quantized_x_;    // ActivationFormat::Q8A
+    std::vector<uint8_t> quantized_x_k_;  // ActivationFormat::Q8A_K
     std::vector<std::vector<float>> score_scratch_;  // one per thread, grows with the context
 };
 

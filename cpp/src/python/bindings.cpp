@@ -97,6 +97,31 @@ py::array_t<uint8_t> quantize_rows(const py::array_t<float, py::array::c_style |
     return out;
 }
 
+// Each row of a 2-D float32 array as the integer kernels of the `isa` kernel set take it for
+// matrices of `weight_dtype` (a block type): [rows, activation_row_bytes] uint8, BlockQ8A blocks.
+py::array_t<uint8_t> quantize_activations(const py::array_t<float, py::array::c_style | py::array::forcecast>& values,
+                                          const std::string& weight_dtype, const std::string& isa) {
+    const DType dtype = parse_dtype(weight_dtype);
+    const cpu::ActivationFormat format = cpu::activation_format(dtype);
+    if (format == cpu::ActivationFormat::F32) {
+        throw InvalidArgument(std::string(dtype_name(dtype)) + " matrices take float activations, not quantized ones");
+    }
+    if (values.ndim() != 2) throw InvalidArgument("quantize_activations takes a 2-D float32 array");
+    const auto rows = static_cast<size_t>(values.shape(0));
+    const auto cols = static_cast<size_t>(values.shape(1));
+    check_row_length(dtype, cols);
+    const cpu::QuantizeRowFn quantize = cpu::activation_quantizer(cpu::select_kernels(isa), format);
+    const size_t bytes = cpu::activation_row_bytes(dtype, cols);
+    py::array_t<uint8_t> out({rows, bytes});
+    const float* src = values.data();
+    uint8_t* dst = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        for (size_t r = 0; r < rows; ++r) quantize(src + r * cols, dst + r * bytes, cols);
+    }
+    return out;
+}
+
 // The float32 values of `data` (row-major `dtype` blocks) with the given shape.
 py::array_t<float> dequantize_rows(const py::array_t<uint8_t, py::array::c_style | py::array::forcecast>& data,
                                    const std::string& dtype_text, const std::vector<int64_t>& shape) {
@@ -340,6 +365,11 @@ PYBIND11_MODULE(_core, m) {
           "[rows, row_bytes] uint8 array in GGUF's layout.");
     m.def("dequantize", &dequantize_rows, py::arg("data"), py::arg("dtype"), py::arg("shape"),
           "The float32 array of the given shape that `data` (uint8, GGUF layout) encodes.");
+    m.def("quantize_activations", &quantize_activations, py::arg("array"), py::arg("weight_dtype"),
+          py::arg("isa") = "",
+          "Each row of a 2-D float32 array as the `isa` kernel set's integer kernels take it for\n"
+          "matrices of `weight_dtype`: [rows, bytes] uint8 of 40-byte blocks (fp32 scale, fp32\n"
+          "scale * sum of levels, 32 int8 levels). For tests against llama.cpp's activations.");
     m.def("cpu_features", &cpu::cpu_features, "CPU features that matter to lfmrt's kernels.");
     m.def("kernel_sets", &cpu::kernel_sets, "The kernel sets of this build that this CPU runs, lowest first.");
     m.def(

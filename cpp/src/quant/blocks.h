@@ -65,24 +65,32 @@ static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(Block
               sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210);
 
 // An activation row quantized for the integer kernels (never stored in files): 32 values
-// x[i] ~ d * qs[i], |qs| <= 127, d an fp32 holding 11 significant bits (activation_scale), and
-// dsum = d * sum(qs) for the K-quants' minima. One format serves every block weight type (32
-// divides every weight block and sub-block), so a matmul mixing weight types (Q4_K_M mixes Q4_K
-// and Q6_K) quantizes its input once, and a scale per 32 values is finer (more accurate) than
-// llama.cpp's Q8_K's one per 256.
+// x[i] ~ d * qs[i], |qs| <= 127, and dsum = d * sum(qs) for the K-quants' minima. One layout
+// serves every block weight type (32 divides every weight block and sub-block), in the two
+// numerics of llama.cpp's activations, so that lfmrt and llama.cpp on the same GGUF file differ
+// by summation order alone:
+//  - for Q8_0 / Q4_0 weights, each block has its own scale, as llama.cpp's Q8_0 activations:
+//    levels round(x * 127 / amax), d = activation_scale(amax) (quantize_row_q8a);
+//  - for K-quant weights, the 8 blocks of each 256 values share one scale, as llama.cpp's Q8_K:
+//    amax over 256 values, the same levels, d = activation_scale_k (quantize_row_q8a_k).
+// A scale per 32 values is the more accurate of the two, also for K-quants (KL to f32 1-8% lower
+// on four test models), but it left lfmrt's top-1 agreeing with llama.cpp's on only 98% of
+// positions of Q4_K_M files, against 99.3% with Q8_K's numerics (bench/quant_quality.py); llama.cpp
+// is the reference for GGUF files, so K-quants take its numerics.
 struct BlockQ8A {
     float d;
     float dsum;
     int8_t qs[kQ32];
 };
 static_assert(sizeof(BlockQ8A) == 40);
+inline constexpr size_t kQ8AKBlocks = kQK / kQ32;  // activation blocks sharing a Q8_K-style scale
 
 // The factor an activation block's levels are taken with, round(x * 127 / amax); 0 for an
 // all-zero block and for one so small (amax < 2^-100) that 127 / amax could overflow to
 // infinity and turn its values into infinities and NaNs, which the kernels round differently.
 static inline float activation_level_factor(float amax) { return amax >= 0x1p-100f ? 127 / amax : 0.0f; }
 
-// The scale an activation block stores for its levels (activation_level_factor): amax / 127
+// The scale a per-32 activation block stores for its levels (activation_level_factor): amax / 127
 // rounded (to nearest even) to 11 significant bits, the precision of the fp16 scale llama.cpp's
 // Q8_0 activations carry, but with fp32's range (fp16's would make the scales of blocks with
 // amax < 0.008 subnormal and coarse). Matching llama.cpp's rounding keeps the two runtimes'
@@ -99,6 +107,12 @@ static inline float activation_scale(float amax) {
     __builtin_memcpy(&rounded, &bits, sizeof rounded);
     return rounded;
 }
+
+// The scale 256 values quantized with `level_factor` (activation_level_factor of their amax)
+// share: Q8_K's fp32 d = 1 / iscale, computed as llama.cpp computes it (its iscale is -127 / max
+// for the signed value of largest magnitude, which negates levels and scale alike: the same
+// products).
+static inline float activation_scale_k(float level_factor) { return level_factor > 0 ? 1 / level_factor : 0.0f; }
 
 // The 6-bit scale and minimum of sub-block j (0..7) of a Q4_K / Q5_K block:
 // bytes 0-3 hold sc[0..3] (low 6 bits) and the top 2 bits of sc[4..7]; bytes 4-7 the same for

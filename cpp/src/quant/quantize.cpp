@@ -348,20 +348,41 @@ void dequantize_row_q6_k(const BlockQ6_K* x, float* y, size_t n) {
     }
 }
 
-void quantize_row_q8a(const float* x, BlockQ8A* y, size_t n) {
-    for (size_t b = 0; b < n / kQ32; ++b, x += kQ32) {
-        float amax = 0.0f;
-        for (size_t i = 0; i < kQ32; ++i) amax = std::fmax(amax, std::fabs(x[i]));
-        const float id = activation_level_factor(amax);
+namespace {
+
+float max_abs(const float* x, size_t n) {
+    float amax = 0.0f;
+    for (size_t i = 0; i < n; ++i) amax = std::fmax(amax, std::fabs(x[i]));
+    return amax;
+}
+
+// `blocks` activation blocks with levels round(x * level_factor) and the scale d.
+void quantize_q8a_blocks(const float* x, BlockQ8A* y, size_t blocks, float level_factor, float d) {
+    for (size_t b = 0; b < blocks; ++b, x += kQ32) {
         int32_t sum = 0;
         for (size_t i = 0; i < kQ32; ++i) {
-            const int q = nearest_int(x[i] * id);
+            const int q = nearest_int(x[i] * level_factor);
             y[b].qs[i] = static_cast<int8_t>(q);
             sum += q;
         }
-        const float d = activation_scale(amax);
         y[b].d = d;
         y[b].dsum = d * static_cast<float>(sum);
+    }
+}
+
+}  // namespace
+
+void quantize_row_q8a(const float* x, BlockQ8A* y, size_t n) {
+    for (size_t b = 0; b < n / kQ32; ++b, x += kQ32) {
+        const float amax = max_abs(x, kQ32);
+        quantize_q8a_blocks(x, y + b, 1, activation_level_factor(amax), activation_scale(amax));
+    }
+}
+
+void quantize_row_q8a_k(const float* x, BlockQ8A* y, size_t n) {
+    for (size_t g = 0; g < n / kQK; ++g, x += kQK) {
+        const float factor = activation_level_factor(max_abs(x, kQK));
+        quantize_q8a_blocks(x, y + g * kQ8AKBlocks, kQ8AKBlocks, factor, activation_scale_k(factor));
     }
 }
 

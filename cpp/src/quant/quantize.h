@@ -25,8 +25,11 @@ void dequantize_row_q4_k(const BlockQ4_K* x, float* y, size_t n);
 void dequantize_row_q5_k(const BlockQ5_K* x, float* y, size_t n);
 void dequantize_row_q6_k(const BlockQ6_K* x, float* y, size_t n);
 
-// Activations for the integer kernels: d = max|x| / 127, qs = x / d rounded to nearest even.
+// Activations for the integer kernels (BlockQ8A, blocks.h): levels x * 127 / amax rounded to
+// nearest even, with amax and the scale per 32 values (for Q8_0 / Q4_0 weights, as llama.cpp's
+// Q8_0) or per 256 (for K-quant weights, as llama.cpp's Q8_K; n a multiple of 256).
 void quantize_row_q8a(const float* x, BlockQ8A* y, size_t n);
+void quantize_row_q8a_k(const float* x, BlockQ8A* y, size_t n);
 void dequantize_row_q8a(const BlockQ8A* x, float* y, size_t n);
 
 // Any DType (the float types convert; F16 and BF16 round to nearest even). `dst` holds

@@ -5,7 +5,8 @@
 namespace lfmrt::cpu {
 
 ActivationFormat activation_format(DType weight) {
-    return is_quantized(weight) ? ActivationFormat::Q8A : ActivationFormat::F32;
+    if (!is_quantized(weight)) return ActivationFormat::F32;
+    return block_elems(weight) == quant::kQK ? ActivationFormat::Q8A_K : ActivationFormat::Q8A;
 }
 
 size_t activation_row_bytes(DType weight, size_t cols) {

@@ -9,7 +9,8 @@
 // types are widened in registers; block types, GGUF's layouts, are dotted in integers) and are
 // never converted ahead of time. A matmul's input X reaches the kernels in the weight type's
 // activation format (activation_format): fp32 as is for float weights, or quantized once per
-// call, row by row, to BlockQ8A (quant/blocks.h) for block weights. All accumulation across
+// call, row by row, to BlockQ8A (quant/blocks.h) for block weights, with a scale per 32 values
+// for Q8_0 / Q4_0 and per 256 for the K-quants, as llama.cpp's Q8_0 and Q8_K activations. All accumulation across
 // blocks is fp32. Kernels work on a row range [row_begin, row_end) so the caller can split rows
 // across threads; splitting rows never changes any result bit.
 //
@@ -26,12 +27,12 @@
 
 namespace lfmrt::cpu {
 
-enum class ActivationFormat { F32, Q8A };
+enum class ActivationFormat { F32, Q8A, Q8A_K };  // Q8A_K: BlockQ8A, 8 blocks to a scale
 ActivationFormat activation_format(DType weight);
 // Bytes of one input row of `cols` values in `weight`'s activation format.
 size_t activation_row_bytes(DType weight, size_t cols);
 
-// Quantizes one row of `cols` floats (a multiple of 32) to BlockQ8A at dst.
+// Quantizes one row of `cols` floats (a multiple of 32, or of 256 for Q8A_K) to BlockQ8A at dst.
 using QuantizeRowFn = void (*)(const float* x, void* dst, size_t cols);
 
 // y[r] = dot(W[r, :], x) for r in [row_begin, row_end). Used for decode (one token). x is one
@@ -57,7 +58,8 @@ struct KernelTable {
     GemmFn gemm[kNumDTypes];
     GemvFn gemv_panels[kNumDTypes];  // W in 16-row panels; nullptr where the table has none
     GemmFn gemm_panels[kNumDTypes];  // (their scratch is unused)
-    QuantizeRowFn quantize_q8a;  // bit-identical across tables
+    QuantizeRowFn quantize_q8a;    // ActivationFormat::Q8A; bit-identical across tables
+    QuantizeRowFn quantize_q8a_k;  // ActivationFormat::Q8A_K; bit-identical across tables
 
     // Returns sum_i a[i] * b[i].
     float (*dot)(const float* a, const float* b, size_t n);
@@ -72,6 +74,11 @@ struct KernelTable {
     // out[i] = a[i] * b[i]  (out may alias a or b).
     void (*mul)(const float* a, const float* b, float* out, size_t n);
 };
+
+// The table's quantizer for a block activation format (Q8A or Q8A_K).
+inline QuantizeRowFn activation_quantizer(const KernelTable& table, ActivationFormat format) {
+    return format == ActivationFormat::Q8A_K ? table.quantize_q8a_k : table.quantize_q8a;
+}
 
 const KernelTable& scalar_kernels();
 #if defined(__x86_64__) || defined(_M_X64)

@@ -506,6 +506,7 @@ constexpr KernelTable kAvx2Table{
     {nullptr, nullptr, nullptr, avx2::gemm_panels_q8_0, avx2::gemm_panels_q4_0, nullptr, nullptr,
      avx2::gemm_panels_q6_k},
     avx2::quantize_q8a,
+    avx2::quantize_q8a_k,
     avx2::dot,
     avx2::axpy,
     avx2::rmsnorm,

@@ -78,27 +78,28 @@ __m256i dot_unsigned(__m256i w, __m256i x) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Activation quantization: bit for bit quant::quantize_row_q8a (the same max, the same
-// reciprocal, one rounding product, cvtps rounds to nearest even as the reference does, and the
-// same activation_scale).
+// Activation quantization: bit for bit quant::quantize_row_q8a and quantize_row_q8a_k (the same
+// max, the same level factor, one rounding product, cvtps rounds to nearest even as the
+// reference does, and the same scales).
 
-void quantize_blocks_q8a(const float* x, BlockQ8A* y, size_t blocks) {
+__m256 abs_max(const float* x) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 amax = _mm256_setzero_ps();
+    for (int i = 0; i < 4; ++i) amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * i)));
+    return amax;
+}
+
+// `blocks` activation blocks with levels round(x * level_factor) and the scale d.
+void quantize_blocks_q8a(const float* x, BlockQ8A* y, size_t blocks, float level_factor, float d) {
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    const __m256 factor = _mm256_set1_ps(level_factor);
     for (size_t b = 0; b < blocks; ++b, x += kQ32) {
-        __m256 v[4];
-        for (int i = 0; i < 4; ++i) v[i] = _mm256_loadu_ps(x + 8 * i);
-        const __m256 amax = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
-                                          _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
-        const float max = hmax(amax);
-        const __m256 id = _mm256_set1_ps(quant::activation_level_factor(max));
         __m256i q[4];
-        for (int i = 0; i < 4; ++i) q[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], id));
+        for (int i = 0; i < 4; ++i) q[i] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * i), factor));
         const int32_t sum = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
         // packs interleave 128-bit halves: 4-byte groups come out as q0a q1a q2a q3a q0b q1b q2b q3b.
         const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs), _mm256_permutevar8x32_epi32(bytes, order));
-        const float d = quant::activation_scale(max);
         y[b].d = d;
         y[b].dsum = d * static_cast<float>(sum);
     }
@@ -403,7 +404,21 @@ void gemm(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, 
 }  // namespace
 
 void quantize_q8a(const float* x, void* dst, size_t cols) {
-    quantize_blocks_q8a(x, static_cast<BlockQ8A*>(dst), cols / kQ32);
+    auto* y = static_cast<BlockQ8A*>(dst);
+    for (size_t b = 0; b < cols / kQ32; ++b, x += kQ32) {
+        const float amax = hmax(abs_max(x));
+        quantize_blocks_q8a(x, y + b, 1, quant::activation_level_factor(amax), quant::activation_scale(amax));
+    }
+}
+
+void quantize_q8a_k(const float* x, void* dst, size_t cols) {
+    auto* y = static_cast<BlockQ8A*>(dst);
+    for (size_t g = 0; g < cols / quant::kQK; ++g, x += quant::kQK) {
+        __m256 amax = abs_max(x);
+        for (size_t b = 1; b < quant::kQ8AKBlocks; ++b) amax = _mm256_max_ps(amax, abs_max(x + b * kQ32));
+        const float factor = quant::activation_level_factor(hmax(amax));
+        quantize_blocks_q8a(x, y + g * quant::kQ8AKBlocks, quant::kQ8AKBlocks, factor, quant::activation_scale_k(factor));
+    }
 }
 
 void gemv_q8_0(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end) {

@@ -7,6 +7,7 @@
 namespace lfmrt::cpu::avx2 {
 
 void quantize_q8a(const float* x, void* dst, size_t cols);
+void quantize_q8a_k(const float* x, void* dst, size_t cols);
 
 void gemv_q8_0(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end);
 void gemv_q4_0(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end);

@@ -36,6 +36,7 @@ constexpr KernelTable kAvx512Table{
     {nullptr, nullptr, nullptr, avx512::gemm_panels_q8_0, avx512::gemm_panels_q4_0, nullptr, nullptr,
      avx512::gemm_panels_q6_k},
     avx2::quantize_q8a,
+    avx2::quantize_q8a_k,
     avx2::dot,
     avx2::axpy,
     avx2::rmsnorm,

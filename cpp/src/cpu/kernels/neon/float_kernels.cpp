@@ -189,23 +189,24 @@ void gemm_bf16(const void* w, size_t cols, const void* x, size_t x_stride, size_
     gemm<DType::BF16>(w, cols, x, x_stride, n, y, ldy, row_begin, row_end);
 }
 
-// Bit for bit quant::quantize_row_q8a: the same max, the same reciprocal, one rounding product
-// per value, FCVTNS rounds to nearest even as the reference does, and the same activation_scale.
-void quantize_q8a(const float* x, void* dst, size_t cols) {
-    auto* y = static_cast<quant::BlockQ8A*>(dst);
-    for (size_t b = 0; b < cols / quant::kQ32; ++b, x += quant::kQ32) {
-        float32x4_t v[8];
-        float32x4_t amax = vdupq_n_f32(0.0f);
-        for (size_t i = 0; i < 8; ++i) {
-            v[i] = vld1q_f32(x + 4 * i);
-            amax = vmaxq_f32(amax, vabsq_f32(v[i]));
-        }
-        const float max = vmaxvq_f32(amax);
-        const float id = quant::activation_level_factor(max);
+// Bit for bit quant::quantize_row_q8a and quantize_row_q8a_k: the same max, the same level
+// factor, one rounding product per value, FCVTNS rounds to nearest even as the reference does,
+// and the same scales.
+namespace {
+
+float abs_max(const float* x, size_t n) {
+    float32x4_t amax = vdupq_n_f32(0.0f);
+    for (size_t i = 0; i < n; i += 4) amax = vmaxq_f32(amax, vabsq_f32(vld1q_f32(x + i)));
+    return vmaxvq_f32(amax);
+}
+
+// `blocks` activation blocks with levels round(x * level_factor) and the scale d.
+void quantize_blocks_q8a(const float* x, quant::BlockQ8A* y, size_t blocks, float level_factor, float d) {
+    for (size_t b = 0; b < blocks; ++b, x += quant::kQ32) {
         int32x4_t q[8];
         int32x4_t sum = vdupq_n_s32(0);
         for (size_t i = 0; i < 8; ++i) {
-            q[i] = vcvtnq_s32_f32(vmulq_n_f32(v[i], id));
+            q[i] = vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x + 4 * i), level_factor));
             sum = vaddq_s32(sum, q[i]);
         }
         for (size_t h = 0; h < 2; ++h) {
@@ -213,9 +214,26 @@ void quantize_q8a(const float* x, void* dst, size_t cols) {
             const int16x8_t hi = vcombine_s16(vqmovn_s32(q[4 * h + 2]), vqmovn_s32(q[4 * h + 3]));
             vst1q_s8(y[b].qs + 16 * h, vcombine_s8(vqmovn_s16(lo), vqmovn_s16(hi)));
         }
-        const float d = quant::activation_scale(max);
         y[b].d = d;
         y[b].dsum = d * static_cast<float>(vaddvq_s32(sum));
+    }
+}
+
+}  // namespace
+
+void quantize_q8a(const float* x, void* dst, size_t cols) {
+    auto* y = static_cast<quant::BlockQ8A*>(dst);
+    for (size_t b = 0; b < cols / quant::kQ32; ++b, x += quant::kQ32) {
+        const float amax = abs_max(x, quant::kQ32);
+        quantize_blocks_q8a(x, y + b, 1, quant::activation_level_factor(amax), quant::activation_scale(amax));
+    }
+}
+
+void quantize_q8a_k(const float* x, void* dst, size_t cols) {
+    auto* y = static_cast<quant::BlockQ8A*>(dst);
+    for (size_t g = 0; g < cols / quant::kQK; ++g, x += quant::kQK) {
+        const float factor = quant::activation_level_factor(abs_max(x, quant::kQK));
+        quantize_blocks_q8a(x, y + g * quant::kQ8AKBlocks, quant::kQ8AKBlocks, factor, quant::activation_scale_k(factor));
     }
 }
 

@@ -22,6 +22,7 @@ void gemm_bf16(const void* w, size_t cols, const void* x, size_t x_stride, size_
                size_t row_begin, size_t row_end, void* scratch);
 
 void quantize_q8a(const float* x, void* dst, size_t cols);
+void quantize_q8a_k(const float* x, void* dst, size_t cols);
 
 float dot(const float* a, const float* b, size_t n);
 void axpy(float a, const float* x, float* y, size_t n);

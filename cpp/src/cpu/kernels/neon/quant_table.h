@@ -244,6 +244,7 @@ constexpr KernelTable make_table(const char* name) {
         {},  // no panel kernels: matrices stay in GGUF's rows
         {},
         neon::quantize_q8a,
+        neon::quantize_q8a_k,
         neon::dot,
         neon::axpy,
         neon::rmsnorm,

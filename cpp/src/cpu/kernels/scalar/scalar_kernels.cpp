@@ -111,6 +111,10 @@ void quantize_q8a(const float* x, void* dst, size_t cols) {
     quant::quantize_row_q8a(x, static_cast<quant::BlockQ8A*>(dst), cols);
 }
 
+void quantize_q8a_k(const float* x, void* dst, size_t cols) {
+    quant::quantize_row_q8a_k(x, static_cast<quant::BlockQ8A*>(dst), cols);
+}
+
 float dot(const float* a, const float* b, size_t n) {
     float acc = 0.0f;
     for (size_t i = 0; i < n; ++i) acc += a[i] * b[i];
@@ -167,6 +171,7 @@ constexpr KernelTable kScalarTable{
     {nullptr, nullptr, nullptr, gemm_panels<DType::Q8_0>, gemm_panels<DType::Q4_0>, nullptr, nullptr,
      gemm_panels<DType::Q6_K>},
     quantize_q8a,
+    quantize_q8a_k,
     dot,
     axpy,
     rmsnorm,
