@@ -10,9 +10,9 @@
 // never converted ahead of time. A matmul's input X reaches the kernels in the weight type's
 // activation format (activation_format): fp32 as is for float weights, or quantized once per
 // call, row by row, to BlockQ8A (quant/blocks.h) for block weights, with a scale per 32 values
-// for Q8_0 / Q4_0 and per 256 for the K-quants, as llama.cpp's Q8_0 and Q8_K activations. All accumulation across
-// blocks is fp32. Kernels work on a row range [row_begin, row_end) so the caller can split rows
-// across threads; splitting rows never changes any result bit.
+// for Q8_0 / Q4_0 and per 256 for the K-quants, as llama.cpp's Q8_0 and Q8_K activations. All
+// accumulation across blocks is fp32. Kernels work on a row range [row_begin, row_end) so the
+// caller can split rows across threads; splitting rows never changes any result bit.
 //
 // Q4_0, Q8_0 and Q6_K matrices may instead be repacked at load into 16-row panels (quant/panels.h),
 // which a table's panel kernels read with the same arguments (W then being the packed matrix).
