@@ -7,6 +7,10 @@
   quantizers, loaded from llama-cpp-python's ``libggml-base``: the blocks must be identical,
   hence so is the error (skipped where llama-cpp-python is not installed), and the error stays
   under a fixed bound for each type.
+- Activations (``_core.quantize_activations``): every kernel set quantizes a matmul's input as
+  llama.cpp's CPU backend does for the same weight type (its ``quantize_row_q8_0`` for Q8_0 /
+  Q4_0 weights, ``quantize_row_q8_K`` for K-quants, from llama-cpp-python's ``libggml-cpu``):
+  the same levels and scales (skipped where llama-cpp-python is not installed).
 - Model level: the golden tiny models with their matrices quantized by ``_core.quantize`` give
   logits close to those of the same quantized weights run in fp32 (KL divergence, top-1
   agreement; see KL_GROWTH_BOUND). Their widths (64, 128) are below the K-quants' 256-value

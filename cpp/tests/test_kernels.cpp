@@ -725,6 +725,36 @@ void test_backend_panels(Report& report, const KernelTable& table, DType dtype, 
     check.finish(report, std::string(table.name) + " backend panels " + lfmrt::dtype_name(dtype));
 }
 
+// One backend matmul over projections of different activation formats sharing an input (the
+// demo's Q4_K_M file mixes Q8_0 and K-quant matrices so): each projection gets its own type's
+// activations, so its output equals that of its kernel called alone, bit for bit.
+void test_backend_mixed_projections(Report& report, const KernelTable& table, std::mt19937& rng) {
+    Check check;
+    const size_t cols = 1280;
+    const Weights q8(DType::Q8_0, 40, cols, rng), q4k(DType::Q4_K, 33, cols, rng), f16(DType::F16, 20, cols, rng);
+    lfmrt::cpu::CpuBackend backend(table, 2);
+    for (size_t n : {1, 7}) {
+        const std::vector<float> x = random_floats(n * cols, rng);
+        std::vector<std::vector<float>> ys;
+        for (const Weights* w : {&q8, &q4k, &f16}) ys.emplace_back(n * w->rows(), sentinel());
+        const auto matrix = [](const Weights& w) {
+            return lfmrt::cpu::Matrix{w.data(), w.dtype(), int64_t(w.rows()), int64_t(cols)};
+        };
+        const lfmrt::cpu::Matrix m8 = matrix(q8), m4 = matrix(q4k), m16 = matrix(f16);
+        backend.matmul({{m8, ys[0].data(), q8.rows()}, {m4, ys[1].data(), q4k.rows()}, {m16, ys[2].data(), f16.rows()}},
+                       x.data(), cols, n);
+        size_t i = 0;
+        for (const Weights* w : {&q8, &q4k, &f16}) {
+            const Activations input(w->dtype(), x.data(), cols, n, cols);
+            const MatmulCall call{*w, input, n, w->rows(), {0, w->rows()}};
+            const std::vector<float> alone = n == 1 ? run_gemv_per_token(table, call) : run_gemm(table, call);
+            compare_matmul(check, call, magnitudes(call), ys[i++], alone,
+                           std::string(lfmrt::dtype_name(w->dtype())) + " n=" + std::to_string(n), 0.0);
+        }
+    }
+    check.finish(report, std::string(table.name) + " backend projections of mixed activation formats");
+}
+
 // The activation blocks' scale is amax / 127 rounded to 11 significant bits: exactly the fp16
 // value (checked against lfmrt's exact fp16 conversion) wherever fp16 is normal, and the same
 // rounding, not fp16's flush to subnormals or infinity, outside that range.
@@ -999,6 +1029,7 @@ int run_tests() {
     }
     test_activation_scale(report, rng);
     test_activation_scale_k(report, rng);
+    test_backend_mixed_projections(report, lfmrt::cpu::scalar_kernels(), rng);
     test_panel_packing(report, rng);
     for (DType dtype : kPanelTypes) {
         test_panel_matmul(report, lfmrt::cpu::scalar_kernels(), dtype, rng);
@@ -1042,6 +1073,7 @@ int run_tests() {
         if (is_new("quantize_q8a_k", [](const KernelTable& t) { return t.quantize_q8a_k; })) {
             test_quantize_q8a(report, *simd, lfmrt::cpu::ActivationFormat::Q8A_K, rng);
         }
+        test_backend_mixed_projections(report, *simd, rng);
         if (is_new("dot", [](const KernelTable& t) { return t.dot; })) test_dot(report, *simd, rng);
         if (is_new("axpy", [](const KernelTable& t) { return t.axpy; })) test_axpy(report, *simd, rng);
         if (is_new("rmsnorm", [](const KernelTable& t) { return t.rmsnorm; })) test_rmsnorm(report, *simd, rng);
