@@ -85,22 +85,33 @@ def test_dequantize_matches_gguf_exactly(qtype):
         np.testing.assert_array_equal(ours.view(np.uint32), theirs.astype(np.float32).view(np.uint32))
 
 
-def _llama_reference_quantizers():
+def _llama_cpp_quantizers(library: str, functions: dict, init: str = ""):
+    """{key: function} for `functions` ({key: symbol}, each ``void f(const float*, void*,
+    int64_t)``) in llama-cpp-python's lib/`library`, after calling its `init` function if one is
+    named; None where that is not installed."""
     try:
         import llama_cpp
     except ImportError:
         return None
-    path = os.path.join(os.path.dirname(llama_cpp.__file__), "lib", "libggml-base.so")
+    path = os.path.join(os.path.dirname(llama_cpp.__file__), "lib", library)
     if not os.path.exists(path):
         return None
     lib = ctypes.CDLL(path)
+    if init:
+        getattr(lib, init)()
     quantizers = {}
-    for qtype in ("Q4_K", "Q5_K", "Q6_K"):
-        fn = getattr(lib, f"quantize_row_{qtype[:2].lower()}_K_ref")
+    for key, symbol in functions.items():
+        fn = getattr(lib, symbol)
         fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
         fn.restype = None
-        quantizers[qtype] = fn
+        quantizers[key] = fn
     return quantizers
+
+
+def _llama_reference_quantizers():
+    """llama.cpp's reference K-quant quantizers (``libggml-base``)."""
+    symbols = {qtype: f"quantize_row_{qtype[:2].lower()}_K_ref" for qtype in ("Q4_K", "Q5_K", "Q6_K")}
+    return _llama_cpp_quantizers("libggml-base.so", symbols)
 
 
 # Relative RMS error bounds (error RMS / value RMS) on Gaussian rows: 5% above what the
@@ -145,23 +156,10 @@ ACTIVATION_BLOCK = np.dtype([("d", "<f4"), ("dsum", "<f4"), ("qs", "i1", (32,))]
 def _llama_activation_quantizers():
     """llama.cpp's activation quantizers for Q8_0/Q4_0 weights (its CPU ``quantize_row_q8_0``,
     fp16 scale per 32 values) and for K-quant weights (``quantize_row_q8_K``, fp32 scale per 256),
-    from llama-cpp-python's ``libggml-cpu``; None where it is not installed."""
-    try:
-        import llama_cpp
-    except ImportError:
-        return None
-    path = os.path.join(os.path.dirname(llama_cpp.__file__), "lib", "libggml-cpu.so")
-    if not os.path.exists(path):
-        return None
-    lib = ctypes.CDLL(path)
-    lib.ggml_cpu_init()
-    quantizers = {}
-    for name in ("q8_0", "q8_K"):
-        fn = getattr(lib, f"quantize_row_{name}")
-        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
-        fn.restype = None
-        quantizers[name] = fn
-    return quantizers
+    from ``libggml-cpu``."""
+    symbols = {name: f"quantize_row_{name}" for name in ("q8_0", "q8_K")}
+    # ggml_cpu_init fills the CPU backend's tables (fp16 conversion) that its quantizers use.
+    return _llama_cpp_quantizers("libggml-cpu.so", symbols, init="ggml_cpu_init")
 
 
 def _activation_rows(rng: np.random.Generator) -> np.ndarray:
