@@ -1,11 +1,12 @@
-"""Q4_0, Q8_0 and Q6_K matrices repacked at load into 16-row panels (cpp/src/quant/panels.h).
+"""Q4_0, Q8_0, Q4_K and Q6_K matrices repacked at load into 16-row panels (cpp/src/quant/panels.h).
 
-Kernel sets with panel kernels (scalar, avx2, avx512) repack those matrices when the model loads
-and release the file pages they came from; the others (neon, neon_dotprod) read GGUF's rows. The
-kernels themselves are tested in cpp/tests/test_kernels.cpp, where the scalar panel kernels equal
-the scalar row kernels bit for bit; here: the loaders' file-mapping flag, and whole repacked
-models on each SIMD kernel set computing what the scalar set (hence the row kernels) computes. (The fixtures' rows are too short for K-quant blocks, so their Q6_K
-scheme holds no Q6_K matrix.)
+Kernel sets with panel kernels for a type (scalar, avx2 and avx512 for Q4_0 / Q8_0 / Q6_K; scalar
+and avx512 for Q4_K) repack its matrices when the model loads and release the file pages they
+came from; the others (neon, neon_dotprod) read GGUF's rows. The kernels themselves are tested in
+cpp/tests/test_kernels.cpp, where the scalar panel kernels equal the scalar row kernels bit for
+bit; here: the loaders' file-mapping flag, and whole repacked models on each SIMD kernel set
+computing what the scalar set (hence the row kernels) computes. Most fixtures' rows are too short
+for K-quant blocks; gqa2_hd64's Q4_K_M file holds two Q4_K matrices and one Q6_K.
 """
 
 from __future__ import annotations
@@ -34,10 +35,12 @@ def test_loaders_mark_file_mappings(tmp_path):
         assert ref.file_mapped == (ref.dtype == checkpoint.tensors[name].dtype), name
 
 
-@pytest.mark.parametrize("scheme_name", ["q8_0", "q4_0"])
-def test_repacked_models_compute_what_row_kernels_compute(scheme_name, tmp_path):
+@pytest.mark.parametrize(
+    "model_name, scheme_name", [(MODEL, "q8_0"), (MODEL, "q4_0"), ("gqa2_hd64_bf16_jinja", "q4_k_m")]
+)
+def test_repacked_models_compute_what_row_kernels_compute(model_name, scheme_name, tmp_path):
     simd_sets = [s for s in lfmrt.cpu_info()["kernel_sets"] if s != "scalar"]
-    golden = load_golden(MODEL)
+    golden = load_golden(model_name)
     path = tmp_path / f"{scheme_name}.gguf"
     write_gguf(load_checkpoint(golden.path), path, scheme_name)
     prompt = golden.prompts[1]

@@ -212,7 +212,7 @@ private:
     std::vector<float> widened_;
 };
 
-// A Q4_0 / Q8_0 / Q6_K matrix repacked into 16-row panels, as the model does at load; like Weights it
+// A Q4_0 / Q8_0 / Q4_K / Q6_K matrix repacked into 16-row panels, as the model does at load; like Weights it
 // starts 2 bytes past an aligned address.
 class PanelWeights {
 public:
@@ -547,7 +547,7 @@ void test_matmul_edges(Report& report, const KernelTable& table, DType dtype, st
 // The panel layout (quant/panels.h): packing, and each table's panel kernels against the scalar
 // table's row kernels on the same logical weights.
 
-constexpr DType kPanelTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q6_K};
+constexpr DType kPanelTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K};
 // Rows around the 16-row panel (1, 15: one partial panel; 17, 33, 50: a partial last one), and
 // odd block counts, the last past the AVX-512 GEMV's 256-block chunk of activation sums.
 constexpr size_t kPanelRowCounts[] = {1, 15, 16, 17, 33, 50};
@@ -805,7 +805,8 @@ void test_activation_scale_k(Report& report, std::mt19937& rng) {
                 int sum = 0;
                 for (size_t i = 0; i < 32; ++i) {
                     const float v = x[256 * g + 32 * b + i] * factor;
-                    check.that(block.qs[i] == static_cast<int>(std::nearbyint(v)), where + ": level not round(x * factor)");
+                    check.that(block.qs[i] == static_cast<int>(std::nearbyint(v)),
+                               where + ": level not round(x * factor)");
                     sum += block.qs[i];
                 }
                 check.that(block.dsum == d * static_cast<float>(sum), where + ": dsum");
@@ -1452,7 +1453,7 @@ int run_benchmarks(bool argc_all) {
         bench_gemv(table, DType::BF16, 65536, 1024);
     }
     // Row-major GGUF against 16-row panels, where the table has panel kernels.
-    for (DType dtype : {DType::Q4_0, DType::Q8_0, DType::Q6_K}) {
+    for (DType dtype : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
         bench_gemv_from_dram(table, dtype, 4608, 1024);
         bench_gemv_from_dram(table, dtype, 65536, 1024);
         bench_gemm_layouts(table, dtype, 4608, 1024, 16);

@@ -159,10 +159,11 @@ class Model:
         """Loads a Hugging Face LFM2 checkpoint directory or an LFM2 GGUF file.
 
         The weights are memory-mapped, not copied: loading is fast and resident memory grows
-        with what is used. The exception: where the CPU's kernels read Q4_0, Q8_0 and Q6_K
-        matrices in a layout of their own (x86-64: AVX2, AVX-512), those are repacked once at load and the
-        mapped pages they came from are released, so memory holds one copy (with ``quant``,
-        the arrays quantized on load stay too: one extra copy of those matrices). Weights are
+        with what is used. The exception: where the CPU's kernels read Q4_0, Q8_0, Q6_K (and,
+        with AVX-512, Q4_K) matrices in a layout of their own (x86-64), those are repacked
+        once at load and the mapped pages they came from are released, so memory holds one
+        copy (with ``quant``, the arrays quantized on load stay too: one extra copy of those
+        matrices). Weights are
         used as stored (bf16, f16, f32, and GGUF's Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) unless
         ``quant`` asks for other types.
 

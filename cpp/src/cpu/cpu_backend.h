@@ -19,7 +19,7 @@ namespace lfmrt::cpu {
 // How a weight matrix's data is laid out.
 enum class MatrixLayout {
     Rows,    // row-major in its stored dtype (GGUF's blocks, safetensors' elements)
-    Panels,  // Q4_0 / Q8_0 / Q6_K in 16-row panels (quant/panels.h), repacked at load
+    Panels,  // Q4_0 / Q8_0 / Q4_K / Q6_K in 16-row panels (quant/panels.h), repacked at load
 };
 
 // A borrowed weight matrix, rows x cols, in its stored dtype.

@@ -51,6 +51,26 @@ void get(const PanelQ8_0& panel, size_t lane, BlockQ8_0& block) {
     get_words<BlockQ8_0, PanelQ8_0, kSignBits>(panel, lane, block);
 }
 
+// Q4_K: d, dmin and the 12 packed scale bytes per row, and qs as 32 words, word 8p + g to the
+// 4-byte column g of pair p.
+void put(const BlockQ4_K& block, PanelQ4_K& panel, size_t lane) {
+    panel.d[lane] = block.d;
+    panel.dmin[lane] = block.dmin;
+    for (size_t k = 0; k < sizeof block.scales; ++k) panel.scales[k][lane] = block.scales[k];
+    for (size_t p = 0; p < kQK / 64; ++p) {
+        for (size_t g = 0; g < 8; ++g) std::memcpy(panel.qs[p][g][lane], block.qs + 32 * p + 4 * g, 4);
+    }
+}
+
+void get(const PanelQ4_K& panel, size_t lane, BlockQ4_K& block) {
+    block.d = panel.d[lane];
+    block.dmin = panel.dmin[lane];
+    for (size_t k = 0; k < sizeof block.scales; ++k) block.scales[k] = panel.scales[k][lane];
+    for (size_t p = 0; p < kQK / 64; ++p) {
+        for (size_t g = 0; g < 8; ++g) std::memcpy(block.qs + 32 * p + 4 * g, panel.qs[p][g][lane], 4);
+    }
+}
+
 // Q6_K: where value l of 32-value block j (half j / 4, group k = j % 4 of the half) keeps its low
 // 4 bits in ql (nibble ql_shift) and its top 2 bits in qh (bits qh_shift..qh_shift+1).
 struct Q6KPlace {
@@ -119,9 +139,9 @@ void unpack_row(const void* panels, size_t row_blocks, size_t r, void* dst) {
     for (size_t b = 0; b < row_blocks; ++b) get(row_panels[b], r % kPanelRows, static_cast<Block*>(dst)[b]);
 }
 
-// Only Q4_0, Q8_0 and Q6_K have a panel layout.
+// Only Q4_0, Q8_0, Q4_K and Q6_K have a panel layout.
 void check_panel_type(DType dtype) {
-    if (dtype != DType::Q4_0 && dtype != DType::Q8_0 && dtype != DType::Q6_K) {
+    if (dtype != DType::Q4_0 && dtype != DType::Q8_0 && dtype != DType::Q4_K && dtype != DType::Q6_K) {
         throw LoadError(std::string("no panel layout for ") + dtype_name(dtype));
     }
 }
@@ -141,6 +161,8 @@ void pack_panels(DType dtype, const void* src, size_t rows, size_t cols, size_t 
         pack<BlockQ4_0, PanelQ4_0>(src, rows, row_blocks, panel_begin, panel_end, dst);
     } else if (dtype == DType::Q8_0) {
         pack<BlockQ8_0, PanelQ8_0>(src, rows, row_blocks, panel_begin, panel_end, dst);
+    } else if (dtype == DType::Q4_K) {
+        pack<BlockQ4_K, PanelQ4_K>(src, rows, row_blocks, panel_begin, panel_end, dst);
     } else {
         pack<BlockQ6_K, PanelQ6_K>(src, rows, row_blocks, panel_begin, panel_end, dst);
     }
@@ -153,6 +175,8 @@ void unpack_panel_row(DType dtype, const void* panels, size_t cols, size_t r, vo
         unpack_row<BlockQ4_0, PanelQ4_0>(panels, row_blocks, r, dst);
     } else if (dtype == DType::Q8_0) {
         unpack_row<BlockQ8_0, PanelQ8_0>(panels, row_blocks, r, dst);
+    } else if (dtype == DType::Q4_K) {
+        unpack_row<BlockQ4_K, PanelQ4_K>(panels, row_blocks, r, dst);
     } else {
         unpack_row<BlockQ6_K, PanelQ6_K>(panels, row_blocks, r, dst);
     }

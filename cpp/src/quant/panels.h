@@ -1,19 +1,24 @@
-// Q4_0, Q8_0 and Q6_K weight matrices in 16-row panels: the layout the panel kernels
+// Q4_0, Q8_0, Q4_K and Q6_K weight matrices in 16-row panels: the layout the panel kernels
 // (KernelTable::gemv_panels / gemm_panels) read in place, made once at load from GGUF's rows.
 //
-// A panel block covers 16 consecutive rows x one GGUF block (32 values; Q6_K: 256): the 16 rows'
-// fp16 scales, then their levels as 4-byte words, word g of all 16 rows side by side, so one
+// A panel block covers 16 consecutive rows x one GGUF block (32 values; Q4_K, Q6_K: 256): the 16
+// rows' fp16 scales, then their levels as 4-byte words, word g of all 16 rows side by side, so one
 // 64-byte vector holds 4 levels of each row: the unsigned operand of vpdpbusd, against the
 // activation's 4 bytes broadcast. The 16 lanes are 16 rows, and the scales load as one vector.
 // - Q4_0: word g of row r is the GGUF block's qs[4g..4g+3] as stored: low nibbles are levels
 //   4g..4g+3, high nibbles levels 16+4g..16+4g+3, unsigned (w = d * (level - 8)).
 // - Q8_0: word g of row r is qs[4g..4g+3] + 128, unsigned (w = d * (level - 128)).
+// - Q4_K: GGUF's 12 bytes of packed 6-bit sub-block scales and minima as 12 vectors of 16 rows
+//   (byte k of every row side by side, so one SIMD op unpacks a sub-block's scale for 16 rows), and
+//   per pair of 32-value blocks (2p, 2p+1) the row's qs bytes 32p..32p+31 as 8 words laid out as
+//   Q4_0's: low nibbles are block 2p's levels 4g..4g+3 of word g, high nibbles block 2p+1's
+//   (w = d * sc * level - dmin * m, level 0..15).
 // - Q6_K: per 32-value block j of the super-block, a 4-bit plane laid out as Q4_0's (the low 4
 //   bits of levels 4g..4g+3 and 16+4g..16+4g+3 in word g) and a 2-bit plane of two words per row,
 //   word k holding in bits 2g..2g+1 of byte i the top 2 bits of level 16k+4g+i; plus the int8
 //   scales of the 16-value groups (w = d * scale * (level - 32), level 0..63).
 // A panel block takes exactly the bytes of its 16 GGUF blocks (288 = 16 * 18, 544 = 16 * 34,
-// 3360 = 16 * 210).
+// 2304 = 16 * 144, 3360 = 16 * 210).
 //
 // A matrix is stored panel-row by panel-row (panel-row p holds rows 16p..16p+15), each panel-row
 // its blocks in column order, contiguous. The last panel-row is padded with zero rows (scale 0,
@@ -43,6 +48,13 @@ struct PanelQ8_0 {
     uint8_t qs[8][kPanelRows][4];  // [word g][row][byte], level + 128
 };
 
+struct PanelQ4_K {
+    uint16_t d[kPanelRows];
+    uint16_t dmin[kPanelRows];
+    uint8_t scales[12][kPanelRows];          // [packed byte k][row]
+    uint8_t qs[kQK / 64][8][kPanelRows][4];  // [block pair p][word g][row][byte]
+};
+
 struct PanelQ6_K {
     uint16_t d[kPanelRows];
     int8_t scales[kQK / 16][kPanelRows];  // [16-value group][row]
@@ -56,13 +68,14 @@ struct PanelQ6_K {
 
 static_assert(sizeof(PanelQ4_0) == kPanelRows * sizeof(BlockQ4_0) &&
               sizeof(PanelQ8_0) == kPanelRows * sizeof(BlockQ8_0) &&
+              sizeof(PanelQ4_K) == kPanelRows * sizeof(BlockQ4_K) &&
               sizeof(PanelQ6_K) == kPanelRows * sizeof(BlockQ6_K));
 
 // Panel-rows of a matrix of `rows` rows (the last one possibly partial).
 static inline size_t panel_rows(size_t rows) { return (rows + kPanelRows - 1) / kPanelRows; }
 
 // Panel-row p of a packed matrix whose rows hold `row_blocks` GGUF blocks each (32 values each;
-// Q6_K: 256): its first panel block.
+// Q4_K, Q6_K: 256): its first panel block.
 template <typename Panel>
 static inline const Panel* panel_row(const void* panels, size_t row_blocks, size_t p) {
     return static_cast<const Panel*>(panels) + p * row_blocks;

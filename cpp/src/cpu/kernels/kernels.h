@@ -14,7 +14,7 @@
 // accumulation across blocks is fp32. Kernels work on a row range [row_begin, row_end) so the
 // caller can split rows across threads; splitting rows never changes any result bit.
 //
-// Q4_0, Q8_0 and Q6_K matrices may instead be repacked at load into 16-row panels (quant/panels.h),
+// Q4_0, Q8_0, Q4_K and Q6_K matrices may instead be repacked at load into 16-row panels (quant/panels.h),
 // which a table's panel kernels read with the same arguments (W then being the packed matrix).
 // A table without panel kernels for a type leaves those entries null, and such matrices stay in
 // GGUF's rows.

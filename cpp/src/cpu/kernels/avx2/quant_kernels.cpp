@@ -417,7 +417,8 @@ void quantize_q8a_k(const float* x, void* dst, size_t cols) {
         __m256 amax = abs_max(x);
         for (size_t b = 1; b < quant::kQ8AKBlocks; ++b) amax = _mm256_max_ps(amax, abs_max(x + b * kQ32));
         const float factor = quant::activation_level_factor(hmax(amax));
-        quantize_blocks_q8a(x, y + g * quant::kQ8AKBlocks, quant::kQ8AKBlocks, factor, quant::activation_scale_k(factor));
+        quantize_blocks_q8a(x, y + g * quant::kQ8AKBlocks, quant::kQ8AKBlocks, factor,
+                            quant::activation_scale_k(factor));
     }
 }
 

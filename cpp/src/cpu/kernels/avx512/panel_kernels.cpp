@@ -1,4 +1,4 @@
-// AVX-512 VNNI kernels for Q4_0, Q8_0 and Q6_K weights in 16-row panels (quant/panels.h) times
+// AVX-512 VNNI kernels for Q4_0, Q8_0, Q4_K and Q6_K weights in 16-row panels (quant/panels.h) times
 // BlockQ8A activations: the GEMV (decode) and the GEMM (batched decode, prefill), both reading
 // the panels where they lie, with no packing per call. Compiled with the AVX-512 flags; like
 // quant_kernels.cpp it instantiates no STL and keeps every helper in an anonymous namespace.
@@ -8,9 +8,11 @@
 // are unsigned (Q4_0 0..15 with offset 8, Q8_0 0..255 with offset 128, Q6_K 0..63 with offset
 // 32); the int32 sum of each scale's values starts at -offset * (sum of their activations),
 // computed once per call, so it ends at the exact dot of the signed levels. Then one fmadd per
-// scale and token: acc += float(dot) * (scale * x.d). That arithmetic is the same for a row
-// whatever the token count, the row range, the lane or the chunking (partial sums go through y
-// unchanged), so the GEMM equals the GEMV per token bit for bit, and row splits change nothing.
+// scale and token: acc += float(dot) * (scale * x.d). Q4_K's levels (0..15) need no offset; its
+// minima come off as in the row kernels, one fnmadd per 32 values and token: acc -= min * x.dsum.
+// That arithmetic is the same for a row whatever the token count, the row range, the lane or the
+// chunking (partial sums go through y unchanged), so the GEMM equals the GEMV per token bit for
+// bit, and row splits change nothing.
 #include "cpu/kernels/avx512/panel_kernels.h"
 
 #include <immintrin.h>
@@ -30,6 +32,7 @@ using quant::BlockQ8A;
 using quant::kPanelRows;
 using quant::kQ32;
 using quant::PanelQ4_0;
+using quant::PanelQ4_K;
 using quant::PanelQ6_K;
 using quant::PanelQ8_0;
 
@@ -47,6 +50,12 @@ struct PanelTraits<DType::Q8_0> {
     using Panel = PanelQ8_0;
     static constexpr int32_t kOffset = 128;
     static constexpr size_t kBlocks = 1, kHalves = 1;
+};
+template <>
+struct PanelTraits<DType::Q4_K> {
+    using Panel = PanelQ4_K;
+    static constexpr int32_t kOffset = 0;
+    static constexpr size_t kBlocks = 8, kHalves = 1;
 };
 template <>
 struct PanelTraits<DType::Q6_K> {
@@ -172,6 +181,60 @@ template <size_t kT>
     }
 }
 
+// Q4_K's 6-bit scale and minimum of 32-value block j (0..7) of the 16 rows, as bytes: the
+// unpacking of quant::scale_min_k4, 16 rows at a time.
+[[gnu::always_inline]] inline void q4_k_scale_min(const PanelQ4_K& p, size_t j, __m128i* sc, __m128i* m) {
+    const __m128i low6 = _mm_set1_epi8(63), low4 = _mm_set1_epi8(0x0F), bits45 = _mm_set1_epi8(0x30);
+    if (j < 4) {
+        *sc = _mm_and_si128(load16(p.scales[j]), low6);
+        *m = _mm_and_si128(load16(p.scales[j + 4]), low6);
+        return;
+    }
+    // Low 4 bits from byte j + 4, the top 2 from bits 6-7 of bytes j - 4 (scale) and j (minimum):
+    // a 16-bit shift by 2 moves them to bits 4-5, where nothing of the neighbouring byte lands.
+    const __m128i packed = load16(p.scales[j + 4]);
+    *sc = _mm_or_si128(_mm_and_si128(packed, low4), _mm_and_si128(_mm_srli_epi16(load16(p.scales[j - 4]), 2), bits45));
+    *m = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(packed, 4), low4),
+                      _mm_and_si128(_mm_srli_epi16(load16(p.scales[j]), 2), bits45));
+}
+
+// Q4_K, GEMV and GEMM alike: acc[t] (+)= 32-value blocks 2q and 2q + 1 of super-block panel `p`
+// (d and dmin converted) dotted with token t's activation blocks xa[t] and xb[t]. One level
+// vector holds both blocks (low and high nibbles); their integer sums are independent chains.
+template <size_t kT>
+[[gnu::always_inline]] inline void q4_k_pair(const PanelQ4_K& p, __m512 d, __m512 dmin, size_t q,
+                                             const BlockQ8A* const* xa, const BlockQ8A* const* xb, __m512* acc) {
+    __m512i sum_a[kT], sum_b[kT];
+#pragma GCC unroll 8
+    for (size_t t = 0; t < kT; ++t) sum_a[t] = sum_b[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (size_t g = 0; g < 8; ++g) {
+        const __m512i v = load64(p.qs[q][g]);
+        const __m512i low = _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
+        const __m512i high = _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0F));
+#pragma GCC unroll 8
+        for (size_t t = 0; t < kT; ++t) {
+            sum_a[t] = _mm512_dpbusd_epi32(sum_a[t], low, broadcast_word(xa[t], g));
+            sum_b[t] = _mm512_dpbusd_epi32(sum_b[t], high, broadcast_word(xb[t], g));
+        }
+    }
+    const auto to_float = [](__m128i bytes) { return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes)); };
+    __m128i sc_a, m_a, sc_b, m_b;
+    q4_k_scale_min(p, 2 * q, &sc_a, &m_a);
+    q4_k_scale_min(p, 2 * q + 1, &sc_b, &m_b);
+    const __m512 scale_a = _mm512_mul_ps(to_float(sc_a), d), min_a = _mm512_mul_ps(to_float(m_a), dmin);
+    const __m512 scale_b = _mm512_mul_ps(to_float(sc_b), d), min_b = _mm512_mul_ps(to_float(m_b), dmin);
+#pragma GCC unroll 8
+    for (size_t t = 0; t < kT; ++t) {
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum_a[t]), _mm512_mul_ps(scale_a, _mm512_set1_ps(xa[t]->d)),
+                                 acc[t]);
+        acc[t] = _mm512_fnmadd_ps(min_a, _mm512_set1_ps(xa[t]->dsum), acc[t]);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum_b[t]), _mm512_mul_ps(scale_b, _mm512_set1_ps(xb[t]->d)),
+                                 acc[t]);
+        acc[t] = _mm512_fnmadd_ps(min_b, _mm512_set1_ps(xb[t]->dsum), acc[t]);
+    }
+}
+
 // Activation blocks per chunk of the GEMV's corrections: 8192 values, so every row of the LFM2
 // shapes is one chunk and each panel-row streams from memory in one piece.
 constexpr size_t kGemvChunkBlocks = 256;
@@ -189,7 +252,7 @@ void gemv(const void* w, size_t cols, const void* x, float* y, size_t row_begin,
     int32_t corrections[kGemvChunkBlocks * kHalves<D>];
     for (size_t kb = 0; kb < blocks; kb += kGemvChunkBlocks) {
         const size_t kc = blocks - kb < kGemvChunkBlocks ? blocks - kb : kGemvChunkBlocks;
-        corrections_of<D>(xq + kb, kc, corrections);
+        if constexpr (PanelTraits<D>::kOffset != 0) corrections_of<D>(xq + kb, kc, corrections);
         for (size_t p = row_begin / kPanelRows; p * kPanelRows < row_end; ++p) {
             const Panel<D>* panel = quant::panel_row<Panel<D>>(w, blocks / kBlocks, p) + kb / kBlocks;
             const __mmask16 mask = lane_mask(p, row_begin, row_end);
@@ -201,6 +264,15 @@ void gemv(const void* w, size_t cols, const void* x, float* y, size_t row_begin,
                     for (size_t j = 0; j < kBlocks; ++j) {
                         const BlockQ8A* xb = xq + kb + s * kBlocks + j;
                         q6_k_block<1>(panel[s], d, j, &xb, corrections + 2 * (s * kBlocks + j), 0, &acc);
+                    }
+                }
+            } else if constexpr (D == DType::Q4_K) {
+                for (size_t s = 0; s < kc / kBlocks; ++s) {
+                    const __m512 d = _mm512_cvtph_ps(load32(panel[s].d)), dmin = _mm512_cvtph_ps(load32(panel[s].dmin));
+                    for (size_t q = 0; q < kBlocks / 2; ++q) {
+                        const BlockQ8A* xa = xq + kb + s * kBlocks + 2 * q;
+                        const BlockQ8A* xb = xa + 1;
+                        q4_k_pair<1>(panel[s], d, dmin, q, &xa, &xb, &acc);
                     }
                 }
             } else {
@@ -263,6 +335,18 @@ void micro_kernel(const Panel<D>* panel, size_t n_blocks, const uint8_t* x, size
                 const BlockQ8A* xb[kT];
                 token_blocks(b, xb);
                 q6_k_block<kT>(panel[s], d, j, xb, &corrections[0][2 * b], kKcBlocks * 2, acc);
+            }
+        }
+    } else if constexpr (D == DType::Q4_K) {
+        for (size_t s = 0; s < n_blocks / PanelTraits<D>::kBlocks; ++s) {
+            prefetch_ahead(&panel[s], sizeof(Panel<D>));
+            const __m512 d = _mm512_cvtph_ps(load32(panel[s].d)), dmin = _mm512_cvtph_ps(load32(panel[s].dmin));
+            for (size_t q = 0; q < PanelTraits<D>::kBlocks / 2; ++q) {
+                const size_t b = s * PanelTraits<D>::kBlocks + 2 * q;
+                const BlockQ8A *xa[kT], *xb[kT];
+                token_blocks(b, xa);
+                token_blocks(b + 1, xb);
+                q4_k_pair<kT>(panel[s], d, dmin, q, xa, xb, acc);
             }
         }
     } else {
@@ -338,7 +422,7 @@ void gemm(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, 
             for (size_t tile = 0, t0 = 0; tile < tiles; ++tile) {
                 const size_t tokens = (n - t0) / (tiles - tile);
                 const uint8_t* x_chunk = xq + t0 * x_stride + kb * sizeof(BlockQ8A);
-                for (size_t t = 0; t < tokens; ++t) {
+                for (size_t t = 0; t < tokens && PanelTraits<D>::kOffset != 0; ++t) {
                     corrections_of<D>(reinterpret_cast<const BlockQ8A*>(x_chunk + t * x_stride), kc, corrections[t]);
                 }
                 const MicroKernelFn<D> kernel = kMicroKernels<D>[tokens];
@@ -360,6 +444,9 @@ void gemv_panels_q4_0(const void* w, size_t cols, const void* x, float* y, size_
 void gemv_panels_q8_0(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end) {
     gemv<DType::Q8_0>(w, cols, x, y, row_begin, row_end);
 }
+void gemv_panels_q4_k(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end) {
+    gemv<DType::Q4_K>(w, cols, x, y, row_begin, row_end);
+}
 void gemv_panels_q6_k(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end) {
     gemv<DType::Q6_K>(w, cols, x, y, row_begin, row_end);
 }
@@ -370,6 +457,10 @@ void gemm_panels_q4_0(const void* w, size_t cols, const void* x, size_t x_stride
 void gemm_panels_q8_0(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, float* y, size_t ldy,
                       size_t row_begin, size_t row_end, void* scratch) {
     gemm<DType::Q8_0>(w, cols, x, x_stride, n, y, ldy, row_begin, row_end, scratch);
+}
+void gemm_panels_q4_k(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, float* y, size_t ldy,
+                      size_t row_begin, size_t row_end, void* scratch) {
+    gemm<DType::Q4_K>(w, cols, x, x_stride, n, y, ldy, row_begin, row_end, scratch);
 }
 void gemm_panels_q6_k(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, float* y, size_t ldy,
                       size_t row_begin, size_t row_end, void* scratch) {

@@ -3,8 +3,9 @@
 // -mavx512bw -mavx512vl -mavx512vnni -mfma -mf16c -mavx2; like the AVX2 files it instantiates no
 // STL and keeps every helper in an anonymous namespace.
 //
-// Only these two types: Q4_0, Q8_0 and Q6_K matrices are repacked at load and multiplied by the
-// panel kernels (panel_kernels.cpp).
+// Models use these for Q5_K. Q4_K shares the code, but the model repacks Q4_K matrices at load, as
+// it does Q4_0, Q8_0 and Q6_K, for the panel kernels (panel_kernels.cpp): Q4_K's row kernels are
+// the fallback for a matrix left in GGUF's rows.
 //
 // The integer core is vpdpbusd (unsigned bytes x signed bytes, four products summed into each
 // int32 lane, one instruction for what AVX2 needs three). The K4/K5 levels (0..15, 0..31) take

@@ -233,7 +233,8 @@ void quantize_q8a_k(const float* x, void* dst, size_t cols) {
     auto* y = static_cast<quant::BlockQ8A*>(dst);
     for (size_t g = 0; g < cols / quant::kQK; ++g, x += quant::kQK) {
         const float factor = quant::activation_level_factor(abs_max(x, quant::kQK));
-        quantize_blocks_q8a(x, y + g * quant::kQ8AKBlocks, quant::kQ8AKBlocks, factor, quant::activation_scale_k(factor));
+        quantize_blocks_q8a(x, y + g * quant::kQ8AKBlocks, quant::kQ8AKBlocks, factor,
+                            quant::activation_scale_k(factor));
     }
 }
 
