@@ -203,7 +203,8 @@ def test_activations_match_llama_cpps(weight, isa):
     sign = np.where(their_d < 0, -1, 1)
     np.testing.assert_array_equal(ours["d"], np.abs(their_d))
     np.testing.assert_array_equal(ours["qs"].astype(np.int32), their_qs * sign[..., None])
-    np.testing.assert_array_equal(ours["dsum"], ours["d"] * ours["qs"].astype(np.int32).sum(axis=-1).astype(np.float32))
+    level_sums = ours["qs"].astype(np.int32).sum(axis=-1).astype(np.float32)
+    np.testing.assert_array_equal(ours["dsum"], ours["d"] * level_sums)
 
 
 def test_activations_reject_float_weights_and_bad_rows():

@@ -76,24 +76,24 @@ void CpuBackend::plan_row_tasks(size_t projection, size_t rows, size_t n) {
 void CpuBackend::matmul(std::initializer_list<Projection> projections, const float* x, size_t ldx, size_t n) {
     if (projections.size() == 0) throw std::logic_error("matmul takes at least one projection");
     row_tasks_.clear();
-    bool any_q8a = false, any_q8a_k = false;
+    const Projection* list = projections.begin();
+    const auto cols = static_cast<size_t>(list[0].w.cols);
+    // All projections read the same X, so one copy per activation format serves every matrix:
+    // X itself for float weights, one quantization per block format, made before the tasks run.
+    const void* input_in[kNumActivationFormats] = {x};  // indexed by ActivationFormat; F32 is X
     size_t i = 0;
     for (const Projection& p : projections) {
         plan_row_tasks(i++, static_cast<size_t>(p.w.rows), n);
-        any_q8a |= activation_format(p.w.dtype) == ActivationFormat::Q8A;
-        any_q8a_k |= activation_format(p.w.dtype) == ActivationFormat::Q8A_K;
+        const ActivationFormat format = activation_format(p.w.dtype);
+        const void*& input = input_in[static_cast<int>(format)];
+        if (input == nullptr) input = quantize_activations(format, x, ldx, n, cols);
     }
-    const Projection* list = projections.begin();
-    // All projections read the same X, so one quantized copy per format serves every matrix.
-    const auto cols = static_cast<size_t>(list[0].w.cols);
-    const void* x_q8a = any_q8a ? quantize_activations(ActivationFormat::Q8A, x, ldx, n, cols) : nullptr;
-    const void* x_q8a_k = any_q8a_k ? quantize_activations(ActivationFormat::Q8A_K, x, ldx, n, cols) : nullptr;
     pool_.parallel_for(row_tasks_.size(), [&](size_t task, int thread) {
         const RowTask& range = row_tasks_[task];
         const Projection& p = list[range.projection];
         const int type = static_cast<int>(p.w.dtype);
         const ActivationFormat format = activation_format(p.w.dtype);
-        const void* input = format == ActivationFormat::F32 ? x : format == ActivationFormat::Q8A ? x_q8a : x_q8a_k;
+        const void* input = input_in[static_cast<int>(format)];
         const size_t stride =
             format == ActivationFormat::F32 ? ldx * sizeof(float) : activation_row_bytes(p.w.dtype, cols);
         const bool panels = p.w.layout == MatrixLayout::Panels;

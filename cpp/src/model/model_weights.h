@@ -53,9 +53,9 @@ ModelWeights bind_weights(const ModelConfig& config, const std::map<std::string,
 // on x86-64, and Q4_K with AVX-512) into weights.panels, one matrix at a time, split across the
 // backend's threads. Once a matrix is packed, the pages of its source are released when `tensors`
 // says they are a file mapping, so resident memory never holds both copies of more than one
-// matrix. Other sources
-// (arrays made at load, e.g. quantized on load) keep their pages: for them the packed copy is
-// extra memory, as the fingerprint and the caller's arrays still refer to the originals.
+// matrix. Other sources (arrays made at load, e.g. quantized on load) keep their pages: for them
+// the packed copy is extra memory, as the fingerprint and the caller's arrays still refer to the
+// originals.
 void repack_weights(ModelWeights& weights, cpu::CpuBackend& backend, const std::map<std::string, TensorView>& tensors);
 
 }  // namespace lfmrt

@@ -14,8 +14,9 @@
 // accumulation across blocks is fp32. Kernels work on a row range [row_begin, row_end) so the
 // caller can split rows across threads; splitting rows never changes any result bit.
 //
-// Q4_0, Q8_0, Q4_K and Q6_K matrices may instead be repacked at load into 16-row panels (quant/panels.h),
-// which a table's panel kernels read with the same arguments (W then being the packed matrix).
+// Q4_0, Q8_0, Q4_K and Q6_K matrices may instead be repacked at load into 16-row panels
+// (quant/panels.h), which a table's panel kernels read with the same arguments (W then being the
+// packed matrix).
 // A table without panel kernels for a type leaves those entries null, and such matrices stay in
 // GGUF's rows.
 #pragma once
@@ -28,6 +29,7 @@
 namespace lfmrt::cpu {
 
 enum class ActivationFormat { F32, Q8A, Q8A_K };  // Q8A_K: BlockQ8A, 8 blocks to a scale
+inline constexpr int kNumActivationFormats = 3;
 ActivationFormat activation_format(DType weight);
 // Bytes of one input row of `cols` values in `weight`'s activation format.
 size_t activation_row_bytes(DType weight, size_t cols);

@@ -1,7 +1,7 @@
-// AVX-512 VNNI kernels for Q4_0, Q8_0, Q4_K and Q6_K weights in 16-row panels (quant/panels.h) times
-// BlockQ8A activations: the GEMV (decode) and the GEMM (batched decode, prefill), both reading
-// the panels where they lie, with no packing per call. Compiled with the AVX-512 flags; like
-// quant_kernels.cpp it instantiates no STL and keeps every helper in an anonymous namespace.
+// AVX-512 VNNI kernels for Q4_0, Q8_0, Q4_K and Q6_K weights in 16-row panels (quant/panels.h)
+// times BlockQ8A activations: the GEMV (decode) and the GEMM (batched decode, prefill), both
+// reading the panels where they lie, with no packing per call. Compiled with the AVX-512 flags;
+// like quant_kernels.cpp it instantiates no STL and keeps every helper in an anonymous namespace.
 //
 // Per 16 rows x 32 values the scales convert in one go and every 64-byte level vector feeds one
 // vpdpbusd per token, the token's 4 activation bytes broadcast to the 16 rows (the lanes). Levels
@@ -193,7 +193,8 @@ template <size_t kT>
     // Low 4 bits from byte j + 4, the top 2 from bits 6-7 of bytes j - 4 (scale) and j (minimum):
     // a 16-bit shift by 2 moves them to bits 4-5, where nothing of the neighbouring byte lands.
     const __m128i packed = load16(p.scales[j + 4]);
-    *sc = _mm_or_si128(_mm_and_si128(packed, low4), _mm_and_si128(_mm_srli_epi16(load16(p.scales[j - 4]), 2), bits45));
+    *sc = _mm_or_si128(_mm_and_si128(packed, low4),
+                       _mm_and_si128(_mm_srli_epi16(load16(p.scales[j - 4]), 2), bits45));
     *m = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(packed, 4), low4),
                       _mm_and_si128(_mm_srli_epi16(load16(p.scales[j]), 2), bits45));
 }
@@ -235,6 +236,19 @@ template <size_t kT>
     }
 }
 
+// Q4_K, GEMV and GEMM alike: acc[t] (+)= super-block panel `p` dotted with token t's activation
+// blocks b0..b0+7, which block_of(b, xb) gives (xb[t]: token t's block b).
+template <size_t kT, typename BlockOf>
+[[gnu::always_inline]] inline void q4_k_super_block(const PanelQ4_K& p, size_t b0, BlockOf block_of, __m512* acc) {
+    const __m512 d = _mm512_cvtph_ps(load32(p.d)), dmin = _mm512_cvtph_ps(load32(p.dmin));
+    for (size_t q = 0; q < PanelTraits<DType::Q4_K>::kBlocks / 2; ++q) {
+        const BlockQ8A *xa[kT], *xb[kT];
+        block_of(b0 + 2 * q, xa);
+        block_of(b0 + 2 * q + 1, xb);
+        q4_k_pair<kT>(p, d, dmin, q, xa, xb, acc);
+    }
+}
+
 // Activation blocks per chunk of the GEMV's corrections: 8192 values, so every row of the LFM2
 // shapes is one chunk and each panel-row streams from memory in one piece.
 constexpr size_t kGemvChunkBlocks = 256;
@@ -267,13 +281,9 @@ void gemv(const void* w, size_t cols, const void* x, float* y, size_t row_begin,
                     }
                 }
             } else if constexpr (D == DType::Q4_K) {
+                const auto block_of = [&](size_t b, const BlockQ8A** xb) { xb[0] = xq + b; };
                 for (size_t s = 0; s < kc / kBlocks; ++s) {
-                    const __m512 d = _mm512_cvtph_ps(load32(panel[s].d)), dmin = _mm512_cvtph_ps(load32(panel[s].dmin));
-                    for (size_t q = 0; q < kBlocks / 2; ++q) {
-                        const BlockQ8A* xa = xq + kb + s * kBlocks + 2 * q;
-                        const BlockQ8A* xb = xa + 1;
-                        q4_k_pair<1>(panel[s], d, dmin, q, &xa, &xb, &acc);
-                    }
+                    q4_k_super_block<1>(panel[s], kb + s * kBlocks, block_of, &acc);
                 }
             } else {
                 for (size_t b = 0; b < kc; ++b) acc = gemv_block<D>(panel[b], xq + kb + b, corrections[b], acc);
@@ -340,14 +350,7 @@ void micro_kernel(const Panel<D>* panel, size_t n_blocks, const uint8_t* x, size
     } else if constexpr (D == DType::Q4_K) {
         for (size_t s = 0; s < n_blocks / PanelTraits<D>::kBlocks; ++s) {
             prefetch_ahead(&panel[s], sizeof(Panel<D>));
-            const __m512 d = _mm512_cvtph_ps(load32(panel[s].d)), dmin = _mm512_cvtph_ps(load32(panel[s].dmin));
-            for (size_t q = 0; q < PanelTraits<D>::kBlocks / 2; ++q) {
-                const size_t b = s * PanelTraits<D>::kBlocks + 2 * q;
-                const BlockQ8A *xa[kT], *xb[kT];
-                token_blocks(b, xa);
-                token_blocks(b + 1, xb);
-                q4_k_pair<kT>(panel[s], d, dmin, q, xa, xb, acc);
-            }
+            q4_k_super_block<kT>(panel[s], s * PanelTraits<D>::kBlocks, token_blocks, acc);
         }
     } else {
         for (size_t b = 0; b < n_blocks; ++b) {
@@ -422,8 +425,11 @@ void gemm(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, 
             for (size_t tile = 0, t0 = 0; tile < tiles; ++tile) {
                 const size_t tokens = (n - t0) / (tiles - tile);
                 const uint8_t* x_chunk = xq + t0 * x_stride + kb * sizeof(BlockQ8A);
-                for (size_t t = 0; t < tokens && PanelTraits<D>::kOffset != 0; ++t) {
-                    corrections_of<D>(reinterpret_cast<const BlockQ8A*>(x_chunk + t * x_stride), kc, corrections[t]);
+                if constexpr (PanelTraits<D>::kOffset != 0) {
+                    for (size_t t = 0; t < tokens; ++t) {
+                        corrections_of<D>(reinterpret_cast<const BlockQ8A*>(x_chunk + t * x_stride), kc,
+                                          corrections[t]);
+                    }
                 }
                 const MicroKernelFn<D> kernel = kMicroKernels<D>[tokens];
                 for (size_t p = pb; p < pe; ++p) {

@@ -1,5 +1,6 @@
-// AVX-512 VNNI kernels for Q4_0, Q8_0, Q4_K and Q6_K matrices in 16-row panels (quant/panels.h), with the
-// signatures of kernels.h: KernelTable::gemv_panels and gemm_panels (the GEMM's scratch is unused).
+// AVX-512 VNNI kernels for Q4_0, Q8_0, Q4_K and Q6_K matrices in 16-row panels (quant/panels.h),
+// with the signatures of kernels.h: KernelTable::gemv_panels and gemm_panels (the GEMM's scratch
+// is unused).
 #pragma once
 
 #include <cstddef>
