@@ -1,4 +1,4 @@
-"""Q4_0, Q8_0, Q4_K and Q6_K matrices repacked at load into 16-row panels (cpp/src/quant/panels.h).
+"""Q4_0, Q8_0, Q4_K and Q6_K matrices repacked at load into 16-row panels (cpp/src/backends/cpu/panels.h).
 
 Kernel sets with panel kernels for a type (scalar, avx2 and avx512 for Q4_0 / Q8_0 / Q6_K; scalar
 and avx512 for Q4_K) repack its matrices when the model loads and release the file pages they

@@ -54,8 +54,8 @@ echo "== sdist"
 "$PYTHON" -m build --sdist --outdir "$OUT/sdist" .
 SDIST=$(ls "$OUT"/sdist/lfmrt-*.tar.gz)
 tar tzf "$SDIST" | sed 's|^[^/]*/||' | sort > "$OUT/sdist-files.txt"
-for required in CMakeLists.txt pyproject.toml README.md cmake/aarch64-linux-gnu.cmake cpp/src/cpu/dispatch.cpp \
-                cpp/src/cpu/kernels/neon/quant_table.h python/lfmrt/__init__.py python/lfmrt/demo/model/config.json; do
+for required in CMakeLists.txt pyproject.toml README.md cmake/aarch64-linux-gnu.cmake cpp/src/backends/cpu/dispatch.cpp \
+                cpp/src/backends/cpu/kernels/neon/quant_table.h python/lfmrt/__init__.py python/lfmrt/demo/model/config.json; do
     grep -qx "$required" "$OUT/sdist-files.txt" || { echo "sdist lacks $required"; exit 1; }
 done
 if grep -E '^(build|dist|bench/models|bench/out)/|\.so$' "$OUT/sdist-files.txt"; then

@@ -25,15 +25,15 @@
 #include <immintrin.h>
 #endif
 
-#include "cpu/cpu_backend.h"
-#include "cpu/dispatch.h"
-#include "cpu/kernels/kernels.h"
-#include "cpu/kernels/kv_kernels.h"
+#include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/dispatch.h"
+#include "backends/cpu/kernels/kernels.h"
+#include "backends/cpu/kernels/kv_kernels.h"
 #include "lfmrt/tensor.h"
-#include "model/weight_memory.h"
-#include "quant/blocks.h"
-#include "quant/panels.h"
-#include "quant/quantize.h"
+#include "backends/cpu/weight_memory.h"
+#include "formats/blocks.h"
+#include "backends/cpu/panels.h"
+#include "formats/quantize.h"
 
 using lfmrt::DType;
 using lfmrt::cpu::KernelTable;
@@ -217,8 +217,8 @@ private:
 class PanelWeights {
 public:
     explicit PanelWeights(const Weights& w)
-        : bytes_(lfmrt::quant::panel_matrix_bytes(w.dtype(), w.rows(), w.cols()) + kOffset) {
-        lfmrt::quant::pack_panels(w.dtype(), w.data(), w.rows(), w.cols(), 0, lfmrt::quant::panel_rows(w.rows()),
+        : bytes_(lfmrt::cpu::panel_matrix_bytes(w.dtype(), w.rows(), w.cols()) + kOffset) {
+        lfmrt::cpu::pack_panels(w.dtype(), w.data(), w.rows(), w.cols(), 0, lfmrt::cpu::panel_rows(w.rows()),
                                   data());
     }
     const void* data() const { return bytes_.data() + kOffset; }
@@ -544,7 +544,7 @@ void test_matmul_edges(Report& report, const KernelTable& table, DType dtype, st
 }
 
 // ---------------------------------------------------------------------------------------------
-// The panel layout (quant/panels.h): packing, and each table's panel kernels against the scalar
+// The panel layout (backends/cpu/panels.h): packing, and each table's panel kernels against the scalar
 // table's row kernels on the same logical weights.
 
 constexpr DType kPanelTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K};
@@ -576,14 +576,14 @@ void test_panel_packing(Report& report, std::mt19937& rng) {
                 const size_t row_size = lfmrt::row_bytes(dtype, cols);
                 std::vector<uint8_t> row(row_size);
                 for (size_t r = 0; r < rows; ++r) {
-                    quant::unpack_panel_row(dtype, packed.data(), cols, r, row.data());
+                    lfmrt::cpu::unpack_panel_row(dtype, packed.data(), cols, r, row.data());
                     const auto* original = static_cast<const uint8_t*>(w.data()) + r * row_size;
                     check.that(std::memcmp(row.data(), original, row_size) == 0,
                                [&] { return where + " row " + std::to_string(r) + " differs after unpacking"; });
                 }
                 const size_t block_size = lfmrt::block_bytes(dtype);
-                for (size_t r = rows; r < quant::panel_rows(rows) * quant::kPanelRows; ++r) {
-                    quant::unpack_panel_row(dtype, packed.data(), cols, r, row.data());
+                for (size_t r = rows; r < lfmrt::cpu::panel_rows(rows) * lfmrt::cpu::kPanelRows; ++r) {
+                    lfmrt::cpu::unpack_panel_row(dtype, packed.data(), cols, r, row.data());
                     // Q6_K keeps its d at the end of the block.
                     const size_t d_offset = dtype == DType::Q6_K ? block_size - 2 : 0;
                     for (size_t b = 0; b < cols / lfmrt::block_elems(dtype); ++b) {
@@ -593,10 +593,10 @@ void test_panel_packing(Report& report, std::mt19937& rng) {
                                    [&] { return where + " padding row " + std::to_string(r) + " has a scale"; });
                     }
                 }
-                const size_t bytes = quant::panel_matrix_bytes(dtype, rows, cols);
+                const size_t bytes = lfmrt::cpu::panel_matrix_bytes(dtype, rows, cols);
                 std::vector<uint8_t> pieces(bytes, 0xAB);
-                for (size_t p = quant::panel_rows(rows); p-- > 0;) {
-                    quant::pack_panels(dtype, w.data(), rows, cols, p, p + 1, pieces.data());
+                for (size_t p = lfmrt::cpu::panel_rows(rows); p-- > 0;) {
+                    lfmrt::cpu::pack_panels(dtype, w.data(), rows, cols, p, p + 1, pieces.data());
                 }
                 check.that(std::memcmp(pieces.data(), packed.data(), bytes) == 0, where + " packed in pieces differs");
             }
@@ -695,7 +695,7 @@ void test_panel_splits_and_edges(Report& report, const KernelTable& table, DType
                              lfmrt::dtype_name(dtype));
 }
 
-// Through the backend, as the model uses it: pack_panels gives quant::pack_panels' bytes, a
+// Through the backend, as the model uses it: pack_panels gives lfmrt::cpu::pack_panels' bytes, a
 // packed matrix's matmul goes to the panel kernels (the scalar table's equal its row kernels
 // exactly), and 1 or 3 threads give the same bits.
 void test_backend_panels(Report& report, const KernelTable& table, DType dtype, std::mt19937& rng) {
@@ -705,7 +705,7 @@ void test_backend_panels(Report& report, const KernelTable& table, DType dtype, 
     const Weights w(dtype, rows, cols, rng);
     const PanelWeights packed(w);
     lfmrt::cpu::CpuBackend one(table, 1), three(table, 3);
-    std::vector<uint8_t> dst(lfmrt::quant::panel_matrix_bytes(dtype, rows, cols));
+    std::vector<uint8_t> dst(lfmrt::cpu::panel_matrix_bytes(dtype, rows, cols));
     const lfmrt::cpu::Matrix row_major{w.data(), dtype, int64_t(rows), int64_t(cols)};
     const lfmrt::cpu::Matrix panels = three.pack_panels(row_major, dst.data());
     check.that(panels.layout == lfmrt::cpu::MatrixLayout::Panels && panels.data == dst.data(), "packed matrix");
@@ -1148,8 +1148,8 @@ std::vector<uint8_t> bench_matrix(const Weights& w, Layout layout) {
     if (layout == Layout::Rows) {
         return std::vector<uint8_t>(data, data + w.rows() * lfmrt::row_bytes(w.dtype(), w.cols()));
     }
-    std::vector<uint8_t> packed(lfmrt::quant::panel_matrix_bytes(w.dtype(), w.rows(), w.cols()));
-    lfmrt::quant::pack_panels(w.dtype(), data, w.rows(), w.cols(), 0, lfmrt::quant::panel_rows(w.rows()),
+    std::vector<uint8_t> packed(lfmrt::cpu::panel_matrix_bytes(w.dtype(), w.rows(), w.cols()));
+    lfmrt::cpu::pack_panels(w.dtype(), data, w.rows(), w.cols(), 0, lfmrt::cpu::panel_rows(w.rows()),
                               packed.data());
     return packed;
 }

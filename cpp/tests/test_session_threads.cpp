@@ -25,7 +25,7 @@
 #include "lfmrt/model.h"
 #include "lfmrt/session.h"
 #include "lfmrt/tensor.h"
-#include "quant/quantize.h"
+#include "formats/quantize.h"
 
 namespace {
 

@@ -10,7 +10,7 @@ namespace lfmrt {
 
 // Element types a weight tensor may have. The order is part of the kernel tables' layout
 // (they are indexed by it), so new types go at the end. Q8_0 ... Q6_K are GGUF's block formats
-// with GGUF's exact byte layouts (cpp/src/quant/blocks.h): a row is a whole number of blocks.
+// with GGUF's exact byte layouts (cpp/src/formats/blocks.h): a row is a whole number of blocks.
 enum class DType : int { F32 = 0, F16 = 1, BF16 = 2, Q8_0 = 3, Q4_0 = 4, Q4_K = 5, Q5_K = 6, Q6_K = 7 };
 inline constexpr int kNumDTypes = 8;
 

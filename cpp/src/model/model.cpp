@@ -9,8 +9,8 @@
 #include <cstring>
 #include <mutex>
 
-#include "cpu/cpu_backend.h"
-#include "cpu/dispatch.h"
+#include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/dispatch.h"
 #include "lfmrt/error.h"
 #include "model/fingerprint.h"
 #include "model/model_weights.h"

@@ -1,7 +1,7 @@
 #include "model/model_weights.h"
 
 #include "lfmrt/error.h"
-#include "quant/panels.h"
+#include "backends/cpu/panels.h"
 
 namespace lfmrt {
 
@@ -122,7 +122,7 @@ void repack_weights(ModelWeights& weights, cpu::CpuBackend& backend, const std::
     const auto packed_bytes = [](const cpu::Matrix& m) {
         constexpr size_t kAlign = 64;
         const auto rows = static_cast<size_t>(m.rows), cols = static_cast<size_t>(m.cols);
-        return (quant::panel_matrix_bytes(m.dtype, rows, cols) + kAlign - 1) / kAlign * kAlign;
+        return (cpu::panel_matrix_bytes(m.dtype, rows, cols) + kAlign - 1) / kAlign * kAlign;
     };
     std::vector<cpu::Matrix*> packable;
     size_t total = 0;

@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "cpu/cpu_backend.h"
+#include "backends/cpu/cpu_backend.h"
 #include "lfmrt/config.h"
 #include "lfmrt/tensor.h"
-#include "model/weight_memory.h"
+#include "backends/cpu/weight_memory.h"
 
 namespace lfmrt {
 

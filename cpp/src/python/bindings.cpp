@@ -10,13 +10,13 @@
 #include <string>
 #include <vector>
 
-#include "cpu/dispatch.h"
+#include "backends/cpu/dispatch.h"
 #include "lfmrt/config.h"
 #include "lfmrt/error.h"
 #include "lfmrt/model.h"
 #include "lfmrt/sampler.h"
 #include "lfmrt/session.h"
-#include "quant/quantize.h"
+#include "formats/quantize.h"
 
 namespace py = pybind11;
 using namespace lfmrt;

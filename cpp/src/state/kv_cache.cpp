@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "lfmrt/error.h"
-#include "quant/quantize.h"
+#include "formats/quantize.h"
 
 namespace lfmrt {
 

@@ -1,0 +1,180 @@
+#include "backends/cpu/dispatch.h"
+
+#include "lfmrt/error.h"
+
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#elif defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
+
+namespace lfmrt::cpu {
+
+namespace {
+
+#if defined(__x86_64__) || defined(_M_X64)
+bool has_avx2_fma_f16c() {
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#else
+    return false;
+#endif
+}
+
+// What avx512_kernels() needs: AVX-512 F/BW/VL for the 512-bit integer ops and masks, VNNI for
+// vpdpbusd, and the AVX2 table's features for the functions it shares with it.
+bool has_avx512_vnni() {
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_cpu_init();
+    return has_avx2_fma_f16c() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+#else
+    return false;
+#endif
+}
+#endif
+
+#if defined(__aarch64__)
+// Optional aarch64 features, read from the OS (user space cannot read the ID registers
+// portably). Only dotprod selects a kernel table: fp16 arithmetic (FEAT_FP16) would round
+// products and sums to half precision, and lfmrt accumulates in fp32; the f16 -> f32 widening
+// the kernels need is baseline NEON. fp16 and i8mm are reported for information.
+struct ArmFeatures {
+    bool dotprod = false;  // SDOT / UDOT (FEAT_DotProd)
+    bool fp16 = false;     // half-precision arithmetic, scalar and vector (FEAT_FP16)
+    bool i8mm = false;     // SMMLA / UMMLA (FEAT_I8MM)
+};
+
+#if defined(__linux__)
+// Bits of the kernel's uapi <asm/hwcap.h>, spelled out because old headers (the manylinux2014
+// toolchain's) lack some of them.
+constexpr unsigned long kHwcapFphp = 1UL << 9;
+constexpr unsigned long kHwcapAsimdhp = 1UL << 10;
+constexpr unsigned long kHwcapAsimddp = 1UL << 20;
+constexpr unsigned long kAtHwcap2 = 26;  // AT_HWCAP2
+constexpr unsigned long kHwcap2I8mm = 1UL << 13;
+
+ArmFeatures arm_features() {
+    const unsigned long hwcap = getauxval(AT_HWCAP);
+    const unsigned long hwcap2 = getauxval(kAtHwcap2);
+    ArmFeatures features;
+    features.dotprod = (hwcap & kHwcapAsimddp) != 0;
+    features.fp16 = (hwcap & kHwcapFphp) != 0 && (hwcap & kHwcapAsimdhp) != 0;
+    features.i8mm = (hwcap2 & kHwcap2I8mm) != 0;
+    return features;
+}
+#elif defined(__APPLE__)
+// hw.optional.arm.FEAT_* exist from macOS 12; on older systems the lookup fails and the
+// feature counts as absent (the baseline table still runs).
+bool sysctl_flag(const char* name) {
+    int value = 0;
+    size_t size = sizeof value;
+    return sysctlbyname(name, &value, &size, nullptr, 0) == 0 && value != 0;
+}
+
+ArmFeatures arm_features() {
+    ArmFeatures features;
+    features.dotprod = sysctl_flag("hw.optional.arm.FEAT_DotProd");
+    features.fp16 = sysctl_flag("hw.optional.arm.FEAT_FP16");
+    features.i8mm = sysctl_flag("hw.optional.arm.FEAT_I8MM");
+    return features;
+}
+#else
+ArmFeatures arm_features() { return {}; }  // no known way to ask this OS: baseline only
+#endif
+#endif  // __aarch64__
+
+// The kernel sets this build has, lowest first, for error messages.
+#if defined(__x86_64__) || defined(_M_X64)
+constexpr const char* kBuiltKernelSets = "'scalar', 'avx2' or 'avx512'";
+#elif defined(__aarch64__)
+constexpr const char* kBuiltKernelSets = "'scalar', 'neon' or 'neon_dotprod'";
+#else
+constexpr const char* kBuiltKernelSets = "'scalar'";
+#endif
+
+}  // namespace
+
+std::string cpu_features() {
+    std::string features;
+    const auto add = [&](bool present, const char* name) {
+        if (present) features += std::string(features.empty() ? "" : " ") + name;
+    };
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    add(__builtin_cpu_supports("sse4.2"), "sse4.2");
+    add(__builtin_cpu_supports("avx"), "avx");
+    add(__builtin_cpu_supports("avx2"), "avx2");
+    add(__builtin_cpu_supports("fma"), "fma");
+    add(__builtin_cpu_supports("f16c"), "f16c");
+    add(__builtin_cpu_supports("avx512f"), "avx512f");
+    add(__builtin_cpu_supports("avx512bw"), "avx512bw");
+    add(__builtin_cpu_supports("avx512vl"), "avx512vl");
+    add(__builtin_cpu_supports("avx512vnni"), "avx512vnni");
+#elif defined(__aarch64__)
+    const ArmFeatures arm = arm_features();
+    add(true, "neon");  // Advanced SIMD is part of the aarch64 baseline
+    add(arm.dotprod, "dotprod");
+    add(arm.fp16, "fp16");
+    add(arm.i8mm, "i8mm");
+#endif
+    return features;
+}
+
+std::vector<std::string> kernel_sets() {
+    std::vector<std::string> sets = {"scalar"};
+#if defined(__x86_64__) || defined(_M_X64)
+    if (has_avx2_fma_f16c()) sets.emplace_back("avx2");
+    if (has_avx512_vnni()) sets.emplace_back("avx512");
+#elif defined(__aarch64__)
+    sets.emplace_back("neon");
+    if (arm_features().dotprod) sets.emplace_back("neon_dotprod");
+#endif
+    return sets;
+}
+
+const KernelTable& select_kernels(const std::string& isa) {
+    if (isa == "scalar") return scalar_kernels();
+#if defined(__x86_64__) || defined(_M_X64)
+    if (isa.empty() || isa == "avx512") {
+        if (has_avx512_vnni()) return avx512_kernels();
+        if (isa == "avx512") {
+            throw InvalidArgument("LFMRT_ISA=avx512, but this CPU lacks AVX-512 F/BW/VL/VNNI, AVX2, FMA or F16C");
+        }
+    }
+    if (isa.empty() || isa == "avx2") {
+        if (has_avx2_fma_f16c()) return avx2_kernels();
+        if (isa == "avx2") throw InvalidArgument("LFMRT_ISA=avx2, but this CPU lacks AVX2, FMA or F16C");
+        return scalar_kernels();
+    }
+#elif defined(__aarch64__)
+    if (isa == "neon") return neon_kernels();
+    if (isa.empty() || isa == "neon_dotprod") {
+        if (arm_features().dotprod) return neon_dotprod_kernels();
+        if (isa == "neon_dotprod") {
+            throw InvalidArgument("LFMRT_ISA=neon_dotprod, but this CPU lacks the dot-product instructions");
+        }
+        return neon_kernels();
+    }
+#else
+    if (isa.empty()) return scalar_kernels();
+#endif
+    throw InvalidArgument("unknown kernel set '" + isa + "' (LFMRT_ISA): this build has " + kBuiltKernelSets);
+}
+
+const KvKernels& kv_kernels_for(const KernelTable& table) {
+    if (&table == &scalar_kernels()) return scalar_kv_kernels();
+#if defined(__x86_64__) || defined(_M_X64)
+    // Every SIMD table of an x86 build (avx2, avx512) runs on a CPU with AVX2, FMA and F16C, and
+    // attention's fp32 loops gain nothing from 512 bits at head size 64: both take the AVX2 ones.
+    return avx2_kv_kernels();
+#elif defined(__aarch64__)
+    // Attention is fp32 arithmetic: both NEON tables share the baseline KV kernels.
+    return neon_kv_kernels();
+#else
+    return scalar_kv_kernels();
+#endif
+}
+
+}  // namespace lfmrt::cpu
