@@ -147,20 +147,29 @@ def test_concurrent_generation_from_threads_matches_serial(model):
 
 def test_scalar_and_simd_kernel_sets_agree():
     f32_model = MODELS / "mixed_mha_hd64_f32_dialectA"
-    scalar = lfmrt.Model.load(f32_model, isa="scalar")
+    scalar = lfmrt.Model.load(f32_model, device="cpu:scalar")
     best = lfmrt.Model.load(f32_model)
     tokens = list(range(1, 60))
     assert np.abs(scalar.logits(tokens) - best.logits(tokens)).max() < 1e-4
 
 
 def test_unknown_kernel_set_is_a_clear_error():
-    with pytest.raises(ValueError, match="LFMRT_ISA"):
-        lfmrt.Model.load(MODEL_DIR, isa="avx9000")
+    with pytest.raises(ValueError, match="kernel set 'avx9000' \\(device cpu:avx9000"):
+        lfmrt.Model.load(MODEL_DIR, device="cpu:avx9000")
+    with pytest.raises(ValueError, match="unknown device 'tpu:0'"):
+        lfmrt.Model.load(MODEL_DIR, device="tpu:0")
+
+
+def test_devices_lists_the_cpu_first(model):
+    devices = lfmrt.devices()
+    assert devices[0]["id"] == "cpu" and devices[0]["kind"] == "cpu" and devices[0]["memory_bytes"] > 0
+    assert lfmrt.cpu_info()["kernels"] in devices[0]["details"]
+    assert model.device == "cpu:" + lfmrt.cpu_info()["kernels"]
 
 
 def test_repr_and_cpu_info(model):
     text = repr(model)
-    assert "layers=8" in text and "BF16" in text and "kernels=" in text
+    assert "layers=8" in text and "BF16" in text and "device=cpu:" in text
     info = lfmrt.cpu_info()
     assert info["physical_cores"] >= 1 and info["kernels"] in info["kernel_sets"]
     assert info["kernel_sets"][0] == "scalar" and info["machine"]
@@ -174,5 +183,5 @@ def test_lfmrt_isa_forces_a_lower_kernel_set(monkeypatch):
     assert lfmrt.cpu_info()["kernels"] == "scalar"
     assert lfmrt.Model.load(MODEL_DIR, n_threads=1)._core.kernel_set == "scalar"
     monkeypatch.setenv("LFMRT_ISA", "avx9000")
-    with pytest.raises(ValueError, match="unknown kernel set 'avx9000' \\(LFMRT_ISA\\)"):
+    with pytest.raises(ValueError, match="unknown CPU kernel set 'avx9000' \\(device cpu:avx9000 or LFMRT_ISA\\)"):
         lfmrt.cpu_info()

@@ -6,12 +6,12 @@
 """
 
 from .errors import LoadError
-from .cpu import cpu_info
+from .cpu import cpu_info, devices
 from .demo import demo_model_path
 from .generation import Completion, SamplingOptions, Timings
 from .model import Model
 from .session import Session
 from .scheduler import Request, Scheduler
 
-__all__ = ["Completion", "LoadError", "Model", "Request", "SamplingOptions", "Scheduler", "Session", "Timings", "cpu_info", "demo_model_path"]
+__all__ = ["Completion", "LoadError", "Model", "Request", "SamplingOptions", "Scheduler", "Session", "Timings", "cpu_info", "demo_model_path", "devices"]
 __version__ = "0.1.0"

@@ -10,7 +10,7 @@ from tokenizers import Tokenizer
 
 from . import _core
 from .chat_template import ChatTemplate, TemplateError
-from .cpu import physical_core_count, requested_isa
+from .cpu import physical_core_count, requested_device
 from .errors import LoadError
 from .generation import Completion, Generation, GenerationState, SamplingOptions
 from .hub import resolve_model
@@ -113,7 +113,7 @@ class Model:
         self,
         checkpoint: Checkpoint,
         n_threads: Optional[int] = None,
-        isa: Optional[str] = None,
+        device: Optional[str] = None,
         max_context: Optional[int] = None,
         kv_cache: Optional[str] = None,
     ) -> None:
@@ -135,13 +135,18 @@ class Model:
             tensors,
             (checkpoint.files, tensors),
             self.n_threads,
-            requested_isa(isa),
+            requested_device(device),
             _kv_cache_dtype(kv_cache, checkpoint),
         )
         self.tokenizer: Optional[Tokenizer] = checkpoint.tokenizer
         self.chat_template: Optional[ChatTemplate] = _chat_template(checkpoint)
         self.eos_token_ids: List[int] = list(checkpoint.generation.eos_token_id)
         self.default_sampling = self._sampling_defaults(checkpoint)
+
+    @property
+    def device(self) -> str:
+        """The device the model runs on, with its kernel set or index: ``"cpu:avx512"``, ``"opencl:0"``."""
+        return self._core.device
 
     @classmethod
     def load(
@@ -150,7 +155,7 @@ class Model:
         *,
         quant: Optional[str] = None,
         n_threads: Optional[int] = None,
-        isa: Optional[str] = None,
+        device: Optional[str] = None,
         max_context: Optional[int] = None,
         kv_cache: Optional[str] = None,
         file: Optional[str] = None,
@@ -180,9 +185,11 @@ class Model:
                 ``"q6_k"`` (or ``"f16"``, ``"bf16"``, ``"f32"``), with the same tensor-type
                 policy as ``lfmrt quantize`` (see :mod:`lfmrt.quantization`).
             n_threads: compute threads (default: this machine's physical cores).
-            isa: kernel set, ``"scalar"``, ``"avx2"`` or ``"avx512"`` on x86-64, ``"scalar"``,
-                ``"neon"`` or ``"neon_dotprod"`` on aarch64 (default: ``$LFMRT_ISA`` or the best
-                this CPU runs; ``lfmrt.cpu_info()["kernel_sets"]`` lists the choices).
+            device: where to run: ``"cpu"`` (the default, or ``$LFMRT_DEVICE``), ``"cpu:<kernel
+                set>"`` to force a CPU kernel set (``"cpu:scalar"``, ``"cpu:avx2"``,
+                ``"cpu:avx512"`` on x86-64, ``"cpu:neon"``, ``"cpu:neon_dotprod"`` on aarch64;
+                ``$LFMRT_ISA`` names one for plain ``"cpu"``), ``"opencl"`` / ``"opencl:N"``, or
+                ``"cuda"`` / ``"cuda:N"``. :func:`lfmrt.devices` lists what this machine has.
             max_context: the longest sequence a session may hold (default and upper bound:
                 the model's own context length).
             kv_cache: how the KV cache stores keys and values: ``"f16"`` (the default, half
@@ -194,12 +201,12 @@ class Model:
         Raises:
             LoadError: a missing or malformed file, tensor or config field (named in the message);
                 a repo id that is not cached when the Hub cannot be reached or HF_HUB_OFFLINE=1.
-            ValueError: an unknown ``quant``.
+            ValueError: an unknown ``quant``; an unknown ``device``, or one this machine lacks.
         """
         checkpoint = load_checkpoint(resolve_model(path, revision=revision, file=file))
         if quant is not None:
             checkpoint = quantize_checkpoint(checkpoint, quant)
-        return cls(checkpoint, n_threads=n_threads, isa=isa, max_context=max_context, kv_cache=kv_cache)
+        return cls(checkpoint, n_threads=n_threads, device=device, max_context=max_context, kv_cache=kv_cache)
 
     @staticmethod
     def _sampling_defaults(checkpoint: Checkpoint) -> SamplingOptions:
@@ -499,5 +506,5 @@ class Model:
             f"Model(path={self._checkpoint.path!r}, layers={len(c.layer_types)} "
             f"({len(c.layer_types) - n_attention} conv, {n_attention} attention), hidden={c.hidden_size}, "
             f"ff={c.ff_dim}, heads={c.n_heads}/{c.n_kv_heads}kv, vocab={c.vocab_size}, "
-            f"dtype={'/'.join(dtypes)}, threads={self.n_threads}, kernels={self._core.kernel_set})"
+            f"dtype={'/'.join(dtypes)}, device={self.device}, threads={self.n_threads})"
         )

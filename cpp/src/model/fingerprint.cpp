@@ -1,11 +1,13 @@
 #include "model/fingerprint.h"
 
 #include <algorithm>
+#include <sstream>
 
 namespace lfmrt {
 
-// FNV-1a over the config and, per tensor, its name, type, shape and 64 evenly spaced 64-byte
-// samples of its data: enough to tell models apart without reading every weight.
+// FNV-1a over the config's architecture fields and, per tensor, its name, type, shape and 64
+// evenly spaced 64-byte samples of its data: enough to tell models apart without reading every
+// weight.
 uint64_t weights_fingerprint(const ModelConfig& c, const std::map<std::string, TensorView>& tensors) {
     uint64_t hash = 1469598103934665603ull;
     const auto mix = [&hash](const void* data, size_t size) {
@@ -16,7 +18,7 @@ uint64_t weights_fingerprint(const ModelConfig& c, const std::map<std::string, T
     };
     const auto mix_value = [&mix](const auto& value) { mix(&value, sizeof value); };
     for (const auto value : {c.vocab_size, c.hidden_size, c.ff_dim, c.n_heads, c.n_kv_heads, c.head_dim,
-                             c.conv_kernel, c.max_context}) {
+                             c.conv_kernel}) {
         mix_value(value);
     }
     for (LayerKind kind : c.layers) mix_value(kind);
@@ -36,6 +38,27 @@ uint64_t weights_fingerprint(const ModelConfig& c, const std::map<std::string, T
         }
     }
     return hash;
+}
+
+std::string architecture_summary(const ModelConfig& c, const std::map<std::string, TensorView>& tensors) {
+    std::ostringstream out;
+    out << "vocab_size=" << c.vocab_size << "\nhidden_size=" << c.hidden_size << "\nff_dim=" << c.ff_dim
+        << "\nn_heads=" << c.n_heads << "\nn_kv_heads=" << c.n_kv_heads << "\nhead_dim=" << c.head_dim
+        << "\nconv_kernel=" << c.conv_kernel << "\nconv_bias=" << c.conv_bias << "\nnorm_eps=" << c.norm_eps
+        << "\nrope_theta=" << c.rope_theta << "\ntie_embeddings=" << c.tie_embeddings << "\nlayers=";
+    for (size_t i = 0; i < c.layers.size(); ++i) {
+        out << (i ? "," : "") << (c.layers[i] == LayerKind::ShortConv ? "conv" : "attention");
+    }
+    std::map<std::string, int> types;
+    for (const auto& [name, view] : tensors) ++types[dtype_name(view.dtype)];
+    out << "\nweight_types=";
+    bool first = true;
+    for (const auto& [type, count] : types) {
+        out << (first ? "" : ",") << type << ":" << count;
+        first = false;
+    }
+    out << "\n";
+    return out.str();
 }
 
 }  // namespace lfmrt

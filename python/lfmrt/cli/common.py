@@ -27,6 +27,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, optional: bool = Fal
     parser.add_argument("--revision", help="for a repo id: the branch, tag or commit (default: main)")
     parser.add_argument("--quant", metavar="TYPE", help="quantize on load (q8_0, q4_0, q4_k_m, q5_k_m, q6_k, f16, ...)")
     parser.add_argument("--threads", "-t", type=int, metavar="N", help="compute threads (default: physical cores)")
+    parser.add_argument("--device", "-d", metavar="DEVICE",
+                        help="cpu (default), cpu:avx2 and friends, opencl[:N], cuda[:N]; `lfmrt info` lists them")
     parser.add_argument("--max-context", type=int, metavar="N", help="the longest sequence a session may hold")
 
 
@@ -60,6 +62,7 @@ def load_model(args: argparse.Namespace, name: Optional[str] = None) -> Model:
         name if name is not None else args.model,
         quant=args.quant,
         n_threads=args.threads,
+        device=args.device,
         max_context=args.max_context,
         file=args.file,
         revision=args.revision,

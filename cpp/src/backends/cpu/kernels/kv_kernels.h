@@ -32,9 +32,6 @@ struct KvKernels {
     KvMixFn mix[kNumDTypes];
 };
 
-// True for the types a KV cache can store.
-inline bool is_kv_dtype(DType dtype) { return dtype == DType::F32 || dtype == DType::F16 || dtype == DType::Q8_0; }
-
 const KvKernels& scalar_kv_kernels();
 #if defined(__x86_64__) || defined(_M_X64)
 const KvKernels& avx2_kv_kernels();  // needs AVX2, FMA and F16C at run time
