@@ -1052,6 +1052,29 @@ void test_kv_kernels(Report& report, const lfmrt::cpu::KvKernels& simd, std::mt1
     }
 }
 
+// exp_sum, online softmax's step: every length around the vector widths, shifts at and above
+// the run's maximum (the attention op passes the running maximum), and -inf entries.
+void test_exp_sum(Report& report, const lfmrt::cpu::KvKernels& simd, std::mt19937& rng) {
+    const lfmrt::cpu::KvKernels& scalar = lfmrt::cpu::scalar_kv_kernels();
+    Check check;
+    for (size_t n : kLengths) {
+        for (float spread : {1.0f, 30.0f, 200.0f}) {
+            std::vector<float> x = random_floats(n, rng, -spread, spread);
+            if (n > 3) x[n / 2] = -INFINITY;
+            const float top = *std::max_element(x.begin(), x.end());
+            for (float shift : {top, top + 5.0f}) {
+                std::vector<float> got = x, want = x;
+                const float got_sum = simd.exp_sum(got.data(), n, shift);
+                const float want_sum = scalar.exp_sum(want.data(), n, shift);
+                const std::string where = "n=" + std::to_string(n) + " spread=" + std::to_string(spread);
+                for (size_t i = 0; i < n; ++i) check.near(got[i], want[i], std::fabs(want[i]), kElemTol, where);
+                check.near(got_sum, want_sum, want_sum, kElemTol, where + " sum");
+            }
+        }
+    }
+    check.finish(report, std::string(simd.name) + " kv exp_sum");
+}
+
 int run_tests() {
     Report report;
     std::mt19937 rng(1234);
@@ -1120,9 +1143,13 @@ int run_tests() {
     if (simd_tables().size() == 2) {  // avx2 and avx512
         test_gemm_same_as(report, lfmrt::cpu::avx512_kernels(), lfmrt::cpu::avx2_kernels(), DType::BF16, rng);
     }
-    if (!simd_tables().empty()) test_kv_kernels(report, lfmrt::cpu::avx2_kv_kernels(), rng);
+    if (!simd_tables().empty()) {
+        test_kv_kernels(report, lfmrt::cpu::avx2_kv_kernels(), rng);
+        test_exp_sum(report, lfmrt::cpu::avx2_kv_kernels(), rng);
+    }
 #elif defined(__aarch64__)
     test_kv_kernels(report, lfmrt::cpu::neon_kv_kernels(), rng);
+    test_exp_sum(report, lfmrt::cpu::neon_kv_kernels(), rng);
 #endif
     report.summary();
     return report.failed() == 0 ? 0 : 1;

@@ -417,6 +417,31 @@ void CpuBackend::kv_store(size_t attention_layer, const backend::Buffer& k, cons
     }
 }
 
+namespace {
+
+// Queries of one sequence that walk its KV pages together: each page's keys and values of a head
+// (32 KB each at head_dim 64 in f16) are read from memory once for the whole block and then
+// served from cache, instead of once per query (at 16k positions a head's keys and values are
+// 4 MB, far more than a core's L2, so query after query streamed them all from DRAM).
+constexpr size_t kQueryBlock = 32;
+// A decode query (one per sequence) over at least this many pages may have its pages split
+// between several tasks when there are fewer tasks than threads to keep busy.
+constexpr size_t kMinPagesToSplit = 2;
+
+// Online softmax state of one query head: the running maximum score and the sum of
+// exp(score - maximum); its output row accumulates the exp-weighted values.
+struct SoftmaxState {
+    float max = -INFINITY;
+    float sum = 0.0f;
+};
+
+}  // namespace
+
+// Tiled ("flash") attention: a task is a block of a sequence's queries against one kv head
+// (serving the head's group of query heads, so a stored key or value is widened once for all of
+// them), walking the pages with an online softmax; causal, each query sees positions up to its
+// own. Decode queries at long contexts may split their pages over several tasks, whose partial
+// softmax states are merged at the end.
 void CpuBackend::attention(size_t attention_layer, const backend::Buffer& q_buffer, size_t n_heads,
                            backend::Buffer& out) {
     const size_t head_dim = layout_.head_dim, n_kv_heads = layout_.n_kv_heads;
@@ -427,49 +452,129 @@ void CpuBackend::attention(size_t attention_layer, const backend::Buffer& q_buff
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
     const float* q = floats(q_buffer);
     float* mixed = floats(out);
-    // Tasks are (sequence, query, kv head) triples, each serving the kv head's group of query
-    // heads so a stored key or value is read (and widened) once for all of them. first_task[j]
-    // is sequence j's first task.
-    std::vector<size_t> first_task;
-    size_t n_tasks = 0;
-    size_t longest = 0;
-    for (const ResolvedSequence& s : step_) {
-        first_task.push_back(n_tasks);
-        n_tasks += s.n * n_kv_heads;
-        longest = std::max(longest, s.n_past + s.n);
-    }
-    for (auto& scores : score_scratch_) {
-        if (scores.size() < group * longest) scores.resize(std::max(group * longest, 2 * scores.size()));
-    }
     const size_t keys_offset = layout_.kv_run_offset(attention_layer, false, 0);
     const size_t values_offset = layout_.kv_run_offset(attention_layer, true, 0);
     const KvScoresFn scores_of = kv_kernels_.scores[static_cast<int>(layout_.kv_dtype)];
     const KvMixFn mix = kv_kernels_.mix[static_cast<int>(layout_.kv_dtype)];
-    pool_.parallel_for(n_tasks, [&](size_t task, int thread) {
-        const size_t j = static_cast<size_t>(std::upper_bound(first_task.begin(), first_task.end(), task) -
-                                             first_task.begin()) - 1;
-        const ResolvedSequence& s = step_[j];
-        const size_t t = (task - first_task[j]) / n_kv_heads;
-        const size_t kv_head = (task - first_task[j]) % n_kv_heads;
-        const size_t n_ctx = s.n_past + t + 1;  // causal: positions up to and including this query's
-        float* scores = score_scratch_[static_cast<size_t>(thread)].data();  // [group][n_ctx]
-        const float* queries = q + (s.row_begin + t) * q_stride + kv_head * group * head_dim;
-        float* results = mixed + (s.row_begin + t) * q_stride + kv_head * group * head_dim;
 
-        // Walk the pages: positions [page * P, page * P + P) live in page `page`.
-        for (size_t begin = 0, page = 0; begin < n_ctx; begin += page_positions, ++page) {
-            const size_t count = std::min(n_ctx, begin + page_positions) - begin;
-            scores_of(queries, group, s.kv_pages[page] + keys_offset + kv_head * head_run, slice, count, head_dim,
-                      scale, scores + begin, n_ctx);
+    struct Task {
+        size_t sequence, t_begin, t_end, kv_head, page_begin, page_end;
+        size_t partial;  // SIZE_MAX: writes its rows; else its slot among the partial results
+    };
+    std::vector<Task> tasks;
+    size_t base_tasks = 0;
+    for (const ResolvedSequence& s : step_) base_tasks += (s.n + kQueryBlock - 1) / kQueryBlock * n_kv_heads;
+    size_t n_partials = 0;
+    for (size_t j = 0; j < step_.size(); ++j) {
+        const ResolvedSequence& s = step_[j];
+        const size_t pages = (s.n_past + s.n + page_positions - 1) / page_positions;
+        const size_t wanted_splits = (2 * static_cast<size_t>(pool_.size()) + base_tasks - 1) / base_tasks;
+        const size_t splits = s.n == 1 && pages >= kMinPagesToSplit ? std::min(pages, wanted_splits) : 1;
+        for (size_t kv_head = 0; kv_head < n_kv_heads; ++kv_head) {
+            if (splits > 1) {
+                for (size_t i = 0; i < splits; ++i) {
+                    tasks.push_back({j, 0, 1, kv_head, pages * i / splits, pages * (i + 1) / splits, n_partials++});
+                }
+                continue;
+            }
+            for (size_t t = 0; t < s.n; t += kQueryBlock) {
+                const size_t t_end = std::min(s.n, t + kQueryBlock);
+                const size_t last_pages = (s.n_past + t_end + page_positions - 1) / page_positions;
+                tasks.push_back({j, t, t_end, kv_head, 0, last_pages, SIZE_MAX});
+            }
         }
-        for (size_t h = 0; h < group; ++h) kernels_.softmax(scores + h * n_ctx, n_ctx);
-        std::fill(results, results + group * head_dim, 0.0f);
-        for (size_t begin = 0, page = 0; begin < n_ctx; begin += page_positions, ++page) {
-            const size_t count = std::min(n_ctx, begin + page_positions) - begin;
-            mix(scores + begin, n_ctx, group, s.kv_pages[page] + values_offset + kv_head * head_run, slice, count,
-                head_dim, results);
+    }
+    // Per thread: one page of scores per query head, and the softmax states of a block.
+    const size_t scratch_floats = group * page_positions + 2 * kQueryBlock * group;
+    for (auto& scratch : score_scratch_) {
+        if (scratch.size() < scratch_floats) scratch.resize(scratch_floats);
+    }
+    // A split task's result: its softmax states and unnormalised output rows, merged below.
+    std::vector<SoftmaxState> partial_states(n_partials * group);
+    std::vector<float> partial_rows(n_partials * group * head_dim);
+
+    pool_.parallel_for(tasks.size(), [&](size_t index, int thread) {
+        const Task& task = tasks[index];
+        const ResolvedSequence& s = step_[task.sequence];
+        float* scores = score_scratch_[static_cast<size_t>(thread)].data();  // [group][page_positions]
+        auto* states = reinterpret_cast<SoftmaxState*>(scores + group * page_positions);  // [query][group]
+        const bool partial = task.partial != SIZE_MAX;
+        if (partial) states = partial_states.data() + task.partial * group;
+        const auto row_of = [&](size_t t) {  // query t's output for this kv head's group of heads
+            if (partial) return partial_rows.data() + task.partial * group * head_dim;
+            return mixed + (s.row_begin + t) * q_stride + task.kv_head * group * head_dim;
+        };
+        for (size_t t = task.t_begin; t < task.t_end; ++t) {
+            std::fill(row_of(t), row_of(t) + group * head_dim, 0.0f);
+            std::fill(states + (t - task.t_begin) * group, states + (t - task.t_begin + 1) * group, SoftmaxState{});
+        }
+        for (size_t page = task.page_begin; page < task.page_end; ++page) {
+            const size_t begin = page * page_positions;
+            const uint8_t* keys = s.kv_pages[page] + keys_offset + task.kv_head * head_run;
+            const uint8_t* values = s.kv_pages[page] + values_offset + task.kv_head * head_run;
+            for (size_t t = task.t_begin; t < task.t_end; ++t) {
+                const size_t n_ctx = s.n_past + t + 1;  // causal: positions up to and including this query's
+                if (begin >= n_ctx) continue;
+                const size_t count = std::min(n_ctx, begin + page_positions) - begin;
+                const float* queries = q + (s.row_begin + t) * q_stride + task.kv_head * group * head_dim;
+                float* rows = row_of(t);
+                SoftmaxState* state = states + (t - task.t_begin) * group;
+                scores_of(queries, group, keys, slice, count, head_dim, scale, scores, page_positions);
+                for (size_t h = 0; h < group; ++h) {
+                    float* head_scores = scores + h * page_positions;
+                    const float top = *std::max_element(head_scores, head_scores + count);
+                    const float new_max = std::max(state[h].max, top);
+                    const float rescale = std::exp(state[h].max - new_max);  // 0 for the first page
+                    state[h].sum = state[h].sum * rescale + kv_kernels_.exp_sum(head_scores, count, new_max);
+                    state[h].max = new_max;
+                    if (rescale != 1.0f) {
+                        for (size_t i = 0; i < head_dim; ++i) rows[h * head_dim + i] *= rescale;
+                    }
+                }
+                mix(scores, page_positions, group, values, slice, count, head_dim, rows);
+            }
+        }
+        if (partial) return;  // merged below
+        for (size_t t = task.t_begin; t < task.t_end; ++t) {
+            float* rows = row_of(t);
+            const SoftmaxState* state = states + (t - task.t_begin) * group;
+            for (size_t h = 0; h < group; ++h) {
+                const float inverse = 1.0f / state[h].sum;
+                for (size_t i = 0; i < head_dim; ++i) rows[h * head_dim + i] *= inverse;
+            }
         }
     });
+
+    // Merge each split decode query's partial results: rescale every part to the common maximum.
+    for (size_t first = 0; first < tasks.size();) {
+        if (tasks[first].partial == SIZE_MAX) {
+            ++first;
+            continue;
+        }
+        size_t last = first;
+        while (last + 1 < tasks.size() && tasks[last + 1].partial != SIZE_MAX &&
+               tasks[last + 1].sequence == tasks[first].sequence && tasks[last + 1].kv_head == tasks[first].kv_head) {
+            ++last;
+        }
+        const Task& task = tasks[first];
+        float* rows = mixed + step_[task.sequence].row_begin * q_stride + task.kv_head * group * head_dim;
+        for (size_t h = 0; h < group; ++h) {
+            float top = -INFINITY;
+            for (size_t i = first; i <= last; ++i) top = std::max(top, partial_states[tasks[i].partial * group + h].max);
+            float sum = 0.0f;
+            std::fill(rows + h * head_dim, rows + (h + 1) * head_dim, 0.0f);
+            for (size_t i = first; i <= last; ++i) {
+                const SoftmaxState& part = partial_states[tasks[i].partial * group + h];
+                const float weight = std::exp(part.max - top);
+                sum += part.sum * weight;
+                const float* part_row = partial_rows.data() + (tasks[i].partial * group + h) * head_dim;
+                for (size_t d = 0; d < head_dim; ++d) rows[h * head_dim + d] += weight * part_row[d];
+            }
+            const float inverse = 1.0f / sum;
+            for (size_t d = 0; d < head_dim; ++d) rows[h * head_dim + d] *= inverse;
+        }
+        first = last + 1;
+    }
 }
 
 void CpuBackend::silu_mul(const backend::Buffer& gate_buffer, const backend::Buffer& up_buffer,

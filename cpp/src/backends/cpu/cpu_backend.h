@@ -168,7 +168,7 @@ private:
     std::vector<std::vector<float>> gemm_scratch_;   // one per thread, kGemmScratchBytes each
     std::vector<uint8_t> quantized_x_;    // ActivationFormat::Q8A
     std::vector<uint8_t> quantized_x_k_;  // ActivationFormat::Q8A_K
-    std::vector<std::vector<float>> score_scratch_;  // one per thread, grows with the context
+    std::vector<std::vector<float>> score_scratch_;  // one per thread: a page of scores, softmax states
 };
 
 }  // namespace lfmrt::cpu
