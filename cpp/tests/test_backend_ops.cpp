@@ -202,23 +202,29 @@ void init_no_state(Backend& b) {
     b.init_state(layout);
 }
 
+// Lookups read a matrix in whatever layout its use gave it (the CPU repacks a tied embedding,
+// looked up and multiplied, into panels).
 void test_embed(Report& report, const Pair& p, DType dtype, std::mt19937& rng) {
     Check check;
     const size_t vocab = 300;
     for (size_t hidden : cols_for(dtype)) {
         const RandomMatrix m(dtype, vocab, hidden, rng);
-        std::vector<int32_t> tokens = {0, int32_t(vocab - 1), 7, 7, 123};
+        std::vector<int32_t> tokens = {0, int32_t(vocab - 1), 7, 7, 123, 17, 16, 15};
         for (Backend* b : {&p.test, &p.ref}) b->begin_step(plain_step(tokens));
-        const auto table_test = upload(p.test, m, dtype, MatrixUse::Lookup);
         const auto table_ref = upload(p.ref, m, dtype, MatrixUse::Lookup);
-        const auto out_test = p.test.allocate(tokens.size() * hidden * sizeof(float));
         const auto out_ref = p.ref.allocate(tokens.size() * hidden * sizeof(float));
-        p.test.embed(*table_test, *out_test);
         p.ref.embed(*table_ref, *out_ref);
-        const auto got = read_floats(p.test, *out_test, tokens.size() * hidden);
         const auto want = read_floats(p.ref, *out_ref, tokens.size() * hidden);
-        for (size_t i = 0; i < got.size(); ++i) {
-            check.close(got[i], want[i], std::fabs(want[i]), 1e-6, [&] { return "hidden " + std::to_string(hidden); });
+        for (MatrixUse use : {MatrixUse::Lookup, MatrixUse::MultiplyAndLookup}) {
+            const auto table_test = upload(p.test, m, dtype, use);
+            const auto out_test = p.test.allocate(tokens.size() * hidden * sizeof(float));
+            p.test.embed(*table_test, *out_test);
+            const auto got = read_floats(p.test, *out_test, tokens.size() * hidden);
+            for (size_t i = 0; i < got.size(); ++i) {
+                check.close(got[i], want[i], std::fabs(want[i]), 1e-6, [&] {
+                    return "hidden " + std::to_string(hidden) + (use == MatrixUse::Lookup ? " lookup" : " multiply+lookup");
+                });
+            }
         }
     }
     check.finish(report, p.test.device() + " embed " + lfmrt::dtype_name(dtype));

@@ -53,6 +53,8 @@ public:
     DType kv_dtype() const;
     // Bytes of weights the backend holds beyond the loader's memory (repacked or on the device).
     size_t weight_bytes() const;
+    // Bytes of activation buffers, which grow to the largest step run so far (the prefill chunk).
+    size_t workspace_bytes() const;
     // Identifies the architecture and weights (sampled bytes of every tensor, so computing it
     // touches little memory), not run-time options; session snapshots carry it. Computed on
     // first use.

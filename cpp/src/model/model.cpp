@@ -35,6 +35,15 @@ struct Workspace {
     std::unique_ptr<Buffer> logits;     // [rows wanting logits][vocab]
     size_t head_rows = 0;
 
+    size_t bytes() const {
+        size_t total = 0;
+        for (const auto* b : {&residual, &normed, &op_out, &projected, &mixed, &keys, &values, &gate, &up, &head_in,
+                              &logits}) {
+            total += *b ? (*b)->bytes() : 0;
+        }
+        return total;
+    }
+
     void reserve(backend::Backend& backend, const ModelConfig& c, size_t n) {
         if (n <= rows) return;
         const size_t hidden = static_cast<size_t>(c.hidden_size);
@@ -265,6 +274,11 @@ std::string Model::device() const { return impl_->backend->device(); }
 std::string Model::kernel_set() const { return impl_->backend->kernel_set(); }
 DType Model::kv_dtype() const { return impl_->kv_dtype; }
 size_t Model::weight_bytes() const { return impl_->backend->weight_bytes(); }
+
+size_t Model::workspace_bytes() const {
+    std::lock_guard<std::mutex> lock(impl_->compute_mutex);
+    return impl_->ws.bytes();
+}
 const StateLayout& Model::state_layout() const { return impl_->layout; }
 
 StatePools Model::state_pools() const {

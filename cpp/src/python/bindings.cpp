@@ -238,6 +238,7 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("n_threads", &Model::n_threads)
         .def_property_readonly("device", &Model::device)
         .def_property_readonly("weight_bytes", &Model::weight_bytes)
+        .def_property_readonly("workspace_bytes", getter_without_gil(&Model::workspace_bytes))
         .def_property_readonly("kv_dtype", [](const Model& model) { return std::string(dtype_name(model.kv_dtype())); })
         .def_property_readonly("kernel_set", &Model::kernel_set)
         .def_property_readonly("fingerprint", &Model::fingerprint);

@@ -147,7 +147,8 @@ void CpuBackend::pack_panels(const TensorView& source, void* dst) {
 // at a time. Once a matrix is packed, the pages of its source are released when they are a
 // file mapping, so resident memory never holds both copies of more than one matrix; other
 // sources (arrays made at load, e.g. quantized on load) keep their pages, as the fingerprint and
-// the caller's arrays still refer to them. Lookups (the embedding) read the source's rows.
+// the caller's arrays still refer to them. Lookups (the embedding) read the matrix in whichever
+// layout it has.
 std::vector<std::shared_ptr<const backend::Matrix>> CpuBackend::upload_matrices(
     const std::vector<backend::MatrixSource>& sources) {
     const auto packable = [this](const backend::MatrixSource& s) {
@@ -175,8 +176,7 @@ std::vector<std::shared_ptr<const backend::Matrix>> CpuBackend::upload_matrices(
             next += packed_bytes(view);
             if (view.file_mapped) release_file_pages(view.data, view.nbytes());
         }
-        matrices.push_back(
-            std::make_shared<CpuMatrix>(view.dtype, view.shape[0], view.shape[1], data, layout, view.data));
+        matrices.push_back(std::make_shared<CpuMatrix>(view.dtype, view.shape[0], view.shape[1], data, layout));
     }
     return matrices;
 }
@@ -213,10 +213,17 @@ void CpuBackend::embed(const backend::Matrix& table, backend::Buffer& out) {
     const CpuMatrix& m = cpu_matrix(table);
     const auto hidden = static_cast<size_t>(m.cols);
     const size_t embedding_bytes = row_bytes(m.dtype, hidden);
-    const auto* rows = static_cast<const uint8_t*>(m.source_rows);
+    const auto* rows = static_cast<const uint8_t*>(m.data);
     float* y = floats(out);
+    looked_up_row_.resize(embedding_bytes);
     for (size_t r = 0; r < step_rows_; ++r) {
-        convert_to_f32(rows + static_cast<size_t>(step_tokens_[r]) * embedding_bytes, m.dtype, y + r * hidden, hidden);
+        const auto token = static_cast<size_t>(step_tokens_[r]);
+        const uint8_t* row = rows + token * embedding_bytes;
+        if (m.layout == MatrixLayout::Panels) {
+            unpack_panel_row(m.dtype, m.data, hidden, token, looked_up_row_.data());
+            row = looked_up_row_.data();
+        }
+        convert_to_f32(row, m.dtype, y + r * hidden, hidden);
     }
 }
 

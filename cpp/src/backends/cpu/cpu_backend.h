@@ -49,11 +49,11 @@ private:
 
 class CpuMatrix final : public backend::Matrix {
 public:
-    CpuMatrix(DType dtype, int64_t rows, int64_t cols, const void* data, MatrixLayout layout, const void* source_rows)
-        : Matrix(dtype, rows, cols), data(data), layout(layout), source_rows(source_rows) {}
-    const void* data;         // the matrix in `layout`
+    CpuMatrix(DType dtype, int64_t rows, int64_t cols, const void* data, MatrixLayout layout)
+        : Matrix(dtype, rows, cols), data(data), layout(layout) {}
+    const void* data;  // the matrix in `layout` (embedding lookups read it too, so a tied
+                       // embedding's rows are never faulted back in beside its panels)
     MatrixLayout layout;
-    const void* source_rows;  // the checkpoint's rows (embedding lookups read them)
 };
 
 // State blocks, each its own aligned heap allocation, by id.
@@ -166,6 +166,7 @@ private:
 
     std::vector<RowTask> row_tasks_;
     std::vector<std::vector<float>> gemm_scratch_;   // one per thread, kGemmScratchBytes each
+    std::vector<uint8_t> looked_up_row_;  // embed: a row unpacked from panels
     std::vector<uint8_t> quantized_x_;    // ActivationFormat::Q8A
     std::vector<uint8_t> quantized_x_k_;  // ActivationFormat::Q8A_K
     std::vector<std::vector<float>> score_scratch_;  // one per thread: a page of scores, softmax states
