@@ -36,7 +36,8 @@ def child(args: argparse.Namespace) -> None:
 
     import lfmrt
 
-    model = lfmrt.Model.load(args.model, n_threads=args.threads, kv_cache="f16", device=args.device)
+    options = {} if args.device == "cpu" else {"device": args.device}  # builds before device= ran on the CPU only
+    model = lfmrt.Model.load(args.model, n_threads=args.threads, kv_cache="f16", **options)
     vocab = model.config.vocab_size
     rng = np.random.default_rng(0)
     filler = [int(t) for t in rng.integers(3, vocab, size=max(args.depths) + CHUNK)]

@@ -498,6 +498,50 @@ void test_attention(Report& report, const Pair& p, DType kv_dtype, std::mt19937&
             for (size_t i = 0; i < outs[0].size(); ++i) {
                 check.close(outs[0][i], outs[1][i], 1.0, 2e-5, [&] { return where + " out " + std::to_string(i); });
             }
+            // The reference itself against attention written out naively in double precision
+            // over the values it stored (its three paths: per-query kernels for the 3-query
+            // sequence, split pages for the decode one, matrix products for the 17-query block).
+            {
+                const size_t group = n_heads / n_kv_heads, slice_bytes = lfmrt::row_bytes(kv_dtype, head_dim);
+                std::vector<float> key(head_dim), value(head_dim);
+                size_t page_index = 0, row = 0;
+                for (const SequenceShape& shape : shapes) {
+                    const size_t n_pages = (shape.n_past + shape.n + 255) / 256;
+                    const auto stored_at = [&](size_t position, bool values_part, size_t kv_head, float* out) {
+                        const auto& page = stored[1][page_index + position / 256];
+                        lfmrt::quant::dequantize_row(
+                            kv_dtype, page.data() + layout.kv_run_offset(1, values_part, kv_head) + (position % 256) * slice_bytes,
+                            out, head_dim);
+                    };
+                    for (size_t t = 0; t < shape.n; ++t, ++row) {
+                        const size_t n_ctx = shape.n_past + t + 1;
+                        for (size_t h = 0; h < n_heads; ++h) {
+                            const size_t kv_head = h / group;
+                            std::vector<double> scores(n_ctx);
+                            double top = -INFINITY;
+                            for (size_t j = 0; j < n_ctx; ++j) {
+                                stored_at(j, false, kv_head, key.data());
+                                double dot = 0;
+                                for (size_t i = 0; i < head_dim; ++i) dot += double(q[row * q_width + h * head_dim + i]) * key[i];
+                                scores[j] = dot / std::sqrt(double(head_dim));
+                                top = std::max(top, scores[j]);
+                            }
+                            double sum = 0;
+                            for (double& x : scores) sum += (x = std::exp(x - top));
+                            std::vector<double> mixed(head_dim, 0.0);
+                            for (size_t j = 0; j < n_ctx; ++j) {
+                                stored_at(j, true, kv_head, value.data());
+                                for (size_t i = 0; i < head_dim; ++i) mixed[i] += scores[j] / sum * value[i];
+                            }
+                            for (size_t i = 0; i < head_dim; ++i) {
+                                check.close(outs[1][row * q_width + h * head_dim + i], mixed[i], 1.0, 2e-5,
+                                            [&] { return where + " reference vs naive, row " + std::to_string(row); });
+                            }
+                        }
+                    }
+                    page_index += n_pages;
+                }
+            }
             // The stored pages, compared as values (a Q8_0 rounding tie may differ by one level).
             const size_t slice = lfmrt::row_bytes(kv_dtype, head_dim);
             std::vector<float> a(head_dim), b(head_dim);

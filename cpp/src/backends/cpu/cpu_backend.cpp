@@ -103,7 +103,7 @@ CpuBackend::CpuBackend(const KernelTable& kernels, int n_threads)
       kv_kernels_(kv_kernels_for(kernels)),
       pool_(n_threads),
       gemm_scratch_(static_cast<size_t>(n_threads), std::vector<float>(kGemmScratchBytes / sizeof(float))),
-      score_scratch_(static_cast<size_t>(n_threads)) {}
+      attention_scratch_(static_cast<size_t>(n_threads)) {}
 
 std::string CpuBackend::device() const { return std::string("cpu:") + kernels_.name; }
 
@@ -431,16 +431,26 @@ namespace {
 // served from cache, instead of once per query (at 16k positions a head's keys and values are
 // 4 MB, far more than a core's L2, so query after query streamed them all from DRAM).
 constexpr size_t kQueryBlock = 32;
+// A block of at least this many query rows (queries x the kv head's query heads) meets each
+// page as two matrix products (scores = Q K^T, then P V) on the float GEMM kernels; smaller ones
+// (decode) take the KV kernels' per-query dots and axpys.
+constexpr size_t kMinGemmRows = 16;
 // A decode query (one per sequence) over at least this many pages may have its pages split
 // between several tasks when there are fewer tasks than threads to keep busy.
 constexpr size_t kMinPagesToSplit = 2;
 
-// Online softmax state of one query head: the running maximum score and the sum of
-// exp(score - maximum); its output row accumulates the exp-weighted values.
-struct SoftmaxState {
-    float max = -INFINITY;
-    float sum = 0.0f;
-};
+// Online softmax's step for one row of scores over `count` new positions: the running maximum
+// moves, the row's earlier sum and output are rescaled to it, and the scores become weights.
+void softmax_step(const KvKernels& kv, float* scores, size_t count, SoftmaxState& state, float* out, size_t head_dim) {
+    const float top = *std::max_element(scores, scores + count);
+    const float new_max = std::max(state.max, top);
+    const float rescale = std::exp(state.max - new_max);  // 0 on the first page
+    state.sum = state.sum * rescale + kv.exp_sum(scores, count, new_max);
+    state.max = new_max;
+    if (rescale != 1.0f) {
+        for (size_t i = 0; i < head_dim; ++i) out[i] *= rescale;
+    }
+}
 
 }  // namespace
 
@@ -461,8 +471,9 @@ void CpuBackend::attention(size_t attention_layer, const backend::Buffer& q_buff
     float* mixed = floats(out);
     const size_t keys_offset = layout_.kv_run_offset(attention_layer, false, 0);
     const size_t values_offset = layout_.kv_run_offset(attention_layer, true, 0);
-    const KvScoresFn scores_of = kv_kernels_.scores[static_cast<int>(layout_.kv_dtype)];
-    const KvMixFn mix = kv_kernels_.mix[static_cast<int>(layout_.kv_dtype)];
+    const DType kv_dtype = layout_.kv_dtype;
+    const KvScoresFn scores_of = kv_kernels_.scores[static_cast<int>(kv_dtype)];
+    const KvMixFn mix = kv_kernels_.mix[static_cast<int>(kv_dtype)];
 
     struct Task {
         size_t sequence, t_begin, t_end, kv_head, page_begin, page_end;
@@ -491,11 +502,6 @@ void CpuBackend::attention(size_t attention_layer, const backend::Buffer& q_buff
             }
         }
     }
-    // Per thread: one page of scores per query head, and the softmax states of a block.
-    const size_t scratch_floats = group * page_positions + 2 * kQueryBlock * group;
-    for (auto& scratch : score_scratch_) {
-        if (scratch.size() < scratch_floats) scratch.resize(scratch_floats);
-    }
     // A split task's result: its softmax states and unnormalised output rows, merged below.
     std::vector<SoftmaxState> partial_states(n_partials * group);
     std::vector<float> partial_rows(n_partials * group * head_dim);
@@ -503,52 +509,67 @@ void CpuBackend::attention(size_t attention_layer, const backend::Buffer& q_buff
     pool_.parallel_for(tasks.size(), [&](size_t index, int thread) {
         const Task& task = tasks[index];
         const ResolvedSequence& s = step_[task.sequence];
-        float* scores = score_scratch_[static_cast<size_t>(thread)].data();  // [group][page_positions]
-        auto* states = reinterpret_cast<SoftmaxState*>(scores + group * page_positions);  // [query][group]
+        AttentionScratch& scratch = attention_scratch_[static_cast<size_t>(thread)];
+        // Row r of the block is query t_begin + r / group, head r % group of this kv head's group.
+        const size_t n_rows = (task.t_end - task.t_begin) * group;
+        const size_t position_of_row0 = s.n_past + task.t_begin;
         const bool partial = task.partial != SIZE_MAX;
-        if (partial) states = partial_states.data() + task.partial * group;
-        const auto row_of = [&](size_t t) {  // query t's output for this kv head's group of heads
-            if (partial) return partial_rows.data() + task.partial * group * head_dim;
-            return mixed + (s.row_begin + t) * q_stride + task.kv_head * group * head_dim;
+        const auto out_row = [&](size_t r) {
+            if (partial) return partial_rows.data() + (task.partial * group + r) * head_dim;
+            const size_t t = task.t_begin + r / group;
+            return mixed + (s.row_begin + t) * q_stride + (task.kv_head * group + r % group) * head_dim;
         };
-        for (size_t t = task.t_begin; t < task.t_end; ++t) {
-            std::fill(row_of(t), row_of(t) + group * head_dim, 0.0f);
-            std::fill(states + (t - task.t_begin) * group, states + (t - task.t_begin + 1) * group, SoftmaxState{});
+        const auto query_row = [&](size_t r) {
+            const size_t t = task.t_begin + r / group;
+            return q + (s.row_begin + t) * q_stride + (task.kv_head * group + r % group) * head_dim;
+        };
+        SoftmaxState* states = partial ? partial_states.data() + task.partial * group : nullptr;
+        if (!partial) {
+            scratch.states.assign(n_rows, SoftmaxState{});
+            states = scratch.states.data();
         }
+        for (size_t r = 0; r < n_rows; ++r) std::fill(out_row(r), out_row(r) + head_dim, 0.0f);
+        const bool as_gemm = n_rows >= kMinGemmRows;
+        if (as_gemm) scratch.prepare_block(query_row, n_rows, head_dim, page_positions, scale);
+        scratch.scores.resize(std::max(n_rows, group) * page_positions);
+
         for (size_t page = task.page_begin; page < task.page_end; ++page) {
             const size_t begin = page * page_positions;
             const uint8_t* keys = s.kv_pages[page] + keys_offset + task.kv_head * head_run;
             const uint8_t* values = s.kv_pages[page] + values_offset + task.kv_head * head_run;
-            for (size_t t = task.t_begin; t < task.t_end; ++t) {
-                const size_t n_ctx = s.n_past + t + 1;  // causal: positions up to and including this query's
-                if (begin >= n_ctx) continue;
-                const size_t count = std::min(n_ctx, begin + page_positions) - begin;
-                const float* queries = q + (s.row_begin + t) * q_stride + task.kv_head * group * head_dim;
-                float* rows = row_of(t);
-                SoftmaxState* state = states + (t - task.t_begin) * group;
-                scores_of(queries, group, keys, slice, count, head_dim, scale, scores, page_positions);
-                for (size_t h = 0; h < group; ++h) {
-                    float* head_scores = scores + h * page_positions;
-                    const float top = *std::max_element(head_scores, head_scores + count);
-                    const float new_max = std::max(state[h].max, top);
-                    const float rescale = std::exp(state[h].max - new_max);  // 0 for the first page
-                    state[h].sum = state[h].sum * rescale + kv_kernels_.exp_sum(head_scores, count, new_max);
-                    state[h].max = new_max;
-                    if (rescale != 1.0f) {
-                        for (size_t i = 0; i < head_dim; ++i) rows[h * head_dim + i] *= rescale;
-                    }
+            // Causal: row r sees positions up to its query's; `count_of(r)` of this page's.
+            const auto count_of = [&](size_t r) -> size_t {
+                const size_t n_ctx = position_of_row0 + r / group + 1;
+                return n_ctx > begin ? std::min(n_ctx, begin + page_positions) - begin : 0;
+            };
+            if (as_gemm) {
+                page_scores(scratch, keys, count_of(n_rows - 1), n_rows, thread);
+                for (size_t r = 0; r < n_rows; ++r) {
+                    float* row_scores = scratch.scores.data() + r * page_positions;
+                    const size_t count = count_of(r);
+                    if (count > 0) softmax_step(kv_kernels_, row_scores, count, states[r], out_row(r), head_dim);
+                    std::fill(row_scores + count, row_scores + count_of(n_rows - 1), 0.0f);  // masked: no weight
                 }
-                mix(scores, page_positions, group, values, slice, count, head_dim, rows);
+                add_page_values(scratch, values, count_of(n_rows - 1), n_rows, out_row, thread);
+                continue;
+            }
+            for (size_t r = 0; r < n_rows; r += group) {  // one query's heads together
+                const size_t count = count_of(r);
+                if (count == 0) continue;
+                float* scores = scratch.scores.data();
+                scores_of(query_row(r), group, keys, slice, count, head_dim, scale, scores, page_positions);
+                for (size_t h = 0; h < group; ++h) {
+                    softmax_step(kv_kernels_, scores + h * page_positions, count, states[r + h], out_row(r + h),
+                                 head_dim);
+                }
+                mix(scores, page_positions, group, values, slice, count, head_dim, out_row(r));
             }
         }
         if (partial) return;  // merged below
-        for (size_t t = task.t_begin; t < task.t_end; ++t) {
-            float* rows = row_of(t);
-            const SoftmaxState* state = states + (t - task.t_begin) * group;
-            for (size_t h = 0; h < group; ++h) {
-                const float inverse = 1.0f / state[h].sum;
-                for (size_t i = 0; i < head_dim; ++i) rows[h * head_dim + i] *= inverse;
-            }
+        for (size_t r = 0; r < n_rows; ++r) {
+            const float inverse = 1.0f / states[r].sum;
+            float* row = out_row(r);
+            for (size_t i = 0; i < head_dim; ++i) row[i] *= inverse;
         }
     });
 
@@ -582,6 +603,74 @@ void CpuBackend::attention(size_t attention_layer, const backend::Buffer& q_buff
         }
         first = last + 1;
     }
+}
+
+// The block's queries gathered into one matrix, pre-scaled by 1/sqrt(head_dim).
+template <typename QueryRow>
+void CpuBackend::AttentionScratch::prepare_block(const QueryRow& query_row, size_t n_rows, size_t head_dim,
+                                                 size_t page_positions, float scale) {
+    queries.resize(n_rows * head_dim);
+    for (size_t r = 0; r < n_rows; ++r) {
+        const float* row = query_row(r);
+        for (size_t i = 0; i < head_dim; ++i) queries[r * head_dim + i] = row[i] * scale;
+    }
+    scores.resize(n_rows * page_positions);
+    values_part.resize(n_rows * head_dim);
+}
+
+// scores[r][j] = q_r . k_j for the page's first `count` keys: the keys' run is a row-major matrix
+// [count][head_dim] (F32 or F16 as stored; Q8_0 widened first: its GEMM would quantize the
+// queries to 8 bits).
+void CpuBackend::page_scores(AttentionScratch& scratch, const uint8_t* keys, size_t count, size_t n_rows, int thread) {
+    const size_t head_dim = layout_.head_dim, slice = layout_.slice_bytes();
+    DType type = layout_.kv_dtype;
+    const void* matrix = keys;
+    if (type == DType::Q8_0) {
+        scratch.widened.resize(count * head_dim);
+        for (size_t j = 0; j < count; ++j) {
+            quant::dequantize_row(type, keys + j * slice, scratch.widened.data() + j * head_dim, head_dim);
+        }
+        matrix = scratch.widened.data();
+        type = DType::F32;
+    }
+    kernels_.gemm[static_cast<int>(type)](matrix, head_dim, scratch.queries.data(), head_dim * sizeof(float), n_rows,
+                                          scratch.scores.data(), layout_.page_positions, 0, count,
+                                          gemm_scratch_[static_cast<size_t>(thread)].data());
+}
+
+// out_r += sum_j weights[r][j] v_j over the page's first `count` values, as the product of the
+// weights and the values transposed ([head_dim][count], F16 kept as F16, the rest widened).
+template <typename OutRow>
+void CpuBackend::add_page_values(AttentionScratch& scratch, const uint8_t* values, size_t count, size_t n_rows,
+                                 const OutRow& out_row, int thread) {
+    const size_t head_dim = layout_.head_dim, slice = layout_.slice_bytes();
+    const DType stored = layout_.kv_dtype;
+    const void* transposed;
+    DType type;
+    if (stored == DType::F16) {
+        scratch.transposed16.resize(head_dim * count);
+        for (size_t j = 0; j < count; ++j) {
+            const auto* row = reinterpret_cast<const uint16_t*>(values + j * slice);
+            for (size_t i = 0; i < head_dim; ++i) scratch.transposed16[i * count + j] = row[i];
+        }
+        transposed = scratch.transposed16.data();
+        type = DType::F16;
+    } else {
+        scratch.widened.resize(count * head_dim);
+        for (size_t j = 0; j < count; ++j) {
+            quant::dequantize_row(stored, values + j * slice, scratch.widened.data() + j * head_dim, head_dim);
+        }
+        scratch.transposed32.resize(head_dim * count);
+        for (size_t j = 0; j < count; ++j) {
+            for (size_t i = 0; i < head_dim; ++i) scratch.transposed32[i * count + j] = scratch.widened[j * head_dim + i];
+        }
+        transposed = scratch.transposed32.data();
+        type = DType::F32;
+    }
+    kernels_.gemm[static_cast<int>(type)](transposed, count, scratch.scores.data(),
+                                          layout_.page_positions * sizeof(float), n_rows, scratch.values_part.data(),
+                                          head_dim, 0, head_dim, gemm_scratch_[static_cast<size_t>(thread)].data());
+    for (size_t r = 0; r < n_rows; ++r) kernels_.axpy(1.0f, scratch.values_part.data() + r * head_dim, out_row(r), head_dim);
 }
 
 void CpuBackend::silu_mul(const backend::Buffer& gate_buffer, const backend::Buffer& up_buffer,

@@ -4,6 +4,7 @@
 // repacked into 16-row panels (panels.h), state blocks on the heap.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -79,6 +80,13 @@ private:
     size_t n_allocated_ = 0;
 };
 
+// Online softmax state of one query head in attention: the running maximum score and the sum of
+// exp(score - maximum) so far.
+struct SoftmaxState {
+    float max = -INFINITY;
+    float sum = 0.0f;
+};
+
 class CpuBackend final : public backend::Backend {
 public:
     // The KV-cache kernels are those of the same ISA as `kernels`.
@@ -134,6 +142,14 @@ private:
     void matmul_rows(const RawProjection* projections, size_t count, const float* x, size_t ldx, size_t n);
     // X in a block activation format (Q8A or Q8A_K): [n][activation_row_bytes], per matmul call.
     const void* quantize_activations(ActivationFormat format, const float* x, size_t ldx, size_t n, size_t cols);
+    struct AttentionScratch;
+    // Attention's two matrix products for a block of n_rows query rows against a page's first
+    // `count` positions: the scores (into scratch.scores), and the weighted values (added to each
+    // row's output).
+    void page_scores(AttentionScratch& scratch, const uint8_t* keys, size_t count, size_t n_rows, int thread);
+    template <typename OutRow>
+    void add_page_values(AttentionScratch& scratch, const uint8_t* values, size_t count, size_t n_rows,
+                         const OutRow& out_row, int thread);
     // Repacks row-major `source` into panels at `dst`, split across the threads.
     void pack_panels(const TensorView& source, void* dst);
 
@@ -169,7 +185,17 @@ private:
     std::vector<uint8_t> looked_up_row_;  // embed: a row unpacked from panels
     std::vector<uint8_t> quantized_x_;    // ActivationFormat::Q8A
     std::vector<uint8_t> quantized_x_k_;  // ActivationFormat::Q8A_K
-    std::vector<std::vector<float>> score_scratch_;  // one per thread: a page of scores, softmax states
+    // Attention's per-thread memory: a block's scaled queries, a page of scores, softmax states,
+    // and a page's keys or values widened / transposed for the matrix products.
+    struct AttentionScratch {
+        std::vector<float> queries, scores, values_part, widened, transposed32;
+        std::vector<uint16_t> transposed16;
+        std::vector<SoftmaxState> states;
+        template <typename QueryRow>
+        void prepare_block(const QueryRow& query_row, size_t n_rows, size_t head_dim, size_t page_positions,
+                           float scale);
+    };
+    std::vector<AttentionScratch> attention_scratch_;  // one per thread
 };
 
 }  // namespace lfmrt::cpu
