@@ -133,7 +133,7 @@ def llama_cpp_can_run(config) -> bool:
 def measure(model_dir: Path, args: argparse.Namespace, have_llama: bool) -> Dict[str, object]:
     import lfmrt
     from lfmrt.loaders import load_checkpoint
-    from lfmrt.loaders.gguf_writer import write_gguf
+    from lfmrt.quantization.gguf_writer import write_gguf
 
     work = args.work / model_dir.name
     work.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ import lfmrt
 from lfmrt.cli.main import main as cli_main
 from lfmrt.loaders import load_checkpoint, load_gguf_checkpoint
 from lfmrt.loaders.gguf import GLOBAL_TENSOR_NAMES, LAYER_TENSOR_NAMES, _walk_header
-from lfmrt.loaders.gguf_writer import write_gguf
+from lfmrt.quantization.gguf_writer import write_gguf
 from lfmrt.quantization import SCHEMES, scheme, tensor_types
 
 from conftest import MODELS_DIR, TOKENIZER_DIR, golden_model_names, kl_divergence, load_golden

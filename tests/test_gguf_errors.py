@@ -15,7 +15,7 @@ import pytest
 import lfmrt
 from lfmrt.loaders import load_checkpoint, load_gguf_checkpoint
 from lfmrt.loaders.gguf import _walk_header
-from lfmrt.loaders.gguf_writer import write_gguf
+from lfmrt.quantization.gguf_writer import write_gguf
 
 MODELS = Path(__file__).parent / "fixtures" / "models"
 SOURCE = MODELS / "mixed_mha_hd64_f32_dialectA"

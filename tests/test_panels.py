@@ -16,7 +16,7 @@ import pytest
 
 import lfmrt
 from lfmrt.loaders import load_checkpoint
-from lfmrt.loaders.gguf_writer import write_gguf
+from lfmrt.quantization.gguf_writer import write_gguf
 from lfmrt.quantization import quantize_checkpoint
 
 from conftest import kl_divergence, load_golden

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import lfmrt
-from lfmrt.chat_template import ChatTemplate
+from lfmrt.text.chat_template import ChatTemplate
 
 MODELS = Path(__file__).parent / "fixtures" / "models"
 MODEL_DIR = MODELS / "lfm2_350m_pattern_bf16"  # 6 conv + 2 attention layers, GQA 2

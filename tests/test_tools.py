@@ -11,9 +11,9 @@ from typing import Dict, List, Literal, Mapping, Optional, Sequence, Tuple
 import pytest
 
 import lfmrt
-from lfmrt.chat_template import ChatTemplate, lfm2_default_template
-from lfmrt.generation import Completion, Timings
-from lfmrt.tools import (
+from lfmrt.text.chat_template import ChatTemplate, lfm2_default_template
+from lfmrt.generation.completion import Completion, Timings
+from lfmrt.text.tool_calls import (
     format_tool_calls,
     function_schema,
     messages_for_template,

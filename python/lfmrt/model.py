@@ -9,10 +9,13 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from . import _core
-from .chat_template import ChatTemplate, TemplateError
-from .cpu import physical_core_count, requested_device
+from .devices import physical_core_count, requested_device
 from .errors import LoadError
-from .generation import Completion, Generation, GenerationState, SamplingOptions
+from .generation.completion import Completion
+from .generation.options import SamplingOptions
+from .generation.requests import Prompt, generation_state, prompt_tokens
+from .generation.scheduler import Scheduler
+from .generation.state import Generation
 from .hub import resolve_model
 from .loaders import Checkpoint, load_checkpoint
 from .loaders.config import Lfm2Config
@@ -25,9 +28,9 @@ from .session import (
     Session,
     session_options,
 )
-from .tools import ToolDefinition, messages_for_template, tool_schemas, with_tool_calls
+from .text.chat_template import ChatTemplate, TemplateError
+from .text.tool_calls import ToolDefinition, messages_for_template, tool_schemas, with_tool_calls
 
-Prompt = Union[str, Sequence[int]]
 Message = Mapping[str, Any]
 
 _LAYER_KINDS = {"conv": _core.LayerKind.SHORT_CONV, "full_attention": _core.LayerKind.ATTENTION}
@@ -223,18 +226,19 @@ class Model:
 
     # --- text -----------------------------------------------------------------------------
 
-    def _require_tokenizer(self) -> Tokenizer:
+    def require_tokenizer(self) -> Tokenizer:
+        """The tokenizer; LoadError when the checkpoint has none (no text in or out then)."""
         if self.tokenizer is None:
             raise LoadError(f"{self._checkpoint.path}: no tokenizer.json, so text in or out is unavailable")
         return self.tokenizer
 
     def tokenize(self, text: str, *, add_special_tokens: bool = True) -> List[int]:
         """Token ids of ``text`` (with the tokenizer's special tokens, e.g. bos, unless told not to)."""
-        return self._require_tokenizer().encode(text, add_special_tokens=add_special_tokens).ids
+        return self.require_tokenizer().encode(text, add_special_tokens=add_special_tokens).ids
 
     def detokenize(self, tokens: Sequence[int], *, skip_special_tokens: bool = False) -> str:
         """The text of ``tokens``."""
-        return self._require_tokenizer().decode(list(tokens), skip_special_tokens=skip_special_tokens)
+        return self.require_tokenizer().decode(list(tokens), skip_special_tokens=skip_special_tokens)
 
     # --- compute --------------------------------------------------------------------------
 
@@ -284,39 +288,6 @@ class Model:
             raise ValueError("logits() needs at least one token")
         return self.session().append(tokens, all_logits=True)
 
-    def _prompt_tokens(self, prompt: Prompt) -> List[int]:
-        if isinstance(prompt, str):
-            return self.tokenize(prompt)
-        return [int(t) for t in prompt]
-
-    def _generation_state(
-        self,
-        prompt_tokens: List[int],
-        max_tokens: int,
-        stop: Optional[Sequence[str]],
-        ignore_eos: bool,
-        sampling: Dict[str, Any],
-        session: Optional[Session],
-    ) -> GenerationState:
-        unknown = set(sampling) - set(SamplingOptions.__dataclass_fields__)
-        if unknown:
-            raise TypeError(f"unknown sampling option(s): {', '.join(sorted(unknown))}")
-        options = SamplingOptions(**{**self.default_sampling.__dict__, **sampling})
-        if len(prompt_tokens) + 1 > self.max_context:
-            raise ValueError(
-                f"the prompt has {len(prompt_tokens)} tokens; the context holds {self.max_context}"
-            )
-        return GenerationState(
-            session=session if session is not None else self.session(),
-            tokenizer=self._require_tokenizer(),
-            prompt_tokens=prompt_tokens,
-            sampling=options,
-            max_tokens=min(max_tokens, self.max_context - len(prompt_tokens)),
-            stop=stop,
-            stop_token_ids=[] if ignore_eos else self.eos_token_ids,
-            vocab_size=self.config.vocab_size,
-        )
-
     def generate(
         self,
         prompt: Prompt,
@@ -343,7 +314,10 @@ class Model:
                 checkpoint's ``generation_config.json``, else LFM2's recommended values.
         """
         generation = Generation(
-            self._generation_state(self._prompt_tokens(prompt), max_tokens, stop, ignore_eos, sampling, session)
+            generation_state(
+                self, prompt_tokens(self, prompt), max_tokens=max_tokens, stop=stop, ignore_eos=ignore_eos,
+                sampling=sampling, session=session,
+            )
         )
         for _ in generation:
             pass
@@ -367,7 +341,10 @@ class Model:
         (``StopIteration.value``) is the finished :class:`Completion`.
         """
         generation = Generation(
-            self._generation_state(self._prompt_tokens(prompt), max_tokens, stop, ignore_eos, sampling, session)
+            generation_state(
+                self, prompt_tokens(self, prompt), max_tokens=max_tokens, stop=stop, ignore_eos=ignore_eos,
+                sampling=sampling, session=session,
+            )
         )
         yield from generation
         assert generation.completion is not None
@@ -386,8 +363,6 @@ class Model:
         """Generates for many prompts together (continuous batching: each decode step runs all
         active sequences through the model at once, reading the weights once). Greedy results
         equal :meth:`generate`'s for each prompt alone."""
-        from .scheduler import Scheduler
-
         scheduler = Scheduler(self, max_batch=max_batch)
         requests = [
             scheduler.submit(prompt, max_tokens=max_tokens, stop=stop, ignore_eos=ignore_eos, **sampling)
@@ -447,13 +422,17 @@ class Model:
                 message) until it does.
             template_args: extra variables for the template.
             tools: tools the model may call: JSON-schema definitions (OpenAI-style or bare) or
-                Python functions (see :mod:`lfmrt.tools`). The answer's calls come back parsed
+                Python functions (see :mod:`lfmrt.text.tool_calls`). The answer's calls come back parsed
                 in ``Completion.tool_calls``; ``tool`` messages carry their results.
             **sampling: as for :meth:`generate`.
         """
         messages, args = self._chat_inputs(messages, template_args, tools)
         tokens = self._chat_tokens(messages, args, max_tokens, context_policy)
-        generation = Generation(self._generation_state(tokens, max_tokens, stop, False, sampling, session))
+        generation = Generation(
+            generation_state(
+                self, tokens, max_tokens=max_tokens, stop=stop, ignore_eos=False, sampling=sampling, session=session
+            )
+        )
         for _ in generation:
             pass
         assert generation.completion is not None
@@ -478,7 +457,11 @@ class Model:
         """
         messages, args = self._chat_inputs(messages, template_args, tools)
         tokens = self._chat_tokens(messages, args, max_tokens, context_policy)
-        generation = Generation(self._generation_state(tokens, max_tokens, stop, False, sampling, session))
+        generation = Generation(
+            generation_state(
+                self, tokens, max_tokens=max_tokens, stop=stop, ignore_eos=False, sampling=sampling, session=session
+            )
+        )
         yield from generation
         assert generation.completion is not None
         return with_tool_calls(generation.completion)

@@ -191,3 +191,15 @@ class Session:
 
     def __repr__(self) -> str:
         return f"Session(n_tokens={self.n_tokens}, memory_bytes={self.memory_bytes})"
+
+
+def append_batch(sessions: Sequence[Session], tokens: Sequence[Sequence[int]], chunk_size: int) -> None:
+    """Appends ``tokens[i]`` to ``sessions[i]`` for every i in one batched forward pass (one item
+    per session, at most ``chunk_size`` tokens in all per pass): a scheduler's joint prefill."""
+    _core.Session.append_batch([session._core for session in sessions], [list(t) for t in tokens], chunk_size)
+
+
+def decode_batch(sessions: Sequence[Session], tokens: Sequence[int]) -> None:
+    """One decode step for many sessions at once: ``tokens[i]`` runs at the next position of
+    ``sessions[i]``, all in one forward pass that reads the weights once."""
+    _core.Session.decode_batch([session._core for session in sessions], list(tokens))

@@ -17,9 +17,9 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from ..cpu import cpu_info
+from ..devices import cpu_info
 from ..errors import LoadError
-from ..generation import Timings
+from ..generation.completion import Timings
 from . import common
 
 NAME = "bench"

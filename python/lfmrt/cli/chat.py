@@ -27,7 +27,7 @@ import sys
 from typing import Any, Dict, Generator, List, Optional, TextIO
 
 from ..errors import LoadError
-from ..generation import Completion
+from ..generation.completion import Completion
 from ..model import Model
 from . import common
 

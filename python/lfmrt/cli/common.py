@@ -7,7 +7,7 @@ import sys
 from typing import Any, Dict, Optional
 
 from ..errors import LoadError
-from ..generation import Timings
+from ..generation.completion import Timings
 from ..model import Model
 
 # A logit bias that no real logit overcomes: the token is never sampled.

@@ -70,7 +70,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Writes the file; returns 0, or 1 with a message on stderr for a bad source."""
     from ..loaders import load_checkpoint
-    from ..loaders.gguf_writer import write_gguf
+    from ..quantization.gguf_writer import write_gguf
 
     started = time.perf_counter()
     try:

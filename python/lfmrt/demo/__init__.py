@@ -18,16 +18,23 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Protocol, Sequence
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from ..model import Model
 
 _MODEL_DIR = Path(__file__).resolve().parent / "model"
 # Evaluation windows: bos + this many - 1 text tokens each (the training sequence length).
 PERPLEXITY_WINDOW = 512
+
+
+class ScoringModel(Protocol):
+    """What :func:`perplexity` needs of a model (``lfmrt.Model`` is one)."""
+
+    def tokenize(self, text: str, *, add_special_tokens: bool = True) -> List[int]:
+        """Token ids of ``text``."""
+
+    def logits(self, tokens: Sequence[int]) -> np.ndarray:
+        """Logits after every token, shape ``(len(tokens), vocab)``."""
 
 
 def demo_model_path() -> str:
@@ -46,7 +53,7 @@ def training_report() -> Dict[str, Any]:
     return json.loads((_MODEL_DIR / "training.json").read_text(encoding="utf-8"))
 
 
-def perplexity(model: "Model", text: Optional[str] = None, *, window: int = PERPLEXITY_WINDOW) -> float:
+def perplexity(model: ScoringModel, text: Optional[str] = None, *, window: int = PERPLEXITY_WINDOW) -> float:
     """Token-level perplexity of ``model`` on ``text`` (default: :func:`heldout_text`).
 
     The text is tokenized without special tokens and cut into consecutive windows of

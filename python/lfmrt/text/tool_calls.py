@@ -25,10 +25,9 @@ import re
 import typing
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-if TYPE_CHECKING:
-    from .generation import Completion
+from ..generation.completion import Completion
 
 TOOL_CALL_START = "<|tool_call_start|>"
 TOOL_CALL_END = "<|tool_call_end|>"
@@ -351,13 +350,19 @@ def parse_tool_calls(text: str) -> ParsedToolCalls:
     return ParsedToolCalls(content=content, tool_calls=tool_calls, error=None)
 
 
-def with_tool_calls(completion: "Completion") -> "Completion":
-    """``completion`` with its tool calls parsed into ``tool_calls`` (or the reason they could
-    not be into ``tool_parse_error``); unchanged when its text holds no tool-call block."""
+def with_tool_calls(completion: Completion) -> Completion:
+    """``completion`` with its tool calls parsed into ``tool_calls`` and its ``content`` the text
+    around them (or the reason they could not be parsed in ``tool_parse_error``); unchanged when
+    its text holds no tool-call block."""
     parsed = parse_tool_calls(completion.text)
     if parsed.tool_calls is None and parsed.error is None:
         return completion
-    return dataclasses.replace(completion, tool_calls=parsed.tool_calls, tool_parse_error=parsed.error)
+    return dataclasses.replace(
+        completion,
+        tool_calls=parsed.tool_calls,
+        tool_parse_error=parsed.error,
+        content=parsed.content,
+    )
 
 
 def _python_literal(value: Any) -> str:

@@ -24,7 +24,7 @@ import jinja2.utils
 import numpy as np
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-_LFM2_TEMPLATE_PATH = Path(__file__).parent / "data" / "lfm2_chat_template.jinja"
+_LFM2_TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "data" / "lfm2_chat_template.jinja"
 
 # Names under which a message's reasoning text may arrive; the first is the standard one.
 _REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
