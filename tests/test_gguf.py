@@ -387,6 +387,19 @@ def test_cli_quantize_writes_a_loadable_file(tmp_path, capsys):
     assert not (tmp_path / "x.gguf").exists()
 
 
+def test_cli_quantize_takes_demo_and_says_when_the_folder_is_missing(tmp_path, capsys):
+    out = tmp_path / "demo-q8.gguf"
+    assert cli_main(["quantize", "demo", str(out), "--type", "q8_0", "--quiet"]) == 0
+    quantized = lfmrt.Model.load(out)
+    assert quantized.config.vocab_size == lfmrt.Model.load("demo").config.vocab_size
+    assert "Q8_0" in {ref.dtype for ref in quantized._checkpoint.tensors.values()}
+    capsys.readouterr()
+    missing = tmp_path / "no" / "such" / "folder" / "x.gguf"
+    assert cli_main(["quantize", "demo", str(missing), "--type", "q8_0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lfmrt quantize: error:") and str(missing.parent) in err and "Traceback" not in err
+
+
 def test_console_script_is_registered():
     text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert 'lfmrt = "lfmrt.cli.main:main"' in text

@@ -12,7 +12,10 @@ is an edge to ``package.name`` when that is a module, else to the package; impor
 from __future__ import annotations
 
 import ast
+import os
 import pkgutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Set
 
@@ -151,3 +154,15 @@ def test_scheduler_and_request_building_use_no_private_member_of_model():
         tree = ast.parse((PACKAGE_DIR / relative).read_text(encoding="utf-8"))
         used = sorted({node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)} & private)
         assert not used, f"{relative} reaches into Model's private members: {', '.join(used)}"
+
+
+def test_import_lfmrt_leaves_the_heavy_libraries_for_later():
+    """`import lfmrt` is fast: numpy, gguf, jinja2 and tokenizers load when a model does."""
+    heavy = ("numpy", "gguf", "jinja2", "tokenizers")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PACKAGE_DIR.parent), os.environ.get("PYTHONPATH", "")]))
+    script = f"import sys, lfmrt; print(' '.join(m for m in {heavy!r} if m in sys.modules))"
+    imported = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    assert imported.stdout.split() == []
+    script = f"import sys, lfmrt; lfmrt.Model.load('demo'); print(' '.join(m for m in {heavy!r} if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    assert set(loaded.stdout.split()) == set(heavy)  # the check above can see them

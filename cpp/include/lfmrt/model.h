@@ -59,7 +59,7 @@ public:
     // touches little memory), not run-time options; session snapshots carry it. Computed on
     // first use.
     uint64_t fingerprint() const;
-    // The architecture and weight types, one "field=value" per line (model/fingerprint.h).
+    // The architecture as "field=value" words (model/fingerprint.h).
     std::string architecture() const;
 
     // Where sessions keep their state (cpp/src/state/).

@@ -5,7 +5,7 @@
 
 namespace lfmrt {
 
-// FNV-1a over the config's architecture fields and, per tensor, its name, type, shape and 64
+// FNV-1a over the architecture summary and, per tensor, its name, type, shape and 64
 // evenly spaced 64-byte samples of its data: enough to tell models apart without reading every
 // weight.
 uint64_t weights_fingerprint(const ModelConfig& c, const std::map<std::string, TensorView>& tensors) {
@@ -17,15 +17,8 @@ uint64_t weights_fingerprint(const ModelConfig& c, const std::map<std::string, T
         }
     };
     const auto mix_value = [&mix](const auto& value) { mix(&value, sizeof value); };
-    for (const auto value : {c.vocab_size, c.hidden_size, c.ff_dim, c.n_heads, c.n_kv_heads, c.head_dim,
-                             c.conv_kernel}) {
-        mix_value(value);
-    }
-    for (LayerKind kind : c.layers) mix_value(kind);
-    mix_value(c.conv_bias);
-    mix_value(c.norm_eps);
-    mix_value(c.rope_theta);
-    mix_value(c.tie_embeddings);
+    const std::string architecture = architecture_summary(c);
+    mix(architecture.data(), architecture.size());
     for (const auto& [name, view] : tensors) {
         mix(name.data(), name.size());
         mix_value(view.dtype);
@@ -40,24 +33,15 @@ uint64_t weights_fingerprint(const ModelConfig& c, const std::map<std::string, T
     return hash;
 }
 
-std::string architecture_summary(const ModelConfig& c, const std::map<std::string, TensorView>& tensors) {
+std::string architecture_summary(const ModelConfig& c) {
     std::ostringstream out;
-    out << "vocab_size=" << c.vocab_size << "\nhidden_size=" << c.hidden_size << "\nff_dim=" << c.ff_dim
-        << "\nn_heads=" << c.n_heads << "\nn_kv_heads=" << c.n_kv_heads << "\nhead_dim=" << c.head_dim
-        << "\nconv_kernel=" << c.conv_kernel << "\nconv_bias=" << c.conv_bias << "\nnorm_eps=" << c.norm_eps
-        << "\nrope_theta=" << c.rope_theta << "\ntie_embeddings=" << c.tie_embeddings << "\nlayers=";
-    for (size_t i = 0; i < c.layers.size(); ++i) {
-        out << (i ? "," : "") << (c.layers[i] == LayerKind::ShortConv ? "conv" : "attention");
-    }
-    std::map<std::string, int> types;
-    for (const auto& [name, view] : tensors) ++types[dtype_name(view.dtype)];
-    out << "\nweight_types=";
-    bool first = true;
-    for (const auto& [type, count] : types) {
-        out << (first ? "" : ",") << type << ":" << count;
-        first = false;
-    }
-    out << "\n";
+    out.precision(9);  // round-trips a float
+    out << "vocab_size=" << c.vocab_size << " hidden_size=" << c.hidden_size << " intermediate_size=" << c.ff_dim
+        << " num_attention_heads=" << c.n_heads << " num_key_value_heads=" << c.n_kv_heads
+        << " head_dim=" << c.head_dim << " conv_L_cache=" << c.conv_kernel << " conv_bias=" << c.conv_bias
+        << " norm_eps=" << c.norm_eps << " rope_theta=" << c.rope_theta << " tie_embedding=" << c.tie_embeddings
+        << " layer_types=";
+    for (LayerKind kind : c.layers) out << (kind == LayerKind::Attention ? 'a' : 'c');
     return out.str();
 }
 

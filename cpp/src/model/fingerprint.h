@@ -15,9 +15,9 @@ namespace lfmrt {
 // FNV-1a over the architecture and a sample of every tensor's bytes; touches little memory.
 uint64_t weights_fingerprint(const ModelConfig& config, const std::map<std::string, TensorView>& tensors);
 
-// The architecture and weight types as "field=value" lines (hidden_size=1024, layers=conv,conv,
-// attention,..., weight_types=BF16:37,F32:12, ...): snapshots carry it, so a refusal can say what
-// differs.
-std::string architecture_summary(const ModelConfig& config, const std::map<std::string, TensorView>& tensors);
+// The architecture as "field=value" words in config.json's names (hidden_size=1024,
+// layer_types=ccaccac..., ...; no run-time option such as max_context): snapshots carry it, so
+// a refusal can say what differs.
+std::string architecture_summary(const ModelConfig& config);
 
 }  // namespace lfmrt

@@ -290,7 +290,7 @@ uint64_t Model::fingerprint() const {
     return impl_->fingerprint;
 }
 
-std::string Model::architecture() const { return architecture_summary(impl_->config, impl_->tensors); }
+std::string Model::architecture() const { return architecture_summary(impl_->config); }
 
 void Model::forward(const std::vector<ForwardItem>& items) const {
     if (items.empty()) return;

@@ -125,7 +125,8 @@ std::vector<float> Session::append(const std::vector<int32_t>& tokens, size_t ch
     std::lock_guard<std::mutex> lock(mutex_);
     check_tokens(tokens);
     if (chunk_size == 0) throw InvalidArgument("chunk_size must be positive");
-    if (tokens.empty()) return all_logits ? std::vector<float>() : last_logits_;
+    // Nothing to run means no logits to return (a fresh session has none at all).
+    if (tokens.empty()) throw InvalidArgument("append needs at least one token");
     const auto vocab = static_cast<size_t>(model_->config().vocab_size);
     std::vector<float> logits(all_logits ? tokens.size() * vocab : vocab);
     run(tokens.data(), tokens.size(), chunk_size, all_logits, logits.data());

@@ -75,6 +75,10 @@ public:
         offset_ += count * sizeof(T);
         return values;
     }
+    void get_raw(void* out, size_t bytes) {
+        std::memcpy(out, data_ + offset_, bytes);
+        offset_ += bytes;
+    }
     bool done() const { return offset_ == size_; }
 
     void need(size_t bytes, const char* what) const {
@@ -87,34 +91,29 @@ private:
     size_t offset_ = 0;
 };
 
-// "field=value" lines as a map.
-std::map<std::string, std::string> summary_fields(const std::string& summary) {
-    std::map<std::string, std::string> fields;
-    std::istringstream lines(summary);
-    std::string line;
-    while (std::getline(lines, line)) {
-        const size_t equals = line.find('=');
-        if (equals != std::string::npos) fields[line.substr(0, equals)] = line.substr(equals + 1);
-    }
-    return fields;
-}
-
-// Why a snapshot of a model summarised as `theirs` does not fit this one (`ours`).
-std::string difference(const std::string& theirs, const std::string& ours) {
-    const auto a = summary_fields(theirs), b = summary_fields(ours);
-    std::string what;
-    for (const auto& [field, value] : b) {
-        auto it = a.find(field);
-        const std::string saved = it == a.end() ? "?" : it->second;
-        if (saved == value) continue;
-        if (field == "layers" && saved.size() + value.size() > 80) {
-            what += (what.empty() ? "" : "; ") + std::string("the layer pattern differs");
-        } else {
-            what += (what.empty() ? "" : "; ") + field + " " + saved + " (this model: " + value + ")";
+// Why a snapshot with another fingerprint does not fit: the architecture fields whose values
+// differ ("hidden_size 64 in the snapshot, 128 in this model"), else the weights.
+std::string fingerprint_mismatch(const std::string& saved, const std::string& current) {
+    const auto fields = [](const std::string& summary) {
+        std::map<std::string, std::string> values;
+        std::istringstream words(summary);
+        for (std::string word; words >> word;) {
+            const auto equals = word.find('=');
+            if (equals != std::string::npos) values[word.substr(0, equals)] = word.substr(equals + 1);
         }
+        return values;
+    };
+    const auto before = fields(saved), now = fields(current);
+    std::string differences;
+    for (const auto& [name, value] : now) {
+        const auto it = before.find(name);
+        const std::string old = it == before.end() ? "absent" : it->second;
+        if (old == value) continue;
+        differences += (differences.empty() ? "" : "; ") + name + " " + old + " in the snapshot, " + value + " in this model";
     }
-    if (what.empty()) return "the same architecture and weight types, but different weights";
-    return what;
+    if (!differences.empty()) return "session snapshot was made with a model of another architecture: " + differences;
+    return "session snapshot was made with a model of the same architecture but different weights "
+           "(another checkpoint, or the same one with other weight types)";
 }
 
 void write_conv(Writer& out, const Block* conv, const StateLayout& layout) {
@@ -206,12 +205,18 @@ void read_snapshot(const Model& model, const std::string& snapshot, std::vector<
     Reader body(payload, payload_size);
     const std::vector<char> summary = body.get_vector<char>(payload_size, "the model summary");
     if (fingerprint != model.fingerprint()) {
-        throw LoadError("session snapshot was made with a different model: " +
-                        difference(std::string(summary.begin(), summary.end()), model.architecture()));
+        throw LoadError(fingerprint_mismatch(std::string(summary.begin(), summary.end()), model.architecture()));
     }
     const ModelConfig& config = model.config();
     const StateLayout& layout = model.state_layout();
-    tokens = body.get_vector<int32_t>(static_cast<size_t>(config.max_context), "the tokens");
+    const auto n_tokens = body.get<uint64_t>("the tokens");
+    if (n_tokens > static_cast<uint64_t>(config.max_context)) {
+        throw LoadError("session snapshot holds " + std::to_string(n_tokens) + " tokens, more than this model's max_context (" +
+                        std::to_string(config.max_context) + ")");
+    }
+    tokens.resize(n_tokens);
+    body.need(n_tokens * sizeof(int32_t), "the tokens");
+    body.get_raw(tokens.data(), n_tokens * sizeof(int32_t));
     for (int32_t token : tokens) {
         if (token < 0 || token >= config.vocab_size) throw LoadError("session snapshot holds an out-of-vocabulary token");
     }

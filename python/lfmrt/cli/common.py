@@ -33,7 +33,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, optional: bool = Fal
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser, *, max_tokens: int) -> None:
-    """The sampling flags; unset ones keep the model's defaults (its generation_config.json)."""
+    """The sampling flags (unset ones keep the model's defaults: its generation_config.json) and
+    --special-tokens."""
     group = parser.add_argument_group("sampling (default: the model's own settings)")
     group.add_argument("--temperature", "--temp", type=float, metavar="T", help="0 is greedy")
     group.add_argument("--top-p", type=float, metavar="P")
@@ -45,6 +46,8 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, *, max_tokens: int) 
                        help=f"at most this many new tokens per answer (default: {max_tokens})")
     group.add_argument("--ignore-eos", action="store_true",
                        help="never end at the end-of-sequence token (for benchmarks and tests)")
+    parser.add_argument("--special-tokens", action="store_true",
+                        help="show special tokens such as <|im_end|> in the text (left out by default)")
 
 
 def sampling_from_args(args: argparse.Namespace, model: Model) -> Dict[str, Any]:

@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Sequence
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 _MODEL_DIR = Path(__file__).resolve().parent / "model"
 # Evaluation windows: bos + this many - 1 text tokens each (the training sequence length).
@@ -33,7 +34,7 @@ class ScoringModel(Protocol):
     def tokenize(self, text: str, *, add_special_tokens: bool = True) -> List[int]:
         """Token ids of ``text``."""
 
-    def logits(self, tokens: Sequence[int]) -> np.ndarray:
+    def logits(self, tokens: Sequence[int]) -> "np.ndarray":
         """Logits after every token, shape ``(len(tokens), vocab)``."""
 
 
@@ -63,6 +64,8 @@ def perplexity(model: ScoringModel, text: Optional[str] = None, *, window: int =
     Raises:
         ValueError: the text has no tokens, or ``window`` is below 2.
     """
+    import numpy as np
+
     if window < 2:
         raise ValueError("window must be at least 2")
     ids = model.tokenize(heldout_text() if text is None else text, add_special_tokens=False)

@@ -52,12 +52,14 @@ class Completion:
         tool_calls: from ``Model.chat``: the answer's tool calls, OpenAI-style
             (``{"id", "type": "function", "function": {"name", "arguments": "<json>"}}``), or
             ``None`` when it made none (see :mod:`lfmrt.text.tool_calls`).
-        tool_parse_error: why the answer's tool-call block could not be parsed (its text is
-            then returned as plain ``text``), or ``None``.
+        tool_parse_error: why a tool call (or a whole tool-call block) in the answer could not
+            be parsed, or ``None``; the calls that could be parsed are still in ``tool_calls``.
         content: the answer without its tool-call blocks; ``text`` when it made no calls.
             ``text`` keeps the blocks: it is what the model said, and what a conversation's
             assistant message must hold for LFM2's template to show the model its own calls.
             (The tool-call parser fills it in; left out, it is ``text``.)
+        seed: the sampling seed this generation used (drawn from the operating system when
+            none was given): pass it as ``seed=`` to repeat the run.
     """
 
     text: str
@@ -67,6 +69,7 @@ class Completion:
     tool_calls: Optional[List[Dict[str, Any]]] = None
     tool_parse_error: Optional[str] = None
     content: Optional[str] = None
+    seed: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.content is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Deque, List, Optional, Sequence
+from typing import Any, Deque, List, Optional, Sequence, Union
 
 from ..session import DEFAULT_CHUNK_SIZE, Session, append_batch, decode_batch
 from .completion import Completion
@@ -72,9 +72,10 @@ class Scheduler:
         prompt: Prompt,
         *,
         max_tokens: int = 256,
-        stop: Optional[Sequence[str]] = None,
+        stop: Union[str, Sequence[str], None] = None,
         ignore_eos: bool = False,
         session: Optional[Session] = None,
+        skip_special_tokens: bool = True,
         **sampling: Any,
     ) -> Request:
         """Queues a generation (same options as ``Model.generate``); it starts at the next step.
@@ -92,6 +93,7 @@ class Scheduler:
             ignore_eos=ignore_eos,
             sampling=sampling,
             session=session,
+            skip_special_tokens=skip_special_tokens,
         )
         request = Request(state)
         self._waiting.append(request)

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Iterator, List, Optional, Sequence
+from typing import TYPE_CHECKING, AbstractSet, Iterator, List, Optional, Sequence
 
 from .. import _core
 from ..session import Session
@@ -40,12 +40,16 @@ class GenerationState:
         stop: Optional[Sequence[str]],
         stop_token_ids: Sequence[int],
         vocab_size: int,
+        hidden_token_ids: AbstractSet[int] = frozenset(),
     ) -> None:
         self.session = session
+        sampling = sampling.seeded()
+        self.seed = sampling.seed  # reported in the Completion, so the run can be repeated
         self._prompt_tokens = list(prompt_tokens)
         self._sampler = _core.Sampler(sampling.to_core(vocab_size))
         self._max_tokens = max_tokens
         self._stop_token_ids = set(stop_token_ids)
+        self._hidden_token_ids = hidden_token_ids  # generated, kept in tokens, left out of the text
         self._detokenizer = IncrementalDetokenizer(tokenizer, skip_special_tokens=False)
         self._stopper = StopStringMatcher(list(stop or []))
         self._pieces: List[str] = []
@@ -108,7 +112,7 @@ class GenerationState:
             self.finish_reason = "stop"
             return self._flush()
         self._generated.append(token)
-        text = self._stopper.push(self._detokenizer.push(token))
+        text = "" if token in self._hidden_token_ids else self._stopper.push(self._detokenizer.push(token))
         if self._stopper.stopped:
             self.finish_reason = "stop"
         elif len(self._generated) >= self._max_tokens:
@@ -139,6 +143,7 @@ class GenerationState:
             text="".join(self._pieces),
             tokens=list(self._generated),
             finish_reason=self.finish_reason or "length",
+            seed=self.seed,
             timings=Timings(
                 prompt_tokens=len(self._prompt_tokens),
                 prefilled_tokens=self._prefilled,
