@@ -171,6 +171,18 @@ class Model:
         self.default_sampling = self._sampling_defaults(checkpoint)
 
     @property
+    def weight_bytes(self) -> int:
+        """Bytes of weights the backend holds beyond the loader's memory map: matrices repacked
+        at load on the CPU, everything on a device. (Weights used as stored are file pages of the
+        map, counted by the OS as they are touched.)"""
+        return self._core.weight_bytes
+
+    @property
+    def workspace_bytes(self) -> int:
+        """Bytes of activation buffers, grown to the largest step run so far (the prefill chunk)."""
+        return self._core.workspace_bytes
+
+    @property
     def device(self) -> str:
         """The device the model runs on, with its kernel set or index: ``"cpu:avx512"``, ``"opencl:0"``."""
         return self._core.device
