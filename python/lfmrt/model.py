@@ -148,6 +148,19 @@ class Model:
         """The device the model runs on, with its kernel set or index: ``"cpu:avx512"``, ``"opencl:0"``."""
         return self._core.device
 
+    @property
+    def kernel_set(self) -> str:
+        """What runs the model: the CPU's kernel set (``"avx512"``), or an OpenCL device's name,
+        platform and kernel paths (subgroup or local-memory reductions, fp16 loads, images) and
+        whether its program came from the on-disk cache."""
+        return self._core.kernel_set
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of weights the backend holds itself: the CPU's repacked panels (weights it reads
+        in place from the mapped files are not counted), or all of a device's weights."""
+        return int(self._core.weight_bytes)
+
     @classmethod
     def load(
         cls,

@@ -2,7 +2,10 @@
 
 #include <dlfcn.h>
 
-#include <mutex>
+#include <cstdlib>
+#include <iterator>
+#include <type_traits>
+#include <vector>
 
 namespace lfmrt::opencl {
 
@@ -64,7 +67,12 @@ bool resolve(void* library, ClApi& api, std::string& missing) {
 LoadedApi load() {
     LoadedApi result;
     std::string tried;
-    for (const char* name : kLoaderNames) {
+    // LFMRT_OPENCL_LIBRARY names the loader instead (e.g. an Android vendor's
+    // /vendor/lib64/libOpenCL.so, or a path that does not exist, to run as if none were installed).
+    std::vector<std::string> names(std::begin(kLoaderNames), std::end(kLoaderNames));
+    if (const char* chosen = std::getenv("LFMRT_OPENCL_LIBRARY"); chosen != nullptr && *chosen != '\0') names = {chosen};
+    for (const std::string& path : names) {
+        const char* name = path.c_str();
         void* library = dlopen(name, RTLD_NOW | RTLD_LOCAL);
         if (library == nullptr) {
             const char* error = dlerror();

@@ -183,7 +183,7 @@ struct ClApi {
 };
 
 // The ICD loader, loaded on first use: libOpenCL.so.1, then libOpenCL.so (macOS: the OpenCL
-// framework). Returns null when none loads; `why` then says what was looked for and what the
+// framework), or only the library $LFMRT_OPENCL_LIBRARY names. Returns null when none loads; `why` then says what was looked for and what the
 // dynamic loader answered. The loader stays loaded for the life of the process (drivers do not
 // all survive being unloaded), so this is loaded once, behind a function-local static, and only
 // read afterwards.
