@@ -77,17 +77,13 @@ struct cl_name_version {
 // --- constants ----------------------------------------------------------------------------
 
 inline constexpr cl_int CL_SUCCESS = 0;
-inline constexpr cl_int CL_DEVICE_NOT_FOUND = -1;
 inline constexpr cl_int CL_MEM_OBJECT_ALLOCATION_FAILURE = -4;
 inline constexpr cl_int CL_OUT_OF_RESOURCES = -5;
 inline constexpr cl_int CL_OUT_OF_HOST_MEMORY = -6;
-inline constexpr cl_int CL_BUILD_PROGRAM_FAILURE = -11;
 inline constexpr cl_int CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST = -14;
 inline constexpr cl_int CL_INVALID_BUFFER_SIZE = -61;
-inline constexpr cl_int CL_PLATFORM_NOT_FOUND_KHR = -1001;
 
 inline constexpr cl_bool CL_FALSE = 0;
-inline constexpr cl_bool CL_TRUE = 1;
 
 inline constexpr cl_platform_info CL_PLATFORM_VERSION = 0x0901;
 inline constexpr cl_platform_info CL_PLATFORM_NAME = 0x0902;
@@ -98,8 +94,6 @@ inline constexpr cl_device_type CL_DEVICE_TYPE_ACCELERATOR = 1 << 3;
 inline constexpr cl_device_type CL_DEVICE_TYPE_ALL = 0xFFFFFFFF;
 
 inline constexpr cl_device_info CL_DEVICE_TYPE = 0x1000;
-inline constexpr cl_device_info CL_DEVICE_MAX_COMPUTE_UNITS = 0x1002;
-inline constexpr cl_device_info CL_DEVICE_MAX_WORK_GROUP_SIZE = 0x1004;
 inline constexpr cl_device_info CL_DEVICE_MAX_MEM_ALLOC_SIZE = 0x1010;
 inline constexpr cl_device_info CL_DEVICE_IMAGE_SUPPORT = 0x1016;
 inline constexpr cl_device_info CL_DEVICE_SINGLE_FP_CONFIG = 0x101B;
@@ -107,7 +101,6 @@ inline constexpr cl_device_info CL_DEVICE_GLOBAL_MEM_SIZE = 0x101F;
 inline constexpr cl_device_info CL_DEVICE_LOCAL_MEM_SIZE = 0x1023;
 inline constexpr cl_device_info CL_DEVICE_ENDIAN_LITTLE = 0x1026;
 inline constexpr cl_device_info CL_DEVICE_NAME = 0x102B;
-inline constexpr cl_device_info CL_DEVICE_VENDOR = 0x102C;
 inline constexpr cl_device_info CL_DRIVER_VERSION = 0x102D;
 inline constexpr cl_device_info CL_DEVICE_VERSION = 0x102F;
 inline constexpr cl_device_info CL_DEVICE_EXTENSIONS = 0x1030;
@@ -131,7 +124,6 @@ inline constexpr cl_program_info CL_PROGRAM_BINARIES = 0x1166;
 inline constexpr cl_program_build_info CL_PROGRAM_BUILD_LOG = 0x1183;
 
 inline constexpr cl_kernel_work_group_info CL_KERNEL_WORK_GROUP_SIZE = 0x11B0;
-inline constexpr cl_kernel_work_group_info CL_KERNEL_LOCAL_MEM_SIZE = 0x11B2;
 inline constexpr cl_kernel_work_group_info CL_KERNEL_PREFERRED_WORK_GROUP_SIZE_MULTIPLE = 0x11B3;
 
 inline constexpr cl_event_info CL_EVENT_COMMAND_EXECUTION_STATUS = 0x11D3;

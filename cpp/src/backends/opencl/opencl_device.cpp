@@ -10,20 +10,13 @@ namespace lfmrt::opencl {
 
 namespace {
 
-std::string platform_string(const ClApi& cl, cl_platform_id platform, cl_platform_info what) {
+// A string property of a platform or device (GetPlatformInfo / GetDeviceInfo), "" if absent.
+template <typename Object, typename Info>
+std::string info_string(cl_int (*get)(Object, Info, size_t, void*, size_t*), Object object, Info what) {
     size_t size = 0;
-    if (cl.GetPlatformInfo(platform, what, 0, nullptr, &size) != CL_SUCCESS || size == 0) return "";
+    if (get(object, what, 0, nullptr, &size) != CL_SUCCESS || size == 0) return "";
     std::string value(size, '\0');
-    if (cl.GetPlatformInfo(platform, what, size, value.data(), nullptr) != CL_SUCCESS) return "";
-    value.resize(std::strlen(value.c_str()));
-    return value;
-}
-
-std::string device_string(const ClApi& cl, cl_device_id device, cl_device_info what) {
-    size_t size = 0;
-    if (cl.GetDeviceInfo(device, what, 0, nullptr, &size) != CL_SUCCESS || size == 0) return "";
-    std::string value(size, '\0');
-    if (cl.GetDeviceInfo(device, what, size, value.data(), nullptr) != CL_SUCCESS) return "";
+    if (get(object, what, size, value.data(), nullptr) != CL_SUCCESS) return "";
     value.resize(std::strlen(value.c_str()));
     // Some drivers pad names with spaces.
     while (!value.empty() && value.back() == ' ') value.pop_back();
@@ -67,21 +60,19 @@ DeviceDescription describe_device(const ClApi& cl, cl_platform_id platform, cl_d
     d.platform = platform;
     d.device = device;
     d.index = index;
-    d.platform_name = platform_string(cl, platform, CL_PLATFORM_NAME);
-    d.platform_version = platform_string(cl, platform, CL_PLATFORM_VERSION);
-    d.name = device_string(cl, device, CL_DEVICE_NAME);
-    d.vendor = device_string(cl, device, CL_DEVICE_VENDOR);
-    d.driver_version = device_string(cl, device, CL_DRIVER_VERSION);
-    d.device_version = device_string(cl, device, CL_DEVICE_VERSION);
-    d.c_version = device_string(cl, device, CL_DEVICE_OPENCL_C_VERSION);
-    d.extensions = device_string(cl, device, CL_DEVICE_EXTENSIONS);
+    d.platform_name = info_string(cl.GetPlatformInfo, platform, CL_PLATFORM_NAME);
+    d.platform_version = info_string(cl.GetPlatformInfo, platform, CL_PLATFORM_VERSION);
+    d.name = info_string(cl.GetDeviceInfo, device, CL_DEVICE_NAME);
+    d.driver_version = info_string(cl.GetDeviceInfo, device, CL_DRIVER_VERSION);
+    d.device_version = info_string(cl.GetDeviceInfo, device, CL_DEVICE_VERSION);
+    d.c_version = info_string(cl.GetDeviceInfo, device, CL_DEVICE_OPENCL_C_VERSION);
+    d.extensions = info_string(cl.GetDeviceInfo, device, CL_DEVICE_EXTENSIONS);
     d.extensions.insert(d.extensions.begin(), ' ');
     d.extensions.push_back(' ');
     d.type = device_value<cl_device_type>(cl, device, CL_DEVICE_TYPE);
     d.global_memory = device_value<cl_ulong>(cl, device, CL_DEVICE_GLOBAL_MEM_SIZE);
     d.max_allocation = device_value<cl_ulong>(cl, device, CL_DEVICE_MAX_MEM_ALLOC_SIZE);
     d.local_memory = device_value<cl_ulong>(cl, device, CL_DEVICE_LOCAL_MEM_SIZE);
-    d.max_work_group = device_value<size_t>(cl, device, CL_DEVICE_MAX_WORK_GROUP_SIZE);
     d.images = device_value<cl_bool>(cl, device, CL_DEVICE_IMAGE_SUPPORT) != CL_FALSE;
     d.image_max_texels = device_value<size_t>(cl, device, CL_DEVICE_IMAGE_MAX_BUFFER_SIZE);
     d.little_endian = device_value<cl_bool>(cl, device, CL_DEVICE_ENDIAN_LITTLE) != CL_FALSE;

@@ -18,11 +18,10 @@ struct DeviceDescription {
     cl_platform_id platform = nullptr;
     cl_device_id device = nullptr;
     size_t index = 0;  // "opencl:<index>": its place among all platforms' devices, in order
-    std::string name, vendor, platform_name, platform_version, driver_version, device_version, c_version;
+    std::string name, platform_name, platform_version, driver_version, device_version, c_version;
     std::string extensions;  // space-separated, with a space at each end
     cl_device_type type = 0;
     uint64_t global_memory = 0, max_allocation = 0, local_memory = 0;
-    size_t max_work_group = 0;
     bool images = false;
     size_t image_max_texels = 0;  // CL_DEVICE_IMAGE_MAX_BUFFER_SIZE
     bool little_endian = true;

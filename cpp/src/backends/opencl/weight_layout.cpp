@@ -36,27 +36,17 @@ void pack_float(DType dtype, const void* data, size_t rows, size_t cols, PackedM
     }
 }
 
-void pack_q8_0(const void* data, size_t rows, size_t cols, PackedMatrix& out) {
+// Q8_0 and Q4_0: each block's levels (its qs bytes, as stored) into quants, its d into a.
+template <typename Block>
+void pack_blocks_of_32(const void* data, size_t rows, size_t cols, PackedMatrix& out) {
     const size_t blocks = cols / kQ32;
-    out.quants.resize(rows * cols);
+    constexpr size_t kLevelBytes = sizeof(Block::qs);
+    out.quants.resize(rows * blocks * kLevelBytes);
     out.a.resize(rows * blocks * 2);
     for (size_t r = 0; r < rows; ++r) {
-        const auto* x = row_blocks<quant::BlockQ8_0>(data, r, blocks);
+        const auto* x = row_blocks<Block>(data, r, blocks);
         for (size_t b = 0; b < blocks; ++b) {
-            std::memcpy(out.quants.data() + (r * blocks + b) * kQ32, x[b].qs, kQ32);
-            put_u16(out.a, r * blocks + b, x[b].d);
-        }
-    }
-}
-
-void pack_q4_0(const void* data, size_t rows, size_t cols, PackedMatrix& out) {
-    const size_t blocks = cols / kQ32;
-    out.quants.resize(rows * blocks * kChunkBytes);
-    out.a.resize(rows * blocks * 2);
-    for (size_t r = 0; r < rows; ++r) {
-        const auto* x = row_blocks<quant::BlockQ4_0>(data, r, blocks);
-        for (size_t b = 0; b < blocks; ++b) {
-            std::memcpy(out.quants.data() + (r * blocks + b) * kChunkBytes, x[b].qs, kChunkBytes);
+            std::memcpy(out.quants.data() + (r * blocks + b) * kLevelBytes, x[b].qs, kLevelBytes);
             put_u16(out.a, r * blocks + b, x[b].d);
         }
     }
@@ -148,8 +138,8 @@ PackedMatrix pack_matrix(DType dtype, const void* data, size_t rows, size_t cols
         case DType::F32:
         case DType::F16:
         case DType::BF16: pack_float(dtype, data, rows, cols, out); break;
-        case DType::Q8_0: pack_q8_0(data, rows, cols, out); break;
-        case DType::Q4_0: pack_q4_0(data, rows, cols, out); break;
+        case DType::Q8_0: pack_blocks_of_32<quant::BlockQ8_0>(data, rows, cols, out); break;
+        case DType::Q4_0: pack_blocks_of_32<quant::BlockQ4_0>(data, rows, cols, out); break;
         case DType::Q4_K: pack_k45<quant::BlockQ4_K, false>(data, rows, cols, out); break;
         case DType::Q5_K: pack_k45<quant::BlockQ5_K, true>(data, rows, cols, out); break;
         case DType::Q6_K: pack_q6_k(data, rows, cols, out); break;
