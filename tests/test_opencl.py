@@ -130,6 +130,17 @@ def test_plain_opencl_is_the_first_gpu_else_the_first_device(models):
     assert models(DEMO, "opencl").device == (gpus[0] if gpus else OPENCL[0]["id"])
 
 
+def test_the_cli_runs_on_opencl(device, capsys):
+    import json
+
+    from lfmrt.cli.main import main as cli_main
+
+    assert cli_main(["bench", "demo", "-p", "16", "-n", "4", "-r", "1", "--device", device, "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["device"] == device and "reductions: " in results["kernels"]
+    assert results["decode_tokens_per_s"] > 0
+
+
 # --- op by op -------------------------------------------------------------------------------
 
 
