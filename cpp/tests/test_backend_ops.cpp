@@ -428,7 +428,7 @@ void test_short_conv(Report& report, const Pair& p, std::mt19937& rng) {
 void test_attention(Report& report, const Pair& p, DType kv_dtype, std::mt19937& rng) {
     Check check;
     for (size_t head_dim : {32, 64}) {
-        for (auto [n_heads, n_kv_heads] : {std::pair<size_t, size_t>{2, 1}, {4, 2}, {6, 3}}) {
+        for (auto [n_heads, n_kv_heads] : {std::pair<size_t, size_t>{2, 1}, {4, 2}, {6, 3}, {18, 2}}) {
             StateLayout layout;
             layout.n_attention_layers = 2;
             layout.n_kv_heads = n_kv_heads;
