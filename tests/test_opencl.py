@@ -40,7 +40,7 @@ import pytest
 
 import lfmrt
 from lfmrt.loaders import load_checkpoint
-from lfmrt.loaders.gguf_writer import write_gguf
+from lfmrt.quantization.gguf_writer import write_gguf
 
 from conftest import MODELS_DIR, golden_model_names, load_golden
 
