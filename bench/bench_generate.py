@@ -92,11 +92,14 @@ def child_lfmrt(args: argparse.Namespace, prompt: list[int]) -> dict:
     import lfmrt
 
     t0 = time.perf_counter()
-    model = lfmrt.Model.load(args.gguf if args.lfmrt_gguf else args.model, n_threads=args.threads,
-                             device=args.device)
+    # A baseline build older than the backend interface has no device= (the CPU was its only one).
+    where = {} if args.device == "cpu" else {"device": args.device}
+    model = lfmrt.Model.load(args.gguf if args.lfmrt_gguf else args.model, n_threads=args.threads, **where)
     load_s = time.perf_counter() - t0
 
     def device_mb(session) -> float:
+        if not hasattr(model, "weight_bytes"):  # a baseline build from before the breakdown
+            return float("nan")
         return (model.weight_bytes + session.memory_bytes) / 2**20
 
     if args.lfmrt_api == "generate":
@@ -106,7 +109,7 @@ def child_lfmrt(args: argparse.Namespace, prompt: list[int]) -> dict:
         t = c.timings
         assert t.prompt_tokens == len(prompt), (t.prompt_tokens, len(prompt))
         return dict(load_s=load_s, prefill_tok_s=t.prefill_tokens_per_s, decode_tok_s=t.decode_tokens_per_s,
-                    tokens=list(c.tokens), device=model.device, device_mb=device_mb(session))
+                    tokens=list(c.tokens), device=getattr(model, "device", "cpu"), device_mb=device_mb(session))
 
     session = model.session()
     logits = session.append(prompt[:WARMUP_PROMPT])
@@ -118,7 +121,7 @@ def child_lfmrt(args: argparse.Namespace, prompt: list[int]) -> dict:
     prefill_s = time.perf_counter() - t0
     tokens, decode_s = timed_decode(logits, session.decode, args.gen_tokens)
     return dict(load_s=load_s, prefill_tok_s=len(prompt) / prefill_s, decode_tok_s=len(tokens) / decode_s,
-                tokens=tokens, device=model.device, device_mb=device_mb(session))
+                tokens=tokens, device=getattr(model, "device", "cpu"), device_mb=device_mb(session))
 
 
 def child_llama_cpp(args: argparse.Namespace, prompt: list[int]) -> dict:

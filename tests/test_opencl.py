@@ -13,10 +13,10 @@ What is checked, per device:
   tails), also on the image1d_buffer_t weight path;
 - every golden model: logits within the tolerance the CPU meets against transformers (1e-4 for
   f32 weights, 1e-3 for bf16 / f16), and 40 greedy tokens per prompt identical to the CPU's;
-- the trained demo model's quantized GGUF files (Q8_0, Q4_0, Q4_K_M, Q5_K_M, Q6_K): logits
-  within 1e-4 of the same weights dequantized to f32 on the CPU, and top-1 agreement with the
-  CPU backend on the same file >= 98% (the CPU multiplies by quantized activations, so its own
-  agreement with the exact result is 98.3-99.1% on this model);
+- the trained demo model's quantized GGUF files (Q8_0, Q4_0, Q4_K_M, Q5_K_M, Q6_K): top-1
+  agreement with the CPU backend on the same file (both round the activations of quantized
+  matrices alike; measured 99.0-99.5%, checked at 98.5%, the CPU's own kernel sets agreeing
+  98.8-99.4% with each other);
 - sessions: rewind, fork, snapshots saved on the CPU restored on OpenCL and back (re-saved
   byte for byte when both store the same KV type; continued alike when they do not),
   generate_batch and the Scheduler equal to the CPU's, sessions used from several threads;
@@ -193,23 +193,24 @@ def demo_text_tokens(model: lfmrt.Model, n: int) -> list:
 
 
 @pytest.mark.parametrize("scheme", ["q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k"])
-def test_quantized_demo_is_exact_and_agrees_with_the_cpu(scheme, device, demo_ggufs, models, check_logits):
-    """OpenCL multiplies the quantized weights by fp32 activations; its reference is the same
-    file's weights dequantized to f32 and run by the CPU (quant="f32"), which it matches to fp32
-    rounding. The CPU backend on the quantized file multiplies by quantized activations
-    (llama.cpp's numerics), whose top-1 agrees with that exact result on 98.3-99.1% of these
-    positions (1500 tokens of the held-out text, measured per scheme): OpenCL's agreement with
-    the CPU is bounded by the CPU's own, so it is checked at 98%."""
+def test_quantized_demo_agrees_with_the_cpu(scheme, device, demo_ggufs, models):
+    """OpenCL rounds a quantized matrix's activations as the CPU's integer kernels do
+    (kernels/matmul.cl's quantize_activations; the op harness checks the products against
+    cpu:scalar to fp32 rounding), so the two differ by the rounding of sums alone; but one
+    activation level rounded the other way, somewhere among the millions per token, moves the
+    next layers a little, and the CPU's own kernel sets differ the same way: cpu:scalar against
+    cpu:avx512 agrees on 98.8-99.4% of the top-1 tokens of these files, with logits up to 0.18
+    apart (1500 tokens of held-out text; bench/backend_agreement.py). With the default f16 KV
+    cache OpenCL agrees with the CPU on 99.0-99.5% here (PoCL and Intel's runtime, every
+    scheme); the check allows 98.5% so that a driver compiling for another CPU passes too."""
     path = demo_ggufs[scheme]
-    model, exact = models(path, device, kv_cache="f32"), models(path, "cpu", kv_cache="f32", quant="f32")
-    tokens = demo_text_tokens(exact, 400)
-    got, want = model.logits(tokens), exact.logits(tokens)
-    check_logits(got, want, 1e-4, f"{scheme} on {device} against its weights in f32")
-    # The default (f16) KV cache, against the CPU backend on the same file.
     model, cpu = models(path, device), models(path, "cpu")
+    tokens = demo_text_tokens(cpu, 1500)
     got, want = model.logits(tokens), cpu.logits(tokens)
+    worst = float(np.abs(got - want).max())
+    assert worst < 0.5, f"{scheme} on {device}: logits up to {worst:.3f} from the CPU's"
     agreement = float((got.argmax(-1) == want.argmax(-1)).mean())
-    assert agreement >= 0.98, f"{scheme} on {device}: top-1 agreement with the CPU {agreement:.4f}"
+    assert agreement >= 0.985, f"{scheme} on {device}: top-1 agreement with the CPU {agreement:.4f}"
 
 
 def test_fallback_paths_give_the_same_results(device, monkeypatch, check_logits):

@@ -7,6 +7,7 @@
 #include "backends/opencl/kernel_source.h"
 #include "backends/opencl/program_cache.h"
 #include "backends/opencl/weight_layout.h"
+#include "formats/blocks.h"
 #include "lfmrt/error.h"
 
 namespace lfmrt::opencl {
@@ -192,6 +193,7 @@ OpenClBackend::KernelSet OpenClBackend::build_kernels(const KernelPaths& paths, 
         }
     }
     if (weights_only) return set;
+    make(set.quantize_activations, "quantize_activations");
     make(set.rmsnorm, "rmsnorm_rows");
     make(set.add, "add_values");
     make(set.add_bias, "add_bias_rows");
@@ -352,16 +354,36 @@ void OpenClBackend::rmsnorm(const backend::Buffer& x, const backend::Buffer& wei
                      LocalBytes{local * 4 * sizeof(float)});
 }
 
+cl_mem OpenClBackend::quantized_activations(DType weight, const backend::Buffer& x, size_t n, size_t cols) {
+    const size_t group = block_elems(weight) == quant::kQK ? quant::kQK : quant::kQ32;
+    DeviceMemory& buffer = quantized_x_[group == quant::kQK ? 1 : 0];
+    const size_t bytes = n * cols * sizeof(float);
+    if (buffer.bytes() < bytes) buffer = context_->allocate(bytes, "quantized activations");
+    const Kernel& kernel = kernels_.quantize_activations;
+    const size_t global[2] = {cols / group, n};  // the driver picks the work-group size
+    context_->launch(kernel.handle.get(), kernel.name.c_str(), 2, global, nullptr, mem(x), u32(cols), u32(group),
+                     buffer.get());
+    return buffer.get();
+}
+
 void OpenClBackend::matmul(std::initializer_list<backend::Projection> projections, const backend::Buffer& x, size_t n) {
+    // The projections share x; each activation group it is rounded to is made once.
+    cl_mem rounded[2] = {nullptr, nullptr};
     for (const backend::Projection& p : projections) {
         const OpenClMatrix& m = cl_matrix(p.w);
         const auto rows = static_cast<size_t>(m.rows), cols = static_cast<size_t>(m.cols);
+        cl_mem input = mem(x);
+        if (is_quantized(m.dtype)) {
+            cl_mem& r = rounded[block_elems(m.dtype) == quant::kQK ? 1 : 0];
+            if (r == nullptr) r = quantized_activations(m.dtype, x, n, cols);
+            input = r;
+        }
         if (n == 1) {
             const Kernel& kernel = matmul_kernel(m, &KernelSet::gemv);
             const size_t local = local_size(kernel, chunks_per_row(m.dtype, cols));
             const size_t global = (rows + kGemvRows - 1) / kGemvRows * local;
             context_->launch(kernel.handle.get(), kernel.name.c_str(), 1, &global, &local, weight_quants(m), m.a.get(),
-                             m.b.get(), m.c.get(), u32(rows), u32(cols), mem(x), mem(p.y),
+                             m.b.get(), m.c.get(), u32(rows), u32(cols), input, mem(p.y),
                              LocalBytes{local * 4 * sizeof(float)});
         } else {
             const Kernel& kernel = matmul_kernel(m, &KernelSet::gemm);
@@ -369,7 +391,7 @@ void OpenClBackend::matmul(std::initializer_list<backend::Projection> projection
             const size_t global[2] = {(rows + kGemmTileRows - 1) / kGemmTileRows * kGemmThreads,
                                       (n + kGemmTileTokens - 1) / kGemmTileTokens};
             context_->launch(kernel.handle.get(), kernel.name.c_str(), 2, global, local, weight_quants(m), m.a.get(),
-                             m.b.get(), m.c.get(), u32(rows), u32(cols), mem(x), u32(n), mem(p.y));
+                             m.b.get(), m.c.get(), u32(rows), u32(cols), input, u32(n), mem(p.y));
         }
     }
 }

@@ -126,6 +126,7 @@ public:
         ClHandle<cl_program> program;
         bool from_cache = false;
         Kernel gemv[kNumDTypes], gemm[kNumDTypes], embed[kNumDTypes];
+        Kernel quantize_activations;
         Kernel rmsnorm, add, add_bias, silu_mul, gather_rows, argmax, rope, short_conv;
         Kernel kv_store[kNumDTypes], attention[kNumDTypes];  // F32, F16 and Q8_0
     };
@@ -142,6 +143,9 @@ private:
     const Kernel& matmul_kernel(const OpenClMatrix& m, const Kernel (KernelSet::*kind)[kNumDTypes]) const;
     cl_mem weight_quants(const OpenClMatrix& m) const;
     void upload_step_data();
+    // `x` (n rows of `cols`) rounded as the CPU rounds the activations of a `weight`-typed
+    // matrix (kernels/matmul.cl's quantize_activations), in a buffer kept for the next call.
+    cl_mem quantized_activations(DType weight, const backend::Buffer& x, size_t n, size_t cols);
 
     std::shared_ptr<DeviceContext> context_;
     KernelSet kernels_;         // built with images off (everything runs from it)
@@ -157,6 +161,7 @@ private:
     size_t step_rows_ = 0, step_sequences_ = 0;
     cl_uint positions_at_ = 0, row_sequence_at_ = 0, sequences_at_ = 0, pages_at_ = 0;
     DeviceMemory gather_buffer_, ids_buffer_;
+    DeviceMemory quantized_x_[2];  // per activation group: 32 values (Q8_0, Q4_0), 256 (K-quants)
 };
 
 }  // namespace lfmrt::opencl
