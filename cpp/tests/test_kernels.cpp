@@ -651,6 +651,35 @@ void test_panel_matmul(Report& report, const KernelTable& table, DType dtype, st
     gemm_vs_gemv.finish(report, name + " gemm bit-identical to gemv per token");
 }
 
+// The same for panel kernels: `wide`'s and `narrow`'s panel GEMV and GEMM for `dtype` (the AVX2 and
+// AVX-512 Q4_K panel kernels form the same fp32 products in the same order) agree bit for bit on
+// test_panel_matmul's shapes, every token count up to 17 (each tile size of both) and row range.
+void test_panel_matmul_same_as(Report& report, const KernelTable& wide, const KernelTable& narrow, DType dtype,
+                               std::mt19937& rng) {
+    Check check;
+    constexpr size_t kMaxTokens = 17;
+    for (size_t rows : kPanelRowCounts) {
+        for (size_t cols : panel_cols(dtype)) {
+            const Weights w(dtype, rows, cols, rng);
+            const PanelWeights packed(w);
+            const size_t ldx = cols + 5, ldy = rows + 3;
+            const std::vector<float> x = random_floats(kMaxTokens * ldx + 1, rng);
+            for (size_t n = 1; n <= kMaxTokens; ++n) {
+                const Activations input(dtype, x.data() + 1, ldx, n, cols);
+                for (RowRange range : panel_row_ranges(rows)) {
+                    const MatmulCall call{w, input, n, ldy, range, &packed};
+                    const std::string where = case_name(rows, cols, n, range);
+                    check.that(bit_identical(run_gemm(wide, call), run_gemm(narrow, call)), "gemm " + where);
+                    check.that(bit_identical(run_gemv_per_token(wide, call), run_gemv_per_token(narrow, call)),
+                               "gemv " + where);
+                }
+            }
+        }
+    }
+    check.finish(report, std::string(wide.name) + " panel gemv/gemm " + lfmrt::dtype_name(dtype) +
+                             " bit-identical to " + narrow.name + "'s");
+}
+
 // Row splits (thread splits are whole panels, odd ones mid-panel) give the same bits as one
 // call, and degenerate calls behave as the row kernels' do.
 void test_panel_splits_and_edges(Report& report, const KernelTable& table, DType dtype, std::mt19937& rng) {
@@ -1086,6 +1115,8 @@ int run_tests() {
 #if defined(__x86_64__) || defined(_M_X64)
     if (simd_tables().size() == 2) {  // avx2 and avx512
         test_gemm_same_as(report, lfmrt::cpu::avx512_kernels(), lfmrt::cpu::avx2_kernels(), DType::BF16, rng);
+        test_panel_matmul_same_as(report, lfmrt::cpu::avx512_kernels(), lfmrt::cpu::avx2_kernels(), DType::Q4_K,
+                                  rng);
     }
     if (!simd_tables().empty()) test_kv_kernels(report, lfmrt::cpu::avx2_kv_kernels(), rng);
 #elif defined(__aarch64__)
