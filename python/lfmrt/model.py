@@ -181,7 +181,7 @@ class Model:
                 policy as ``lfmrt quantize`` (see :mod:`lfmrt.quantization`).
             n_threads: compute threads (default: this machine's physical cores).
             isa: kernel set, ``"scalar"``, ``"avx2"`` or ``"avx512"`` on x86-64, ``"scalar"``,
-                ``"neon"`` or ``"neon_dotprod"`` on aarch64 (default: ``$LFMRT_ISA`` or the best
+                ``"neon"``, ``"neon_dotprod"`` or ``"neon_i8mm"`` on aarch64 (default: ``$LFMRT_ISA`` or the best
                 this CPU runs; ``lfmrt.cpu_info()["kernel_sets"]`` lists the choices).
             max_context: the longest sequence a session may hold (default and upper bound:
                 the model's own context length).
