@@ -27,6 +27,11 @@ llama.cpp is measured when `llama_cpp` (llama-cpp-python) imports and a GGUF of 
 is available: --gguf FILE, else MODEL-f16.gguf next to MODEL (made with convert_to_gguf.py
 when missing). Use --runtimes to measure only one side.
 
+With --baseline DIR, a third runtime "baseline" is another lfmrt build (DIR is a folder holding
+an `lfmrt` package, e.g. `pip install --no-deps --target DIR .` of an earlier commit), measured
+in the same interleaved run: `--runtimes lfmrt,baseline --baseline DIR` gives before/after
+ratios of a change (the table's ratio column is always the first runtime over the second).
+
 With --types f16,q8_0,q4_0 both runtimes load the *same* GGUF file, one type after another:
 MODEL-lfmrt-TYPE.gguf, written by `lfmrt quantize` when missing (--maker llama.cpp instead makes
 MODEL-llamacpp-TYPE.gguf with llama.cpp's converter and `llama_model_quantize`). Each type gets its
@@ -50,7 +55,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-RUNTIMES = ("lfmrt", "llama.cpp")
+RUNTIMES = ("lfmrt", "llama.cpp", "baseline")
 WARMUP_PROMPT, WARMUP_DECODE = 32, 4
 
 
@@ -136,7 +141,7 @@ def child_llama_cpp(args: argparse.Namespace, prompt: list[int]) -> dict:
 
 def run_child(args: argparse.Namespace) -> int:
     prompt = json.loads(Path(args.prompt_file).read_text())
-    fn = child_lfmrt if args.child == "lfmrt" else child_llama_cpp
+    fn = child_llama_cpp if args.child == "llama.cpp" else child_lfmrt  # baseline: another lfmrt
     result = fn(args, prompt)
     result["peak_rss_mb"] = peak_rss_mb()
     print("RESULT " + json.dumps(result), flush=True)
@@ -221,9 +226,12 @@ def spawn(runtime: str, args: argparse.Namespace, prompt_file: Path) -> dict:
         cmd += ["--gguf", str(args.gguf)]
     if args.lfmrt_gguf:
         cmd.append("--lfmrt-gguf")
+    env = dict(os.environ)
+    if runtime == "baseline":  # the other build's package first on the path
+        env["PYTHONPATH"] = os.pathsep.join([str(args.baseline), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     busy_before = busy_cpus()
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
     wall = time.perf_counter() - t0
     for line in reversed(r.stdout.splitlines()):
         if line.startswith("RESULT "):
@@ -253,11 +261,12 @@ def print_table(results: dict[str, list[dict]], args: argparse.Namespace) -> Non
         ("peak RSS MiB", "peak_rss_mb", "{:.0f}", "lower is better"),
         ("load s", "load_s", "{:.2f}", ""),
     ]
-    names = [rt for rt in RUNTIMES if results.get(rt)]
-    both = len(names) == 2
-    header = f"{'':16}" + "".join(f"{n:>14}" for n in names) + (f"{'lfmrt/llama.cpp':>18}" if both else "")
+    names = [rt for rt in results if results.get(rt)]
+    both = len(names) >= 2
+    ratio_label = f"{names[0]}/{names[1]}" if both else ""
+    header = f"{'':16}" + "".join(f"{n:>14}" for n in names) + (f"{ratio_label:>18}" if both else "")
     print()
-    print(f"model {args.model}" + (f"  |  gguf {args.gguf}" if "llama.cpp" in names else ""))
+    print(f"model {args.model}" + (f"  |  gguf {args.gguf}" if "llama.cpp" in names or args.lfmrt_gguf else ""))
     print(f"prompt {args.prompt_tokens} tokens, decode {args.gen_tokens} tokens, {args.threads} threads, "
           f"median of {args.repeats} interleaved repeat(s)")
     print(header)
@@ -271,11 +280,11 @@ def print_table(results: dict[str, list[dict]], args: argparse.Namespace) -> Non
     for n in names:
         spread = ", ".join(f"{r['prefill_tok_s']:.1f}/{r['decode_tok_s']:.2f}" for r in results[n])
         print(f"  {n} per repeat (prefill/decode tok/s): {spread}")
-    if both and len(results["lfmrt"]) == len(results["llama.cpp"]) > 1:
+    if both and len(results[names[0]]) == len(results[names[1]]) > 1:
         # Each repeat runs the two back to back, so its ratio cancels the machine's slow drift in
         # memory bandwidth that moves both medians; the spread shows how far one run can be trusted.
         for label, key in (("prefill", "prefill_tok_s"), ("decode", "decode_tok_s")):
-            ratios = sorted(a[key] / b[key] for a, b in zip(results["lfmrt"], results["llama.cpp"]) if b[key] > 0)
+            ratios = sorted(a[key] / b[key] for a, b in zip(results[names[0]], results[names[1]]) if b[key] > 0)
             if ratios:
                 print(f"  {label} ratio per repeat: median {statistics.median(ratios):.2f}x, "
                       f"range {ratios[0]:.2f}-{ratios[-1]:.2f}x")
@@ -285,9 +294,12 @@ def print_table(results: dict[str, list[dict]], args: argparse.Namespace) -> Non
               f"{args.threads} threads on {os.cpu_count()} CPUs the figures (and the ratios: spinning "
               f"thread pools degrade differently) measure contention, not kernels")
     if both:
-        d = first_divergence(results["lfmrt"][0]["tokens"], results["llama.cpp"][0]["tokens"])
+        d = first_divergence(results[names[0]][0]["tokens"], results[names[1]][0]["tokens"])
         agree = "all greedy tokens agree" if d is None else f"greedy tokens agree up to step {d}"
-        same = "same file, different kernels" if args.lfmrt_gguf else "bf16 vs f16 weights, different kernels"
+        if "llama.cpp" not in names[:2]:
+            same = "two lfmrt builds"
+        else:
+            same = "same file, different kernels" if args.lfmrt_gguf else "bf16 vs f16 weights, different kernels"
         print(f"  {agree} (informational: {same})")
 
 
@@ -367,11 +379,13 @@ def print_summary(per_type: dict, bandwidth: float, args: argparse.Namespace) ->
             decode = median(runs, "decode_tok_s")
             print(f"{gguf_type:8}{rt:11}{median(runs, 'prefill_tok_s'):15.1f}{decode:14.2f}"
                   f"{median(runs, 'peak_rss_mb'):14.0f}{per_token / 1e6:10.0f}{decode * per_token / bandwidth:8.0%}")
-        if all(entry["results"].get(rt) for rt in RUNTIMES):
-            ours, theirs = entry["results"]["lfmrt"], entry["results"]["llama.cpp"]
+        measured = [rt for rt, runs in entry["results"].items() if runs]
+        if len(measured) >= 2:
+            ours, theirs = entry["results"][measured[0]], entry["results"][measured[1]]
             print(f"{'':8}{'ratio':11}{median(ours, 'prefill_tok_s') / median(theirs, 'prefill_tok_s'):14.2f}x"
                   f"{median(ours, 'decode_tok_s') / median(theirs, 'decode_tok_s'):13.2f}x"
-                  f"{median(ours, 'peak_rss_mb') / median(theirs, 'peak_rss_mb'):13.2f}x   (lfmrt / llama.cpp)")
+                  f"{median(ours, 'peak_rss_mb') / median(theirs, 'peak_rss_mb'):13.2f}x   "
+                  f"({measured[0]} / {measured[1]})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -384,7 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gen-tokens", type=int, default=128, help="greedy decode steps (default 128)")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats per runtime (default 3)")
     ap.add_argument("--runtimes", default="lfmrt,llama.cpp",
-                    help="comma-separated subset of: lfmrt, llama.cpp (default both)")
+                    help="comma-separated subset of: lfmrt, llama.cpp, baseline (default lfmrt,llama.cpp)")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="folder holding another lfmrt build (the 'baseline' runtime), for before/after runs")
     ap.add_argument("--lfmrt-api", choices=("session", "generate"), default="session",
                     help="time lfmrt through Session.append (default) or Model.generate's timings")
     ap.add_argument("--json", type=Path, default=None, help="also write all results to this JSON file")
@@ -427,6 +443,10 @@ def main(argv: list[str] | None = None) -> int:
             args.gguf = ensure_gguf(args)
             if args.gguf is not None:
                 runtimes.append("llama.cpp")
+    if "baseline" in wanted:
+        if args.baseline is None or not (args.baseline / "lfmrt").is_dir():
+            ap.error("the baseline runtime needs --baseline DIR, a folder holding an lfmrt package")
+        runtimes.append("baseline")
     if not runtimes:
         print("error: no runtime to measure", file=sys.stderr)
         return 1

@@ -97,7 +97,7 @@ def build_conversation(gguf: Path, turns: int, user_tokens: int, answer_tokens: 
     ``rendered[k]`` (the answer as the next prompt renders it, without the think part).
     Checked against the chat template rendered the usual way.
     """
-    from lfmrt.chat_template import ChatTemplate
+    from lfmrt.text.chat_template import ChatTemplate
     from lfmrt.loaders import load_checkpoint
 
     ckpt = load_checkpoint(gguf)

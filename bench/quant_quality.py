@@ -133,7 +133,7 @@ def llama_cpp_can_run(config) -> bool:
 def measure(model_dir: Path, args: argparse.Namespace, have_llama: bool) -> Dict[str, object]:
     import lfmrt
     from lfmrt.loaders import load_checkpoint
-    from lfmrt.loaders.gguf_writer import write_gguf
+    from lfmrt.quantization.gguf_writer import write_gguf
 
     work = args.work / model_dir.name
     work.mkdir(parents=True, exist_ok=True)
@@ -173,7 +173,7 @@ def measure(model_dir: Path, args: argparse.Namespace, have_llama: bool) -> Dict
         agree = clear = clear_agree = 0
         floor_agree = 0
         model = lfmrt.Model.load(path, n_threads=args.threads)
-        scalar = lfmrt.Model.load(path, n_threads=args.threads, isa="scalar") if args.floor else None
+        scalar = lfmrt.Model.load(path, n_threads=args.threads, device="cpu:scalar") if args.floor else None
         llama = llama_cpp_runner(path, ctx, args.threads) if run_llama and "+head" not in label else None
         for window, ref in zip(windows, reference):
             ours = model.logits(window)

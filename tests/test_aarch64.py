@@ -181,10 +181,10 @@ def test_aarch64_forward_matches_golden(aarch64_build, forward_cases, model_name
 
 def test_aarch64_dispatch_refuses_what_the_cpu_lacks(aarch64_build, forward_cases):
     case = forward_cases[FORWARD_MODELS[0]]
-    for isa, message in [("neon_dotprod", "lacks the dot-product instructions"),
-                         ("neon_i8mm", "lacks the int8 matrix-multiply or dot-product instructions"),
-                         ("avx2", "unknown kernel set 'avx2' (LFMRT_ISA): this build has 'scalar', 'neon', "
-                                  "'neon_dotprod' or 'neon_i8mm'")]:
+    for isa, message in [("neon_dotprod", "needs the dot-product instructions, which this CPU lacks"),
+                         ("neon_i8mm", "needs the int8 matrix-multiply and dot-product instructions, which this CPU lacks"),
+                         ("avx2", "unknown CPU kernel set 'avx2' (device cpu:avx2 or LFMRT_ISA): this build has "
+                                  "'scalar', 'neon', 'neon_dotprod' or 'neon_i8mm'")]:
         result = subprocess.run([*qemu("cortex-a53", aarch64_build), str(case), isa],
                                 capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
         assert result.returncode == 1 and message in result.stderr, result.stdout + result.stderr

@@ -1,4 +1,4 @@
-"""Tests for lfmrt.chat_template: the model's Jinja template rendered exactly as transformers does."""
+"""Tests for lfmrt.text.chat_template: the model's Jinja template rendered exactly as transformers does."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, Dict, List
 import numpy as np
 import pytest
 
-from lfmrt.chat_template import ChatTemplate, TemplateError, lfm2_default_template
+from lfmrt.text.chat_template import ChatTemplate, TemplateError, lfm2_default_template
 
 BOS = "<|startoftext|>"
 EOS = "<|im_end|>"

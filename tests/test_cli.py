@@ -14,6 +14,7 @@ import pytest
 
 import lfmrt
 from lfmrt.cli import main as lfmrt_main
+from lfmrt.cli.chat import Conversation, cut_notice, run_command
 
 PACKAGE_ROOT = str(Path(lfmrt.__file__).resolve().parent.parent)
 STATS = r"decode \d+ tok at [\d.]+ tok/s"
@@ -140,7 +141,7 @@ def test_ctrl_c_stops_the_answer_not_the_program(spawn_chat, tiny_model_dir):
     child.expect_exact(">>> ")
 
     child.sendline("/stats")
-    child.expect_exact("no finished answer yet")
+    child.expect(r"the last answer was interrupted after \d+ characters")
     child.expect(r"session: \d+ of \d+ tokens, [\d.]+ MiB of state; 2 messages")
     child.expect_exact(">>> ")
 
@@ -185,6 +186,59 @@ def test_one_shot_prompt_with_flags(tiny_model_dir):
     assert first.stdout == expected + "\n"
 
 
+def test_chat_version_and_empty_input():
+    version = run_chat("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"lfmrt-chat (lfmrt {lfmrt.__version__})"
+    for stdin, args in (("", ()), ("  \n\n", ()), ("", ("--prompt", " "))):
+        result = run_chat("--demo", *args, stdin=stdin)
+        assert result.returncode == 1 and "is empty: there is no message to answer" in result.stderr
+        assert result.stdout == ""
+
+
+def test_an_answer_cut_by_max_tokens_says_so(tiny_model_dir):
+    cut = run_chat(str(tiny_model_dir), "--prompt", "Hi", "--max-tokens", "3", "--ignore-eos", "--temperature", "0")
+    assert cut.returncode == 0 and "[cut at --max-tokens 3: the answer did not finish]" in cut.stderr
+    model = lfmrt.Model.load(tiny_model_dir)
+    conversation = Conversation(model, system=None, sampling={}, max_tokens=3)
+    ended = model.chat([{"role": "user", "content": "Hi"}], max_tokens=3, temperature=0, logit_bias={7: 1e4})
+    assert ended.finish_reason == "stop" and cut_notice(conversation, ended) == ""
+
+
+def chat_command_output(conversation: Conversation, line: str) -> str:
+    import io
+
+    out = io.StringIO()
+    assert run_command(conversation, line, out)
+    return out.getvalue()
+
+
+def test_save_and_load_formats_are_told_apart_and_another_models_transcript_loads(tiny_model_dir, tmp_path):
+    model = lfmrt.Model.load(tiny_model_dir)
+    conversation = Conversation(model, system="Be brief.", sampling={"temperature": 0}, max_tokens=4)
+    for _ in conversation.ask("Hello"):
+        pass
+    saved = tmp_path / "chat.lfmrt-chat"
+    assert "[saved 2 messages" in chat_command_output(conversation, f"/save {saved}")
+
+    snapshot = tmp_path / "state.lfmrt-session"
+    conversation.session.save(snapshot)
+    wrong_way = chat_command_output(conversation, f"/load {snapshot}")
+    assert "a session snapshot written by Session.save, not a conversation saved with /save" in wrong_way
+    assert "codec" not in wrong_way
+    with pytest.raises(lfmrt.LoadError, match="not a session snapshot .*/save"):
+        model.load_session(saved)
+
+    other = Conversation(lfmrt.Model.load("demo"), system=None, sampling={"temperature": 0}, max_tokens=4)
+    loaded = chat_command_output(other, f"/load {saved}")
+    assert "[loaded 2 messages" in loaded and "another architecture" in loaded
+    assert [m["content"] for m in other.messages][0] == "Hello" and other.system == "Be brief."
+    assert other.session.n_tokens == 0
+    assert f"no answer since /load {saved}" in chat_command_output(other, "/stats")
+    for _ in other.ask("And then?"):  # the transcript goes on in the new model
+        pass
+    assert len(other.messages) == 4 and other.session.n_tokens > 0
+
+
 def test_demo_chat_offline():
     result = run_chat("--demo", "--prompt", "What does json.dumps do?", "--temperature", "0")
     assert result.returncode == 0, result.stderr
@@ -227,10 +281,14 @@ def test_bench_reports_speeds_and_memory(tiny_model_dir, capsys):
     results = json.loads(capsys.readouterr().out)
     assert results["prefill_tokens_per_s"] > 0 and results["decode_tokens_per_s"] > 0
     assert results["peak_rss_bytes"] > 10 * 2**20
-    assert results["threads"] == 1 and results["kernels"] == lfmrt.cpu_info()["kernels"]
+    assert results["threads"] == 1 and results["device"] == "cpu:" + lfmrt.cpu_info()["kernels"]
+    memory = results["memory_bytes"]
+    # The parts are the model's and session's own counts, and they add up to the peak.
+    assert memory["session_state"] > 0 and memory["activations"] > 0 and memory["python_and_libraries"] > 0
+    assert sum(v for k, v in memory.items() if k != "peak") == memory["peak"] == results["peak_rss_bytes"]
     assert lfmrt_main.main(["bench", str(tiny_model_dir), "-p", "16", "-n", "4", "-r", "1"]) == 0
     text = capsys.readouterr().out
-    assert "prefill" in text and "decode" in text and "peak memory" in text
+    assert "prefill" in text and "decode" in text and "peak memory" in text and "session state (KV, conv)" in text
 
 
 def test_info(tiny_model_dir, capsys):

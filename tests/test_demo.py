@@ -10,7 +10,7 @@ import pytest
 
 import lfmrt
 from lfmrt import demo
-from lfmrt.chat_template import lfm2_default_template
+from lfmrt.text.chat_template import lfm2_default_template
 
 LFM2_SPECIAL_IDS = {
     "<|pad|>": 0, "<|startoftext|>": 1, "<|endoftext|>": 2, "<|im_start|>": 6, "<|im_end|>": 7,

@@ -1,4 +1,4 @@
-"""Tests for lfmrt.detokenizer: streaming text that never splits a character or leaks a stop string."""
+"""Tests for lfmrt.text.detokenizer: streaming text that never splits a character or leaks a stop string."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import List, Sequence
 import pytest
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from lfmrt.detokenizer import IncrementalDetokenizer, StopStringMatcher
+from lfmrt.text.detokenizer import IncrementalDetokenizer, StopStringMatcher
 
 CORPUS = [
     "Hello world! The quick brown fox jumps over the lazy dog.",

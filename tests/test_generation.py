@@ -1,5 +1,6 @@
 """generate / stream / chat: greedy determinism, seeds, stop strings, end of sequence, timings."""
 
+import _thread
 import threading
 from pathlib import Path
 
@@ -40,6 +41,80 @@ def test_same_seed_same_output(model):
     c = model.generate("Once", max_tokens=24, temperature=1.0, seed=6, ignore_eos=True)
     assert a.tokens == b.tokens
     assert a.tokens != c.tokens
+
+
+def test_unseeded_sampling_draws_a_seed_and_reports_it(model):
+    runs = [model.generate("Once", max_tokens=16, temperature=1.0, ignore_eos=True) for _ in range(5)]
+    assert len({tuple(run.tokens) for run in runs}) > 1  # seed 0 every time gave one answer
+    assert all(isinstance(run.seed, int) and 0 <= run.seed < 2**64 for run in runs)
+    assert len({run.seed for run in runs}) == 5
+    again = model.generate("Once", max_tokens=16, temperature=1.0, ignore_eos=True, seed=runs[0].seed)
+    assert again.tokens == runs[0].tokens and again.seed == runs[0].seed
+    assert model.generate("Once", max_tokens=4, temperature=1.0, seed=7).seed == 7
+    batch = model.generate_batch(["Once", "Once"], max_tokens=16, temperature=1.0, ignore_eos=True)
+    assert batch[0].seed != batch[1].seed
+    chat = model.chat([{"role": "user", "content": "Hi"}], max_tokens=4, temperature=1.0)
+    assert chat.seed is not None
+
+
+def test_a_single_stop_string_is_one_stop_not_its_characters(model):
+    text = model.generate("The", max_tokens=40, temperature=0, ignore_eos=True).text
+    # A two-character stop whose characters each occur before it: iterating it would cut early.
+    start = next(k for k in range(1, len(text) - 1)
+                 if text.index(text[k : k + 2]) == k and min(text.find(text[k]), text.find(text[k + 1])) < k)
+    stop = text[start : start + 2]
+    cut = model.generate("The", max_tokens=40, temperature=0, ignore_eos=True, stop=stop)
+    assert cut.text == text[:start] and cut.finish_reason == "stop"
+    assert "".join(model.stream("The", max_tokens=40, temperature=0, ignore_eos=True, stop=stop)) == text[:start]
+    with pytest.raises(TypeError, match="stop must be a string"):
+        model.generate("The", max_tokens=2, stop=5)
+    with pytest.raises(ValueError, match="non-empty"):
+        model.generate("The", max_tokens=2, stop=[""])
+
+
+def test_special_tokens_are_left_out_of_text_unless_asked_for(model):
+    forced = dict(max_tokens=3, temperature=0, logit_bias={EOS: 1e4}, ignore_eos=True)
+    quiet = model.generate("Once", **forced)
+    assert quiet.tokens == [EOS] * 3 and quiet.text == ""
+    assert "".join(model.stream("Once", **forced)) == ""
+    kept = model.generate("Once", skip_special_tokens=False, **forced)
+    assert kept.text == "<|im_end|>" * 3
+    tool_start = model.tokenize("<|tool_call_start|>", add_special_tokens=False)[0]
+    marked = model.generate("Once", max_tokens=2, temperature=0, logit_bias={tool_start: 1e4})
+    assert marked.text == "<|tool_call_start|>" * 2  # the answer's own markup stays
+
+
+def test_detokenize_rejects_ids_outside_the_vocabulary(model):
+    vocab = model.config.vocab_size
+    assert isinstance(model.detokenize([vocab - 1]), str)
+    for bad in ([10**9], [-1], [vocab]):
+        with pytest.raises(ValueError, match="outside the vocabulary"):
+            model.detokenize(bad)
+    with pytest.raises(TypeError, match="index 1 is float"):
+        model.detokenize([1, 2.5])
+
+
+def test_ctrl_c_stops_a_long_logits_call_between_chunks(model, monkeypatch):
+    """Ctrl-C during a long logits() call: Python sees the signal when the core returns, so the
+    call must return to Python after each chunk, not once at the end."""
+    tokens = (list(range(14, 700)) * 2)[:1300]  # three chunks of 512
+    ran = []
+    append = lfmrt.Session.append
+
+    def append_then_ctrl_c(self, chunk, **kwargs):
+        result = append(self, chunk, **kwargs)
+        ran.append(len(chunk))
+        _thread.interrupt_main()  # as if Ctrl-C came during this call
+        return result
+
+    monkeypatch.setattr(lfmrt.Session, "append", append_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        model.logits(tokens)
+    assert sum(ran) < len(tokens)
+    monkeypatch.undo()
+    whole = model.logits(tokens)  # the slices give what one call gives
+    assert whole.shape == (1300, model.config.vocab_size)
+    assert np.allclose(whole[-1], model.session().append(tokens), atol=1e-5)
 
 
 def test_length_finish_and_timings(model):
@@ -92,6 +167,32 @@ def test_chat_renders_the_template_and_stops_at_end_of_turn(model):
     assert "".join(model.chat_stream(messages, max_tokens=12, temperature=0)) == answer.text
     ended = model.chat(messages, max_tokens=12, temperature=0, logit_bias={EOS: 1e4})
     assert ended.finish_reason == "stop" and ended.text == ""
+
+
+@pytest.mark.parametrize(
+    "messages, error, message",
+    [
+        ("hello", TypeError, "not a string"),
+        ({"role": "user", "content": "hi"}, TypeError, "list of message dicts"),
+        (["hello"], TypeError, "message 0 must be a dict"),
+        ([{"role": "user"}], ValueError, r"message 0 \(user\) has no 'content'"),
+        ([{"role": "user", "content": None}], ValueError, "has no 'content'"),
+        ([{"content": "hi"}], ValueError, "message 0 has no 'role'"),
+        ([{"role": "user", "content": "a"}, {"role": "usr", "content": "b"}], ValueError, "message 1 has role 'usr'"),
+        ([{"role": "user", "content": 5}], TypeError, "'content' must be text"),
+    ],
+)
+def test_chat_rejects_what_is_not_a_conversation(model, messages, error, message):
+    for call in (model.chat, model.apply_chat_template):
+        with pytest.raises(error, match=message) as raised:
+            call(messages)
+        assert "Undefined" not in str(raised.value) and "got 'h'" not in str(raised.value)
+
+
+def test_an_assistant_turn_may_carry_tool_calls_instead_of_content(model):
+    calls = [{"type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    rendered = model.apply_chat_template([{"role": "user", "content": "x"}, {"role": "assistant", "tool_calls": calls}])
+    assert "<|tool_call_start|>[f()]<|tool_call_end|>" in rendered
 
 
 def test_bad_arguments_raise_clear_errors(model):
@@ -147,20 +248,29 @@ def test_concurrent_generation_from_threads_matches_serial(model):
 
 def test_scalar_and_simd_kernel_sets_agree():
     f32_model = MODELS / "mixed_mha_hd64_f32_dialectA"
-    scalar = lfmrt.Model.load(f32_model, isa="scalar")
+    scalar = lfmrt.Model.load(f32_model, device="cpu:scalar")
     best = lfmrt.Model.load(f32_model)
     tokens = list(range(1, 60))
     assert np.abs(scalar.logits(tokens) - best.logits(tokens)).max() < 1e-4
 
 
 def test_unknown_kernel_set_is_a_clear_error():
-    with pytest.raises(ValueError, match="LFMRT_ISA"):
-        lfmrt.Model.load(MODEL_DIR, isa="avx9000")
+    with pytest.raises(ValueError, match="kernel set 'avx9000' \\(device cpu:avx9000"):
+        lfmrt.Model.load(MODEL_DIR, device="cpu:avx9000")
+    with pytest.raises(ValueError, match="unknown device 'tpu:0'"):
+        lfmrt.Model.load(MODEL_DIR, device="tpu:0")
+
+
+def test_devices_lists_the_cpu_first(model):
+    devices = lfmrt.devices()
+    assert devices[0]["id"] == "cpu" and devices[0]["kind"] == "cpu" and devices[0]["memory_bytes"] > 0
+    assert lfmrt.cpu_info()["kernels"] in devices[0]["details"]
+    assert model.device == "cpu:" + lfmrt.cpu_info()["kernels"]
 
 
 def test_repr_and_cpu_info(model):
     text = repr(model)
-    assert "layers=8" in text and "BF16" in text and "kernels=" in text
+    assert "layers=8" in text and "BF16" in text and "device=cpu:" in text
     info = lfmrt.cpu_info()
     assert info["physical_cores"] >= 1 and info["kernels"] in info["kernel_sets"]
     assert info["kernel_sets"][0] == "scalar" and info["machine"]
@@ -174,5 +284,5 @@ def test_lfmrt_isa_forces_a_lower_kernel_set(monkeypatch):
     assert lfmrt.cpu_info()["kernels"] == "scalar"
     assert lfmrt.Model.load(MODEL_DIR, n_threads=1)._core.kernel_set == "scalar"
     monkeypatch.setenv("LFMRT_ISA", "avx9000")
-    with pytest.raises(ValueError, match="unknown kernel set 'avx9000' \\(LFMRT_ISA\\)"):
+    with pytest.raises(ValueError, match="unknown CPU kernel set 'avx9000' \\(device cpu:avx9000 or LFMRT_ISA\\)"):
         lfmrt.cpu_info()

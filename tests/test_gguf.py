@@ -18,7 +18,7 @@ import lfmrt
 from lfmrt.cli.main import main as cli_main
 from lfmrt.loaders import load_checkpoint, load_gguf_checkpoint
 from lfmrt.loaders.gguf import GLOBAL_TENSOR_NAMES, LAYER_TENSOR_NAMES, _walk_header
-from lfmrt.loaders.gguf_writer import write_gguf
+from lfmrt.quantization.gguf_writer import write_gguf
 from lfmrt.quantization import SCHEMES, scheme, tensor_types
 
 from conftest import MODELS_DIR, TOKENIZER_DIR, golden_model_names, kl_divergence, load_golden
@@ -385,6 +385,19 @@ def test_cli_quantize_writes_a_loadable_file(tmp_path, capsys):
     assert cli_main(["quantize", str(tmp_path / "nowhere"), str(tmp_path / "x.gguf"), "--type", "q8_0"]) == 1
     assert "nowhere" in capsys.readouterr().err
     assert not (tmp_path / "x.gguf").exists()
+
+
+def test_cli_quantize_takes_demo_and_says_when_the_folder_is_missing(tmp_path, capsys):
+    out = tmp_path / "demo-q8.gguf"
+    assert cli_main(["quantize", "demo", str(out), "--type", "q8_0", "--quiet"]) == 0
+    quantized = lfmrt.Model.load(out)
+    assert quantized.config.vocab_size == lfmrt.Model.load("demo").config.vocab_size
+    assert "Q8_0" in {ref.dtype for ref in quantized._checkpoint.tensors.values()}
+    capsys.readouterr()
+    missing = tmp_path / "no" / "such" / "folder" / "x.gguf"
+    assert cli_main(["quantize", "demo", str(missing), "--type", "q8_0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lfmrt quantize: error:") and str(missing.parent) in err and "Traceback" not in err
 
 
 def test_console_script_is_registered():

@@ -15,7 +15,7 @@ import pytest
 import lfmrt
 from lfmrt.loaders import load_checkpoint, load_gguf_checkpoint
 from lfmrt.loaders.gguf import _walk_header
-from lfmrt.loaders.gguf_writer import write_gguf
+from lfmrt.quantization.gguf_writer import write_gguf
 
 MODELS = Path(__file__).parent / "fixtures" / "models"
 SOURCE = MODELS / "mixed_mha_hd64_f32_dialectA"
@@ -181,6 +181,17 @@ def test_token_that_is_not_utf8(good, tmp_path):
         lfmrt.Model.load(bad)
 
 
+def test_special_token_text_the_tokenizer_cannot_use_names_the_file(good, tmp_path):
+    reader = gguf.GGUFReader(good)
+    tokens = list(reader.fields["tokenizer.ggml.tokens"].contents())
+    bos = int(reader.fields["tokenizer.ggml.bos_token_id"].contents())
+    tokens[bos] = "$weird:piece"
+    bad = rewrite(good, tmp_path / "bad.gguf", set_keys={"tokenizer.ggml.tokens": tokens})
+    with pytest.raises(lfmrt.LoadError, match=r"bad\.gguf: tokenizer\.ggml\.tokens .*'\$weird:piece'") as raised:
+        lfmrt.Model.load(bad)
+    assert "Cannot build Piece" in str(raised.value.__cause__)
+
+
 def tokens_array_at(data: bytes) -> int:
     """Where the item type of tokenizer.ggml.tokens starts (the count follows it)."""
     return data.index(gguf_string(b"tokenizer.ggml.tokens")) + 8 + len(b"tokenizer.ggml.tokens") + 4
@@ -266,5 +277,6 @@ def test_fuzzed_and_truncated_files_never_crash(good, tmp_path):
 
 def test_config_disagreeing_with_a_quantized_tensor_names_it(good, tmp_path):
     bad = rewrite(good, tmp_path / "bad.gguf", set_keys={"lfm2.feed_forward_length": 256})
-    with pytest.raises(lfmrt.LoadError, match=r"tensor 'layers\.0\.feed_forward\.w1\.weight' has shape"):
+    with pytest.raises(lfmrt.LoadError, match=r"bad\.gguf \(its lfm2\.\* metadata\): gives tensor 'layers\.0\.feed_forward\.w1\.weight'"
+                                           r".*lfm2\.feed_forward_length = 256"):
         lfmrt.Model.load(bad)

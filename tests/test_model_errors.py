@@ -95,11 +95,16 @@ def test_unknown_dtype_names_the_tensor(checkpoint):
         lfmrt.Model.load(checkpoint)
 
 
-def test_config_disagreeing_with_weights_names_a_tensor(checkpoint):
+def test_config_disagreeing_with_weights_names_config_json_and_the_field(checkpoint):
     config = json.loads((checkpoint / "config.json").read_text())
     config["hidden_size"] *= 2
     (checkpoint / "config.json").write_text(json.dumps(config))
-    with pytest.raises(lfmrt.LoadError, match="tensor '"):
+    with pytest.raises(lfmrt.LoadError, match=r"config\.json: gives tensor 'embed_tokens\.weight'.*hidden_size = 128"):
+        lfmrt.Model.load(checkpoint)
+    config["hidden_size"] //= 2
+    config["intermediate_size"] += 64
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    with pytest.raises(lfmrt.LoadError, match=r"config\.json: gives tensor 'layers\.0\.feed_forward\.w1\.weight'.*intermediate_size"):
         lfmrt.Model.load(checkpoint)
 
 

@@ -15,7 +15,7 @@ import pytest
 
 import lfmrt
 from lfmrt.loaders import load_checkpoint
-from lfmrt.loaders.gguf_writer import write_gguf
+from lfmrt.quantization.gguf_writer import write_gguf
 from lfmrt.quantization import quantize_checkpoint
 
 from conftest import kl_divergence, load_golden
@@ -43,12 +43,12 @@ def test_repacked_models_compute_what_row_kernels_compute(model_name, scheme_nam
     path = tmp_path / f"{scheme_name}.gguf"
     write_gguf(load_checkpoint(golden.path), path, scheme_name)
     prompt = golden.prompts[1]
-    reference = lfmrt.Model.load(path, isa="scalar").logits(prompt)
+    reference = lfmrt.Model.load(path, device="cpu:scalar").logits(prompt)
     for isa in simd_sets:
-        first = lfmrt.Model.load(path, isa=isa)
+        first = lfmrt.Model.load(path, device=f"cpu:{isa}")
         # A second model of the same file, loaded after the first released the pages of its
         # repacked matrices: they come back from the file, so it computes the same bits.
-        second = lfmrt.Model.load(path, isa=isa)
+        second = lfmrt.Model.load(path, device=f"cpu:{isa}")
         panels = first.logits(prompt)
         np.testing.assert_array_equal(second.logits(prompt), panels)
         # Kernel sets differ in the order of fp32 roundings, which now and then moves an

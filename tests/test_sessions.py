@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import lfmrt
-from lfmrt.chat_template import ChatTemplate
+from lfmrt.text.chat_template import ChatTemplate
 
 MODELS = Path(__file__).parent / "fixtures" / "models"
 MODEL_DIR = MODELS / "lfm2_350m_pattern_bf16"  # 6 conv + 2 attention layers, GQA 2
@@ -98,13 +98,75 @@ def test_save_and_restore_round_trip(model, tmp_path):
     assert np.abs(restored.append([7]) - fresh_logits(model, tokens_of(50)[:20] + [7])).max() < TOLERANCE
 
 
-def test_snapshot_of_another_model_is_refused(model):
+def test_snapshot_of_another_model_is_refused_naming_what_differs(model):
     session = model.session()
     session.append([1, 2, 3])
     snapshot = session.save()
     other = lfmrt.Model.load(MODELS / "gqa2_hd64_bf16_jinja")
-    with pytest.raises(lfmrt.LoadError, match="different model"):
+    with pytest.raises(lfmrt.LoadError, match="another architecture") as refused:
         other.load_session(snapshot)
+    message = str(refused.value)
+    assert "hidden_size 64 in the snapshot, 128 in this model" in message
+    assert "layer_types ccaccacc in the snapshot, cac in this model" in message
+    assert not message.startswith("session snapshot: session snapshot")  # said once
+    requantized = lfmrt.Model.load(MODEL_DIR, quant="q8_0", kv_cache="f32")
+    with pytest.raises(lfmrt.LoadError, match="same architecture but different weights"):
+        requantized.load_session(snapshot)
+
+
+def test_snapshot_loads_whatever_the_max_context(model):
+    """max_context is a run-time limit, not part of the model's identity (issue 20)."""
+    session = model.session(checkpoint_interval=8)
+    session.append(tokens_of(30))
+    snapshot = session.save()
+    small = lfmrt.Model.load(MODEL_DIR, n_threads=2, kv_cache="f32", max_context=40)
+    restored = small.load_session(snapshot)
+    assert restored.tokens == session.tokens
+    assert np.array_equal(restored.append([42]), session.append([42]))
+    too_small = lfmrt.Model.load(MODEL_DIR, n_threads=2, kv_cache="f32", max_context=20)
+    with pytest.raises(lfmrt.LoadError, match=r"holds 30 tokens, more than this model's max_context \(20\)"):
+        too_small.load_session(snapshot)
+
+
+def test_empty_append_raises_instead_of_returning_garbage(model):
+    fresh = model.session()
+    with pytest.raises(ValueError, match="at least one token"):
+        fresh.append([])
+    with pytest.raises(ValueError, match="at least one token"):
+        fresh.append([], all_logits=True)
+    fresh.append([5, 6])
+    with pytest.raises(ValueError, match="at least one token"):
+        fresh.append([])
+    assert fresh.tokens == [5, 6]
+
+
+@pytest.mark.parametrize(
+    "tokens, error, message",
+    [
+        ([1, 2**64], ValueError, r"token id 18446744073709551616 at index 1"),
+        ([1, 2.0], TypeError, r"index 1 is float"),
+        (["a"], TypeError, r"index 0 is str"),
+        ("abc", TypeError, r"sequence of ints, got str"),
+        ([True], TypeError, r"index 0 is bool"),
+        ([-1], ValueError, r"token id -1 at index 0 .*outside the vocabulary"),
+    ],
+)
+def test_bad_token_ids_are_clear_errors_not_binding_dumps(model, tokens, error, message):
+    session = model.session()
+    calls = (session.append, session.prefill, model.logits) + (() if isinstance(tokens, str) else (model.generate,))
+    for call in calls:  # (a string is a text prompt to generate)
+        with pytest.raises(error, match=message) as raised:
+            call(tokens)
+        assert "incompatible function arguments" not in str(raised.value)
+    assert session.tokens == []
+    assert model.session().append(np.array([1, 2], dtype=np.int32)).shape == (model.config.vocab_size,)
+
+
+def test_a_conversation_file_given_to_load_session_says_what_it_is(model, tmp_path):
+    path = tmp_path / "chat.lfmrt-chat"
+    path.write_text('{"format": "lfmrt-chat", "version": 1, "messages": []}', encoding="utf-8")
+    with pytest.raises(lfmrt.LoadError, match=r"chat\.lfmrt-chat: not a session snapshot .*lfmrt-chat's /save"):
+        model.load_session(path)
 
 
 def test_corrupt_and_truncated_snapshots_are_refused_without_crashing(model):

@@ -11,9 +11,9 @@ from typing import Dict, List, Literal, Mapping, Optional, Sequence, Tuple
 import pytest
 
 import lfmrt
-from lfmrt.chat_template import ChatTemplate, lfm2_default_template
-from lfmrt.generation import Completion, Timings
-from lfmrt.tools import (
+from lfmrt.text.chat_template import ChatTemplate, lfm2_default_template
+from lfmrt.generation.completion import Completion, Timings
+from lfmrt.text.tool_calls import (
     format_tool_calls,
     function_schema,
     messages_for_template,
@@ -83,8 +83,8 @@ def test_strings_with_quotes_escapes_and_unicode():
 
 
 def test_bare_call_without_brackets_dotted_names_and_no_arguments():
-    assert parse_call_list("ping()") == [("ping", {})]
-    assert parse_call_list("[tools.search(q='x')]") == [("tools.search", {"q": "x"})]
+    assert parse_call_list("ping()") == ([("ping", {})], [])
+    assert parse_call_list("[tools.search(q='x')]") == ([("tools.search", {"q": "x"})], [])
 
 
 def test_json_form_calls_are_accepted():
@@ -127,16 +127,73 @@ def test_malformed_calls_become_text_with_an_error(body, message):
     assert message in parsed.error
 
 
-def test_an_unclosed_block_is_an_error():
-    text = f"{START}[get_weather(city='Paris')]"
+def test_an_unclosed_block_that_does_not_parse_is_an_error():
+    text = f"{START}[get_weather(city='Paris'"
     parsed = parse_tool_calls(text)
     assert (parsed.tool_calls, parsed.content) == (None, text)
     assert END in parsed.error
 
 
-def test_one_bad_block_spoils_all_calls():
+def test_an_unclosed_block_at_the_end_still_gives_its_calls():
+    """As vLLM's LFM2 parser: the text after an unmatched start marker is the call block."""
+    parsed = parse_tool_calls(f"Checking. {START}[get_weather(city='Paris')]")
+    assert parsed.content == "Checking." and parsed.error is None
+    assert arguments(parsed) == {"city": "Paris"}
+
+
+def test_a_bad_block_keeps_the_calls_of_the_good_one():
     parsed = parse_tool_calls(f"{START}[a(x=1)]{END}{START}[b(2)]{END}")
-    assert parsed.tool_calls is None and "positional" in parsed.error
+    assert [c["function"]["name"] for c in parsed.tool_calls] == ["a"]
+    assert "block 2" in parsed.error and "positional" in parsed.error
+
+
+# --- leniency: what LFM2 really writes, as vLLM's and SGLang's LFM2 parsers accept it ------
+
+
+def test_raw_newlines_and_tabs_inside_string_arguments():
+    command = "cd /tmp &&\n\tls -la | wc -l"
+    parsed = parse_tool_calls(f"{START}[run_shell(command=\"{command}\")]{END}")  # raw newline and tab
+    assert parsed.error is None
+    assert arguments(parsed) == {"command": "cd /tmp &&\n\tls -la | wc -l"}
+
+
+def test_one_malformed_call_does_not_discard_its_siblings():
+    parsed = parse_tool_calls(f"{START}[a(x=1), b('positional'), c(y=Paris), d(z=[1, 2])]{END}")
+    assert [c["function"]["name"] for c in parsed.tool_calls] == ["a", "d"]
+    assert parsed.tool_calls[1]["id"] == "call_1"
+    assert "call 2: b: positional" in parsed.error and "call 3: c: argument 'y'" in parsed.error
+
+
+def test_siblings_survive_a_call_that_breaks_the_list_syntax():
+    parsed = parse_tool_calls(f"{START}[a(x=1), b(y=\"no closing quote), c(z=3)]{END}")
+    assert [c["function"]["name"] for c in parsed.tool_calls] == ["a", "c"]
+    assert "call 2" in parsed.error
+
+
+def test_non_json_numbers_are_rejected_per_call_with_a_reason():
+    parsed = parse_tool_calls(f"{START}[a(x=1e999), b(y=2.5), c(z=-1e999)]{END}")
+    assert [c["function"]["name"] for c in parsed.tool_calls] == ["b"]
+    assert "call 1: a: argument 'x'" in parsed.error and "Infinity" in parsed.error
+    assert "call 3" in parsed.error
+    for call in parsed.tool_calls:
+        json.loads(call["function"]["arguments"], parse_constant=lambda name: pytest.fail(name))
+    as_json = parse_tool_calls(f'{START}[{{"name": "f", "arguments": {{"a": 1e999}}}}, {{"name": "g", "arguments": {{"b": NaN}}}},'
+                               f' {{"name": "h", "arguments": {{}}}}]{END}')
+    assert [c["function"]["name"] for c in as_json.tool_calls] == ["h"]
+    assert "call 1: f" in as_json.error and "call 2: g" in as_json.error
+
+
+def test_leading_zeros_and_keyword_argument_names():
+    parsed = parse_tool_calls(f"{START}[calendar(month=07, day=0, from='a', in_=1.05)]{END}")
+    assert parsed.error is None
+    assert arguments(parsed) == {"month": 7, "day": 0, "from": "a", "in_": 1.05}
+
+
+def test_stray_end_markers_and_echoed_calls_are_not_content():
+    echo = parse_tool_calls(f"Sure. {START}[a(x=1)]{END}[a(x=1)]{END} Done.")
+    assert echo.content == "Sure. Done." and len(echo.tool_calls) == 1
+    stray = parse_tool_calls(f"The answer is 4.{END}")
+    assert (stray.content, stray.tool_calls, stray.error) == ("The answer is 4.", None, None)
 
 
 def test_parsing_never_evaluates_anything(monkeypatch):
@@ -152,8 +209,10 @@ def test_random_garbage_never_raises():
     for _ in range(2000):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
         parsed = parse_tool_calls(START + text + END)
-        assert (parsed.tool_calls is None) == (parsed.error is not None)
+        assert parsed.tool_calls is not None or parsed.error is not None
         assert parsed.tool_calls is None or len(parsed.tool_calls) > 0
+        for call in parsed.tool_calls or []:
+            json.loads(call["function"]["arguments"], parse_constant=lambda name: pytest.fail(name))
     deep = START + "[f(x=" + "[" * 5000 + "]" * 5000 + ")]" + END
     assert parse_tool_calls(deep).tool_calls is None
 
@@ -309,6 +368,22 @@ def test_with_tool_calls_fills_the_completion():
     assert with_tool_calls(plain) is plain and plain.content == "Hello"
 
 
+def test_apply_chat_template_takes_python_functions_as_chat_does(tiny_model_dir):
+    model = lfmrt.Model.load(tiny_model_dir)
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+    from_function = model.apply_chat_template(messages, tools=[get_weather])
+    assert from_function == model.apply_chat_template(messages, tools=tool_schemas([get_weather]))
+    assert '"name": "get_weather"' in from_function
+
+
+def test_tool_parameters_must_be_a_json_schema_object():
+    with pytest.raises(ValueError, match=r"tool 'f': 'parameters' must be a JSON-schema object"):
+        tool_schemas([{"name": "f", "parameters": "city: str"}])
+    with pytest.raises(ValueError, match="'parameters' must be a JSON-schema object"):
+        tool_schemas([{"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}])
+    assert tool_schemas([{"name": "f"}, {"name": "g", "parameters": {"properties": {}}}])[1]["name"] == "g"
+
+
 def test_chat_with_tools_end_to_end(tiny_model_dir):
     """The fixture model (random weights) is pushed by a logit bias to write tool-call starts
     only: the unfinished block comes back as text with a parse error, never an exception."""
@@ -335,4 +410,4 @@ def test_chat_with_tools_end_to_end(tiny_model_dir):
             streamed = done.value
             break
     assert "".join(pieces) == streamed.text == reply.text
-    assert dataclasses.replace(streamed, timings=reply.timings) == reply
+    assert dataclasses.replace(streamed, timings=reply.timings, seed=reply.seed) == reply

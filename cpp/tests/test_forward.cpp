@@ -151,11 +151,11 @@ double max_abs_diff(const float* got, const float* want, size_t n) {
 
 int run(const Case& c, const std::string& isa) {
     lfmrt::ModelOptions options;
-    options.isa = isa;
+    options.device = isa.empty() ? "cpu" : "cpu:" + isa;
     options.kv_dtype = lfmrt::DType::F32;
     options.n_threads = 2;  // the row split across threads is part of what is checked
     const auto model = std::make_shared<const lfmrt::Model>(c.config, c.tensors, c.weights, options);
-    std::printf("kernels %s\n", model->kernel_set());
+    std::printf("kernels %s\n", model->kernel_set().c_str());
 
     const size_t vocab = static_cast<size_t>(c.config.vocab_size);
     int failed = 0;

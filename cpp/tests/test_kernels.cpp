@@ -739,27 +739,63 @@ void test_panel_splits_and_edges(Report& report, const KernelTable& table, DType
                              lfmrt::dtype_name(dtype));
 }
 
-// Through the backend, as the model uses it: pack_panels gives lfmrt::cpu::pack_panels' bytes, a
-// packed matrix's matmul goes to the panel kernels (the scalar table's equal its row kernels
-// exactly), and 1 or 3 threads give the same bits.
+// A matrix uploaded to a CPU backend from `w`'s bytes.
+std::shared_ptr<const lfmrt::backend::Matrix> upload_matrix(lfmrt::cpu::CpuBackend& backend, const Weights& w,
+                                                             lfmrt::backend::MatrixUse use) {
+    lfmrt::TensorView view;
+    view.data = w.data();
+    view.dtype = w.dtype();
+    view.shape = {int64_t(w.rows()), int64_t(w.cols())};
+    return backend.upload_matrices({{"w", view, use}})[0];
+}
+
+// The backend's matmul over its buffers: x (n rows) in, each projection's y read back.
+std::vector<std::vector<float>> backend_matmul(lfmrt::cpu::CpuBackend& backend,
+                                               const std::vector<const lfmrt::backend::Matrix*>& matrices,
+                                               const std::vector<float>& x, size_t n) {
+    const auto input = backend.upload(x.data(), x.size());
+    std::vector<std::unique_ptr<lfmrt::backend::Buffer>> outputs;
+    for (const auto* m : matrices) outputs.push_back(backend.allocate(n * size_t(m->rows) * sizeof(float)));
+    if (matrices.size() == 1) {
+        backend.matmul({{*matrices[0], *outputs[0]}}, *input, n);
+    } else {
+        backend.matmul({{*matrices[0], *outputs[0]}, {*matrices[1], *outputs[1]}, {*matrices[2], *outputs[2]}},
+                       *input, n);
+    }
+    std::vector<std::vector<float>> ys;
+    for (size_t i = 0; i < matrices.size(); ++i) {
+        ys.emplace_back(n * size_t(matrices[i]->rows));
+        backend.read(*outputs[i], 0, ys.back().size() * sizeof(float), ys.back().data());
+    }
+    return ys;
+}
+
+// Through the backend, as the model uses it: uploading a matrix it multiplies by gives
+// lfmrt::cpu::pack_panels' bytes, a packed matrix's matmul goes to the panel kernels (the scalar
+// table's equal its row kernels exactly), and 1 or 3 threads give the same bits. (A lookup-only
+// upload stays in rows: the row kernels' result, for comparison.)
 void test_backend_panels(Report& report, const KernelTable& table, DType dtype, std::mt19937& rng) {
+    using lfmrt::backend::MatrixUse;
     const bool is_scalar = &table == &lfmrt::cpu::scalar_kernels();
     Check check;
     const size_t rows = 300, cols = lfmrt::block_elems(dtype) == 256 ? 1280 : 1056;
     const Weights w(dtype, rows, cols, rng);
     const PanelWeights packed(w);
     lfmrt::cpu::CpuBackend one(table, 1), three(table, 3);
-    std::vector<uint8_t> dst(lfmrt::cpu::panel_matrix_bytes(dtype, rows, cols));
-    const lfmrt::cpu::Matrix row_major{w.data(), dtype, int64_t(rows), int64_t(cols)};
-    const lfmrt::cpu::Matrix panels = three.pack_panels(row_major, dst.data());
-    check.that(panels.layout == lfmrt::cpu::MatrixLayout::Panels && panels.data == dst.data(), "packed matrix");
-    check.that(std::memcmp(dst.data(), packed.data(), dst.size()) == 0, "backend packing differs");
+    const auto row_major = upload_matrix(one, w, MatrixUse::Lookup);
+    const auto panels_one = upload_matrix(one, w, MatrixUse::Multiply);
+    const auto panels_three = upload_matrix(three, w, MatrixUse::Multiply);
+    const auto& uploaded = static_cast<const lfmrt::cpu::CpuMatrix&>(*panels_three);
+    check.that(uploaded.layout == lfmrt::cpu::MatrixLayout::Panels, "multiplied matrix not packed");
+    check.that(static_cast<const lfmrt::cpu::CpuMatrix&>(*row_major).layout == lfmrt::cpu::MatrixLayout::Rows,
+               "looked-up matrix packed");
+    check.that(std::memcmp(uploaded.data, packed.data(), lfmrt::cpu::panel_matrix_bytes(dtype, rows, cols)) == 0,
+               "backend packing differs");
     for (size_t n : {1, 5, 16}) {
         const std::vector<float> x = random_floats(n * cols, rng);
-        std::vector<float> y_rows(n * rows), y_one(n * rows), y_three(n * rows);
-        one.matmul(row_major, x.data(), cols, n, y_rows.data(), rows);
-        one.matmul(panels, x.data(), cols, n, y_one.data(), rows);
-        three.matmul(panels, x.data(), cols, n, y_three.data(), rows);
+        const std::vector<float> y_rows = backend_matmul(one, {row_major.get()}, x, n)[0];
+        const std::vector<float> y_one = backend_matmul(one, {panels_one.get()}, x, n)[0];
+        const std::vector<float> y_three = backend_matmul(three, {panels_three.get()}, x, n)[0];
         const std::string where = "n=" + std::to_string(n);
         check.that(bit_identical(y_one, y_three), where + ": 1 and 3 threads differ");
         const Activations input(dtype, x.data(), cols, n, cols);
@@ -777,16 +813,13 @@ void test_backend_mixed_projections(Report& report, const KernelTable& table, st
     const size_t cols = 1280;
     const Weights q8(DType::Q8_0, 40, cols, rng), q4k(DType::Q4_K, 33, cols, rng), f16(DType::F16, 20, cols, rng);
     lfmrt::cpu::CpuBackend backend(table, 2);
+    // Lookup uploads keep GGUF's rows, which the row kernels alone read.
+    const auto m8 = upload_matrix(backend, q8, lfmrt::backend::MatrixUse::Lookup);
+    const auto m4 = upload_matrix(backend, q4k, lfmrt::backend::MatrixUse::Lookup);
+    const auto m16 = upload_matrix(backend, f16, lfmrt::backend::MatrixUse::Lookup);
     for (size_t n : {1, 7}) {
         const std::vector<float> x = random_floats(n * cols, rng);
-        std::vector<std::vector<float>> ys;
-        for (const Weights* w : {&q8, &q4k, &f16}) ys.emplace_back(n * w->rows(), sentinel());
-        const auto matrix = [](const Weights& w) {
-            return lfmrt::cpu::Matrix{w.data(), w.dtype(), int64_t(w.rows()), int64_t(cols)};
-        };
-        const lfmrt::cpu::Matrix m8 = matrix(q8), m4 = matrix(q4k), m16 = matrix(f16);
-        backend.matmul({{m8, ys[0].data(), q8.rows()}, {m4, ys[1].data(), q4k.rows()}, {m16, ys[2].data(), f16.rows()}},
-                       x.data(), cols, n);
+        const std::vector<std::vector<float>> ys = backend_matmul(backend, {m8.get(), m4.get(), m16.get()}, x, n);
         size_t i = 0;
         for (const Weights* w : {&q8, &q4k, &f16}) {
             const Activations input(w->dtype(), x.data(), cols, n, cols);
@@ -1063,6 +1096,29 @@ void test_kv_kernels(Report& report, const lfmrt::cpu::KvKernels& simd, std::mt1
     }
 }
 
+// exp_sum, online softmax's step: every length around the vector widths, shifts at and above
+// the run's maximum (the attention op passes the running maximum), and -inf entries.
+void test_exp_sum(Report& report, const lfmrt::cpu::KvKernels& simd, std::mt19937& rng) {
+    const lfmrt::cpu::KvKernels& scalar = lfmrt::cpu::scalar_kv_kernels();
+    Check check;
+    for (size_t n : kLengths) {
+        for (float spread : {1.0f, 30.0f, 200.0f}) {
+            std::vector<float> x = random_floats(n, rng, -spread, spread);
+            if (n > 3) x[n / 2] = -INFINITY;
+            const float top = *std::max_element(x.begin(), x.end());
+            for (float shift : {top, top + 5.0f}) {
+                std::vector<float> got = x, want = x;
+                const float got_sum = simd.exp_sum(got.data(), n, shift);
+                const float want_sum = scalar.exp_sum(want.data(), n, shift);
+                const std::string where = "n=" + std::to_string(n) + " spread=" + std::to_string(spread);
+                for (size_t i = 0; i < n; ++i) check.near(got[i], want[i], std::fabs(want[i]), kElemTol, where);
+                check.near(got_sum, want_sum, want_sum, kElemTol, where + " sum");
+            }
+        }
+    }
+    check.finish(report, std::string(simd.name) + " kv exp_sum");
+}
+
 int run_tests() {
     Report report;
     std::mt19937 rng(1234);
@@ -1133,9 +1189,13 @@ int run_tests() {
         test_panel_matmul_same_as(report, lfmrt::cpu::avx512_kernels(), lfmrt::cpu::avx2_kernels(), DType::Q4_K,
                                   rng);
     }
-    if (!simd_tables().empty()) test_kv_kernels(report, lfmrt::cpu::avx2_kv_kernels(), rng);
+    if (!simd_tables().empty()) {
+        test_kv_kernels(report, lfmrt::cpu::avx2_kv_kernels(), rng);
+        test_exp_sum(report, lfmrt::cpu::avx2_kv_kernels(), rng);
+    }
 #elif defined(__aarch64__)
     test_kv_kernels(report, lfmrt::cpu::neon_kv_kernels(), rng);
+    test_exp_sum(report, lfmrt::cpu::neon_kv_kernels(), rng);
 #endif
     report.summary();
     return report.failed() == 0 ? 0 : 1;

@@ -292,7 +292,7 @@ int main() {
         {"q4_0 weights, q8_0 KV", tiny_model(DType::Q4_0, DType::Q8_0)},
     };
     for (const auto& [name, model] : models) {
-        std::printf("model: %s, kernels %s\n", name.c_str(), model->kernel_set());
+        std::printf("model: %s, kernels %s\n", name.c_str(), model->kernel_set().c_str());
         check_sessions_on_threads(report, model, name);
         check_one_shared_session(report, model, name);
         check_overlapping_batches(report, model, name);

@@ -6,12 +6,13 @@
 """
 
 from .errors import LoadError
-from .cpu import cpu_info
+from .devices import cpu_info, devices
 from .demo import demo_model_path
-from .generation import Completion, SamplingOptions, Timings
+from .generation.completion import Completion, Timings
+from .generation.options import SamplingOptions
+from .generation.scheduler import Request, Scheduler
 from .model import Model
 from .session import Session
-from .scheduler import Request, Scheduler
 
-__all__ = ["Completion", "LoadError", "Model", "Request", "SamplingOptions", "Scheduler", "Session", "Timings", "cpu_info", "demo_model_path"]
+__all__ = ["Completion", "LoadError", "Model", "Request", "SamplingOptions", "Scheduler", "Session", "Timings", "cpu_info", "demo_model_path", "devices"]
 __version__ = "0.1.0"

@@ -27,6 +27,7 @@ import re
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
+from .demo import demo_model_path
 from .errors import LoadError
 
 DEMO_NAME = "demo"
@@ -244,8 +245,6 @@ def resolve_model(
     if os.path.exists(path):
         return path
     if path == DEMO_NAME:
-        from .demo import demo_model_path
-
         return demo_model_path()
     if is_repo_id(path):
         repo_id, quant = split_quant_tag(path)

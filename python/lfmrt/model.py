@@ -3,31 +3,39 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Generator, List, Mapping, Optional, Sequence, Tuple, Union
-
-import numpy as np
-from tokenizers import Tokenizer
+from typing import TYPE_CHECKING, Any, Dict, Generator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _core
-from .chat_template import ChatTemplate, TemplateError
-from .cpu import physical_core_count, requested_isa
+from .devices import physical_core_count, requested_device
 from .errors import LoadError
-from .generation import Completion, Generation, GenerationState, SamplingOptions
+from .generation.completion import Completion
+from .generation.options import SamplingOptions
+from .generation.requests import Prompt, generation_state, prompt_tokens
+from .generation.scheduler import Scheduler
+from .generation.state import Generation
 from .hub import resolve_model
-from .loaders import Checkpoint, load_checkpoint
-from .loaders.config import Lfm2Config
-from .loaders.safetensors import DTYPE_SIZES, TensorRef
-from .quantization import quantize_checkpoint
 from .session import (
     DEFAULT_CHECKPOINT_INTERVAL,
     DEFAULT_CHUNK_SIZE,
     DEFAULT_MAX_CHECKPOINTS,
+    SNAPSHOT_MAGIC,
     Session,
     session_options,
+    token_ids,
 )
-from .tools import ToolDefinition, messages_for_template, tool_schemas, with_tool_calls
+from .text.tool_calls import ToolDefinition, messages_for_template, tool_schemas, with_tool_calls
 
-Prompt = Union[str, Sequence[int]]
+# The loaders (numpy, the gguf package), quantization and the chat template (jinja2) are
+# imported where a model is loaded or a chat rendered, not here: `import lfmrt` stays fast.
+if TYPE_CHECKING:
+    import numpy as np
+    from tokenizers import Tokenizer
+
+    from .loaders import Checkpoint
+    from .loaders.config import Lfm2Config
+    from .loaders.safetensors import TensorRef
+    from .text.chat_template import ChatTemplate
+
 Message = Mapping[str, Any]
 
 _LAYER_KINDS = {"conv": _core.LayerKind.SHORT_CONV, "full_attention": _core.LayerKind.ATTENTION}
@@ -40,6 +48,8 @@ def _aligned(ref: TensorRef) -> np.ndarray:
     not, and only then is the tensor copied. Quantized blocks (GGUF aligns them to 32 bytes)
     need the alignment of their leading fp16 scale.
     """
+    from .loaders.safetensors import DTYPE_SIZES
+
     if ref.data.ctypes.data % DTYPE_SIZES.get(ref.dtype, 2) == 0:
         return ref.data
     return ref.data.copy()
@@ -72,11 +82,27 @@ def _chat_template(checkpoint: Checkpoint) -> Optional[ChatTemplate]:
     """The checkpoint's chat template, compiled; a broken one is the checkpoint's fault (LoadError)."""
     if not checkpoint.chat_template:
         return None
+    from .text.chat_template import ChatTemplate, TemplateError
+
     special = checkpoint.special_tokens
     try:
         return ChatTemplate(checkpoint.chat_template, special.get("bos_token", ""), special.get("eos_token", ""))
     except TemplateError as error:
         raise LoadError(f"{checkpoint.path}: its chat template does not compile: {error}") from error
+
+
+def _check_weight_shapes(checkpoint: Checkpoint) -> None:
+    """LoadError naming config.json (or the GGUF metadata) and the field when a weight's shape
+    disagrees with the config, before the core sees either."""
+    from .loaders import GGUFCheckpoint
+    from .loaders.config import GGUF_CONFIG_FIELDS, HF_CONFIG_FIELDS, check_weight_shapes
+
+    if isinstance(checkpoint, GGUFCheckpoint):
+        source, fields = f"{checkpoint.path} (its lfm2.* metadata)", GGUF_CONFIG_FIELDS
+    else:
+        source, fields = os.path.join(checkpoint.path, "config.json"), HF_CONFIG_FIELDS
+    shapes = {name: ref.shape for name, ref in checkpoint.tensors.items()}
+    check_weight_shapes(checkpoint.config, shapes, source, fields)
 
 
 def _core_config(config: Lfm2Config) -> "_core.ModelConfig":
@@ -113,7 +139,7 @@ class Model:
         self,
         checkpoint: Checkpoint,
         n_threads: Optional[int] = None,
-        isa: Optional[str] = None,
+        device: Optional[str] = None,
         max_context: Optional[int] = None,
         kv_cache: Optional[str] = None,
     ) -> None:
@@ -125,6 +151,7 @@ class Model:
         self.n_threads = n_threads if n_threads is not None else physical_core_count()
         if self.n_threads < 1:
             raise ValueError("n_threads must be at least 1")
+        _check_weight_shapes(checkpoint)
         tensors = {name: _core_tensor(ref) for name, ref in checkpoint.tensors.items()}
         core_config = _core_config(self.config)
         core_config.max_context = self.max_context
@@ -135,13 +162,30 @@ class Model:
             tensors,
             (checkpoint.files, tensors),
             self.n_threads,
-            requested_isa(isa),
+            requested_device(device),
             _kv_cache_dtype(kv_cache, checkpoint),
         )
         self.tokenizer: Optional[Tokenizer] = checkpoint.tokenizer
         self.chat_template: Optional[ChatTemplate] = _chat_template(checkpoint)
         self.eos_token_ids: List[int] = list(checkpoint.generation.eos_token_id)
         self.default_sampling = self._sampling_defaults(checkpoint)
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of weights the backend holds beyond the loader's memory map: matrices repacked
+        at load on the CPU, everything on a device. (Weights used as stored are file pages of the
+        map, counted by the OS as they are touched.)"""
+        return self._core.weight_bytes
+
+    @property
+    def workspace_bytes(self) -> int:
+        """Bytes of activation buffers, grown to the largest step run so far (the prefill chunk)."""
+        return self._core.workspace_bytes
+
+    @property
+    def device(self) -> str:
+        """The device the model runs on, with its kernel set or index: ``"cpu:avx512"``, ``"opencl:0"``."""
+        return self._core.device
 
     @classmethod
     def load(
@@ -150,7 +194,7 @@ class Model:
         *,
         quant: Optional[str] = None,
         n_threads: Optional[int] = None,
-        isa: Optional[str] = None,
+        device: Optional[str] = None,
         max_context: Optional[int] = None,
         kv_cache: Optional[str] = None,
         file: Optional[str] = None,
@@ -180,9 +224,12 @@ class Model:
                 ``"q6_k"`` (or ``"f16"``, ``"bf16"``, ``"f32"``), with the same tensor-type
                 policy as ``lfmrt quantize`` (see :mod:`lfmrt.quantization`).
             n_threads: compute threads (default: this machine's physical cores).
-            isa: kernel set, ``"scalar"``, ``"avx2"`` or ``"avx512"`` on x86-64, ``"scalar"``,
-                ``"neon"``, ``"neon_dotprod"`` or ``"neon_i8mm"`` on aarch64 (default: ``$LFMRT_ISA`` or the best
-                this CPU runs; ``lfmrt.cpu_info()["kernel_sets"]`` lists the choices).
+            device: where to run: ``"cpu"`` (the default, or ``$LFMRT_DEVICE``), ``"cpu:<kernel
+                set>"`` to force a CPU kernel set (``"cpu:scalar"``, ``"cpu:avx2"``,
+                ``"cpu:avx512"`` on x86-64, ``"cpu:neon"``, ``"cpu:neon_dotprod"``,
+                ``"cpu:neon_i8mm"`` on aarch64; ``$LFMRT_ISA`` names one for plain ``"cpu"``),
+                ``"opencl"`` / ``"opencl:N"``, or
+                ``"cuda"`` / ``"cuda:N"``. :func:`lfmrt.devices` lists what this machine has.
             max_context: the longest sequence a session may hold (default and upper bound:
                 the model's own context length).
             kv_cache: how the KV cache stores keys and values: ``"f16"`` (the default, half
@@ -194,12 +241,15 @@ class Model:
         Raises:
             LoadError: a missing or malformed file, tensor or config field (named in the message);
                 a repo id that is not cached when the Hub cannot be reached or HF_HUB_OFFLINE=1.
-            ValueError: an unknown ``quant``.
+            ValueError: an unknown ``quant``; an unknown ``device``, or one this machine lacks.
         """
+        from .loaders import load_checkpoint
+        from .quantization import quantize_checkpoint
+
         checkpoint = load_checkpoint(resolve_model(path, revision=revision, file=file))
         if quant is not None:
             checkpoint = quantize_checkpoint(checkpoint, quant)
-        return cls(checkpoint, n_threads=n_threads, isa=isa, max_context=max_context, kv_cache=kv_cache)
+        return cls(checkpoint, n_threads=n_threads, device=device, max_context=max_context, kv_cache=kv_cache)
 
     @staticmethod
     def _sampling_defaults(checkpoint: Checkpoint) -> SamplingOptions:
@@ -216,18 +266,29 @@ class Model:
 
     # --- text -----------------------------------------------------------------------------
 
-    def _require_tokenizer(self) -> Tokenizer:
+    def require_tokenizer(self) -> Tokenizer:
+        """The tokenizer; LoadError when the checkpoint has none (no text in or out then)."""
         if self.tokenizer is None:
             raise LoadError(f"{self._checkpoint.path}: no tokenizer.json, so text in or out is unavailable")
         return self.tokenizer
 
     def tokenize(self, text: str, *, add_special_tokens: bool = True) -> List[int]:
         """Token ids of ``text`` (with the tokenizer's special tokens, e.g. bos, unless told not to)."""
-        return self._require_tokenizer().encode(text, add_special_tokens=add_special_tokens).ids
+        return self.require_tokenizer().encode(text, add_special_tokens=add_special_tokens).ids
 
     def detokenize(self, tokens: Sequence[int], *, skip_special_tokens: bool = False) -> str:
-        """The text of ``tokens``."""
-        return self._require_tokenizer().decode(list(tokens), skip_special_tokens=skip_special_tokens)
+        """The text of ``tokens``.
+
+        Raises:
+            TypeError: ``tokens`` holds something other than integers.
+            ValueError: a token id outside the vocabulary (naming it and its index).
+        """
+        ids = token_ids(tokens)
+        vocab_size = self.config.vocab_size
+        for index, token in enumerate(ids):
+            if not 0 <= token < vocab_size:
+                raise ValueError(f"token id {token} at index {index} is outside the vocabulary [0, {vocab_size})")
+        return self.require_tokenizer().decode(ids, skip_special_tokens=skip_special_tokens)
 
     # --- compute --------------------------------------------------------------------------
 
@@ -256,8 +317,9 @@ class Model:
         Raises:
             LoadError: the snapshot is corrupt or truncated, or was made with another model.
         """
+        source: Optional[str] = None
         if isinstance(snapshot, (bytes, bytearray)):
-            data, source = bytes(snapshot), "session snapshot"
+            data = bytes(snapshot)
         else:
             source = os.fspath(snapshot)
             try:
@@ -265,59 +327,51 @@ class Model:
                     data = f.read()
             except OSError as error:
                 raise LoadError(f"{source}: cannot read the session snapshot ({error.strerror})") from error
+        where = f"{source}: " if source is not None else ""
+        if not data.startswith(SNAPSHOT_MAGIC) and data.lstrip()[:1] == b"{":
+            raise LoadError(
+                f"{where}not a session snapshot (Session.save) but a JSON document: a conversation saved "
+                "by lfmrt-chat's /save loads with /load in lfmrt-chat"
+            )
         try:
             core = _core.Session.restore(self._core, data, session_options(DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_MAX_CHECKPOINTS))
         except LoadError as error:
-            raise LoadError(f"{source}: {error}") from None
+            raise LoadError(f"{where}{error}") from None
         return Session(core)
 
     def logits(self, tokens: Sequence[int]) -> np.ndarray:
-        """Logits after every token of ``tokens``, shape ``(len(tokens), vocab)``, float32."""
-        if len(tokens) == 0:
+        """Logits after every token of ``tokens``, shape ``(len(tokens), vocab)``, float32.
+
+        A long sequence runs one prefill chunk per core call, so Ctrl-C (which Python handles
+        only between calls into the core) stops it within a chunk.
+
+        Raises:
+            TypeError: ``tokens`` holds something other than integers.
+            ValueError: no tokens, a token id outside the vocabulary, more tokens than the context.
+        """
+        ids = token_ids(tokens)
+        if not ids:
             raise ValueError("logits() needs at least one token")
-        return self.session().append(tokens, all_logits=True)
+        if len(ids) > self.max_context:
+            raise ValueError(f"logits() got {len(ids)} tokens; the context holds {self.max_context}")
+        session = self.session()
+        step = session.chunk_size
+        slices = [session.append(ids[start : start + step], all_logits=True) for start in range(0, len(ids), step)]
+        if len(slices) == 1:
+            return slices[0]
+        import numpy as np
 
-    def _prompt_tokens(self, prompt: Prompt) -> List[int]:
-        if isinstance(prompt, str):
-            return self.tokenize(prompt)
-        return [int(t) for t in prompt]
-
-    def _generation_state(
-        self,
-        prompt_tokens: List[int],
-        max_tokens: int,
-        stop: Optional[Sequence[str]],
-        ignore_eos: bool,
-        sampling: Dict[str, Any],
-        session: Optional[Session],
-    ) -> GenerationState:
-        unknown = set(sampling) - set(SamplingOptions.__dataclass_fields__)
-        if unknown:
-            raise TypeError(f"unknown sampling option(s): {', '.join(sorted(unknown))}")
-        options = SamplingOptions(**{**self.default_sampling.__dict__, **sampling})
-        if len(prompt_tokens) + 1 > self.max_context:
-            raise ValueError(
-                f"the prompt has {len(prompt_tokens)} tokens; the context holds {self.max_context}"
-            )
-        return GenerationState(
-            session=session if session is not None else self.session(),
-            tokenizer=self._require_tokenizer(),
-            prompt_tokens=prompt_tokens,
-            sampling=options,
-            max_tokens=min(max_tokens, self.max_context - len(prompt_tokens)),
-            stop=stop,
-            stop_token_ids=[] if ignore_eos else self.eos_token_ids,
-            vocab_size=self.config.vocab_size,
-        )
+        return np.concatenate(slices)
 
     def generate(
         self,
         prompt: Prompt,
         *,
         max_tokens: int = 256,
-        stop: Optional[Sequence[str]] = None,
+        stop: Union[str, Sequence[str], None] = None,
         ignore_eos: bool = False,
         session: Optional[Session] = None,
+        skip_special_tokens: bool = True,
         **sampling: Any,
     ) -> Completion:
         """Continues ``prompt`` (text, or token ids) and returns the whole completion.
@@ -325,18 +379,24 @@ class Model:
         Args:
             prompt: text (tokenized with the tokenizer's special tokens) or token ids.
             max_tokens: at most this many new tokens (fewer if the context fills up).
-            stop: strings that end generation; they are not part of the returned text.
+            stop: a string, or strings, that end generation; they are not part of the returned text.
             ignore_eos: keep going past end-of-sequence tokens (for benchmarks and tests).
             session: continue in this session, reusing the longest common prefix of what it
                 holds and the prompt (only the rest is prefilled); afterwards it holds the
                 prompt and the answer. Default: a fresh session.
+            skip_special_tokens: leave special tokens (``<|im_end|>``, ``<|startoftext|>``, ...)
+                out of the text, all but the answer's own markup (tool-call markers and
+                reasoning tags); ``Completion.tokens`` has every token either way.
             **sampling: any field of :class:`SamplingOptions` (``temperature``, ``top_k``,
                 ``top_p``, ``min_p``, ``repetition_penalty``, ``presence_penalty``,
                 ``frequency_penalty``, ``seed``, ``logit_bias``); unset ones come from the
                 checkpoint's ``generation_config.json``, else LFM2's recommended values.
         """
         generation = Generation(
-            self._generation_state(self._prompt_tokens(prompt), max_tokens, stop, ignore_eos, sampling, session)
+            generation_state(
+                self, prompt_tokens(self, prompt), max_tokens=max_tokens, stop=stop, ignore_eos=ignore_eos,
+                sampling=sampling, session=session, skip_special_tokens=skip_special_tokens,
+            )
         )
         for _ in generation:
             pass
@@ -348,9 +408,10 @@ class Model:
         prompt: Prompt,
         *,
         max_tokens: int = 256,
-        stop: Optional[Sequence[str]] = None,
+        stop: Union[str, Sequence[str], None] = None,
         ignore_eos: bool = False,
         session: Optional[Session] = None,
+        skip_special_tokens: bool = True,
         **sampling: Any,
     ) -> Generator[str, None, Completion]:
         """Like :meth:`generate`, but yields text pieces as they are produced.
@@ -360,7 +421,10 @@ class Model:
         (``StopIteration.value``) is the finished :class:`Completion`.
         """
         generation = Generation(
-            self._generation_state(self._prompt_tokens(prompt), max_tokens, stop, ignore_eos, sampling, session)
+            generation_state(
+                self, prompt_tokens(self, prompt), max_tokens=max_tokens, stop=stop, ignore_eos=ignore_eos,
+                sampling=sampling, session=session, skip_special_tokens=skip_special_tokens,
+            )
         )
         yield from generation
         assert generation.completion is not None
@@ -371,31 +435,47 @@ class Model:
         prompts: Sequence[Prompt],
         *,
         max_tokens: int = 256,
-        stop: Optional[Sequence[str]] = None,
+        stop: Union[str, Sequence[str], None] = None,
         ignore_eos: bool = False,
         max_batch: int = 64,
+        skip_special_tokens: bool = True,
         **sampling: Any,
     ) -> List[Completion]:
         """Generates for many prompts together (continuous batching: each decode step runs all
         active sequences through the model at once, reading the weights once). Greedy results
         equal :meth:`generate`'s for each prompt alone."""
-        from .scheduler import Scheduler
-
         scheduler = Scheduler(self, max_batch=max_batch)
         requests = [
-            scheduler.submit(prompt, max_tokens=max_tokens, stop=stop, ignore_eos=ignore_eos, **sampling)
+            scheduler.submit(
+                prompt, max_tokens=max_tokens, stop=stop, ignore_eos=ignore_eos,
+                skip_special_tokens=skip_special_tokens, **sampling,
+            )
             for prompt in prompts
         ]
         scheduler.run()
         return [request.completion for request in requests]  # type: ignore[misc]
 
     def apply_chat_template(
-        self, messages: Sequence[Message], *, add_generation_prompt: bool = True, **template_args: Any
+        self,
+        messages: Sequence[Message],
+        *,
+        add_generation_prompt: bool = True,
+        tools: Optional[Sequence[ToolDefinition]] = None,
+        **template_args: Any,
     ) -> str:
-        """Renders ``messages`` with the model's own chat template, as transformers does."""
+        """Renders ``messages`` with the model's own chat template, as transformers does.
+
+        ``tools`` are what :meth:`chat` takes (JSON-schema definitions or Python functions), and
+        OpenAI-style assistant ``tool_calls`` are written as the model writes them, so this is
+        exactly the prompt :meth:`chat` runs.
+        """
+        messages, args = self._chat_inputs(messages, template_args, tools)
+        return self._render(messages, args, add_generation_prompt)
+
+    def _render(self, messages: Sequence[Message], template_args: Dict[str, Any], add_generation_prompt: bool = True) -> str:
         if self.chat_template is None:
             raise LoadError(f"{self._checkpoint.path}: the checkpoint has no chat template")
-        return self.chat_template.render(list(messages), add_generation_prompt=add_generation_prompt, **template_args)
+        return self.chat_template.render(messages, add_generation_prompt=add_generation_prompt, **template_args)
 
     def _chat_tokens(
         self, messages: Sequence[Message], template_args: Dict[str, Any], max_tokens: int, context_policy: str
@@ -404,7 +484,7 @@ class Model:
             raise ValueError("context_policy must be 'error' or 'drop_oldest'")
         messages = list(messages)
         while True:
-            tokens = self.tokenize(self.apply_chat_template(messages, **template_args), add_special_tokens=False)
+            tokens = self.tokenize(self._render(messages, template_args), add_special_tokens=False)
             if len(tokens) + min(max_tokens, 1) <= self.max_context or context_policy == "error":
                 return tokens
             # Drop the oldest turn after any system message, keeping at least the last message.
@@ -418,11 +498,12 @@ class Model:
         messages: Sequence[Message],
         *,
         max_tokens: int = 512,
-        stop: Optional[Sequence[str]] = None,
+        stop: Union[str, Sequence[str], None] = None,
         session: Optional[Session] = None,
         context_policy: str = "error",
         template_args: Optional[Dict[str, Any]] = None,
         tools: Optional[Sequence[ToolDefinition]] = None,
+        skip_special_tokens: bool = True,
         **sampling: Any,
     ) -> Completion:
         """Answers a conversation (``[{"role": "user", "content": "..."}, ...]``).
@@ -439,14 +520,20 @@ class Model:
                 not fit the context; ``"drop_oldest"`` drops the oldest turns (after any system
                 message) until it does.
             template_args: extra variables for the template.
+            skip_special_tokens: as for :meth:`generate`.
             tools: tools the model may call: JSON-schema definitions (OpenAI-style or bare) or
-                Python functions (see :mod:`lfmrt.tools`). The answer's calls come back parsed
+                Python functions (see :mod:`lfmrt.text.tool_calls`). The answer's calls come back parsed
                 in ``Completion.tool_calls``; ``tool`` messages carry their results.
             **sampling: as for :meth:`generate`.
         """
         messages, args = self._chat_inputs(messages, template_args, tools)
         tokens = self._chat_tokens(messages, args, max_tokens, context_policy)
-        generation = Generation(self._generation_state(tokens, max_tokens, stop, False, sampling, session))
+        generation = Generation(
+            generation_state(
+                self, tokens, max_tokens=max_tokens, stop=stop, ignore_eos=False, sampling=sampling, session=session,
+                skip_special_tokens=skip_special_tokens,
+            )
+        )
         for _ in generation:
             pass
         assert generation.completion is not None
@@ -457,11 +544,12 @@ class Model:
         messages: Sequence[Message],
         *,
         max_tokens: int = 512,
-        stop: Optional[Sequence[str]] = None,
+        stop: Union[str, Sequence[str], None] = None,
         session: Optional[Session] = None,
         context_policy: str = "error",
         template_args: Optional[Dict[str, Any]] = None,
         tools: Optional[Sequence[ToolDefinition]] = None,
+        skip_special_tokens: bool = True,
         **sampling: Any,
     ) -> Generator[str, None, Completion]:
         """Like :meth:`chat`, but yields the answer's text pieces as they are produced.
@@ -471,7 +559,12 @@ class Model:
         """
         messages, args = self._chat_inputs(messages, template_args, tools)
         tokens = self._chat_tokens(messages, args, max_tokens, context_policy)
-        generation = Generation(self._generation_state(tokens, max_tokens, stop, False, sampling, session))
+        generation = Generation(
+            generation_state(
+                self, tokens, max_tokens=max_tokens, stop=stop, ignore_eos=False, sampling=sampling, session=session,
+                skip_special_tokens=skip_special_tokens,
+            )
+        )
         yield from generation
         assert generation.completion is not None
         return with_tool_calls(generation.completion)
@@ -482,9 +575,12 @@ class Model:
         template_args: Optional[Dict[str, Any]],
         tools: Optional[Sequence[ToolDefinition]],
     ) -> Tuple[List[Message], Dict[str, Any]]:
-        """The messages and template variables to render: ``tools`` as the template expects
-        them, and OpenAI-style assistant ``tool_calls`` written into the content when the
+        """The messages (checked) and template variables to render: ``tools`` as the template
+        expects them, and OpenAI-style assistant ``tool_calls`` written into the content when the
         template does not read them itself."""
+        from .text.chat_template import check_conversation
+
+        check_conversation(messages)
         args = dict(template_args or {})
         if tools is not None:
             args["tools"] = tool_schemas(tools)
@@ -499,5 +595,5 @@ class Model:
             f"Model(path={self._checkpoint.path!r}, layers={len(c.layer_types)} "
             f"({len(c.layer_types) - n_attention} conv, {n_attention} attention), hidden={c.hidden_size}, "
             f"ff={c.ff_dim}, heads={c.n_heads}/{c.n_kv_heads}kv, vocab={c.vocab_size}, "
-            f"dtype={'/'.join(dtypes)}, threads={self.n_threads}, kernels={self._core.kernel_set})"
+            f"dtype={'/'.join(dtypes)}, device={self.device}, threads={self.n_threads})"
         )

@@ -4,15 +4,41 @@ from __future__ import annotations
 
 import numbers
 import os
-from typing import List, Optional, Sequence, Union
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Union
 
 from . import _core
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# The first bytes of every Session.save snapshot (the C++ core's state/snapshot.h).
+SNAPSHOT_MAGIC = b"LFMRTSES"
 
 DEFAULT_CHUNK_SIZE = 512
 DEFAULT_CHECKPOINT_INTERVAL = 256
 DEFAULT_MAX_CHECKPOINTS = 32
+
+
+def token_ids(tokens: Any) -> List[int]:
+    """``tokens`` as a list of Python ints, checked before anything reaches the C++ core.
+
+    Raises:
+        TypeError: ``tokens`` is text or not a sequence, or an element is not an integer (a
+            float, a string, a bool), naming its index.
+        ValueError: an id too large or too small to be any token id, naming its index (ids
+            inside that range are checked against the vocabulary by the core).
+    """
+    if isinstance(tokens, (str, bytes)) or not hasattr(tokens, "__iter__"):
+        raise TypeError(f"token ids must be a sequence of ints, got {type(tokens).__name__}")
+    ids = []
+    for index, token in enumerate(tokens):
+        if isinstance(token, bool) or not isinstance(token, numbers.Integral):
+            raise TypeError(f"token ids must be ints: the one at index {index} is {type(token).__name__} {token!r}")
+        token = int(token)
+        if not -(2**63) <= token < 2**63:
+            raise ValueError(f"token id {token} at index {index} is outside the vocabulary")
+        ids.append(token)
+    return ids
 
 
 def session_options(checkpoint_interval: int, max_checkpoints: int) -> "_core.SessionOptions":
@@ -63,10 +89,11 @@ class Session:
             logits after every appended token, shape ``(len(tokens), vocab)``.
 
         Raises:
-            ValueError: a token id outside the vocabulary, a context overflow or a bad chunk
-                size; the session is left unchanged.
+            TypeError: ``tokens`` holds something other than integers.
+            ValueError: no tokens, a token id outside the vocabulary, a context overflow or a
+                bad chunk size; the session is left unchanged.
         """
-        return self._core.append(list(tokens), self._chunk(chunk_size), all_logits)
+        return self._core.append(token_ids(tokens), self._chunk(chunk_size), all_logits)
 
     def decode(self, token: int) -> np.ndarray:
         """One decode step: runs ``token`` at the next position.
@@ -103,7 +130,7 @@ class Session:
             how many tokens were run: the new ones, plus any re-run from a checkpoint (0 when
             the session already holds exactly ``tokens``).
         """
-        tokens = [int(t) for t in tokens]
+        tokens = token_ids(tokens)
         before = self._core.n_forwarded
         held = self.reuse_prefix(tokens, chunk_size=chunk_size)
         if held < len(tokens):
@@ -117,7 +144,7 @@ class Session:
         Returns ``len(tokens)`` only when the session already holds exactly ``tokens`` and the
         logits after them; otherwise at least the last token is left to run, for its logits.
         """
-        tokens = [int(t) for t in tokens]
+        tokens = token_ids(tokens)
         if not tokens:
             raise ValueError("prefill needs at least one token")
         held = self._core.tokens
@@ -149,8 +176,9 @@ class Session:
 
     def save(self, path: Union[str, "os.PathLike[str]", None] = None) -> Optional[bytes]:
         """A snapshot of the session (tokens, KV cache, conv states and checkpoints) tied to the
-        model's fingerprint. Writes it to ``path`` if given, else returns the bytes. Restore
-        with ``Model.load_session``."""
+        model's fingerprint (its architecture and weights; not run-time options such as
+        ``max_context``). Writes it to ``path`` if given (by convention ending in
+        ``.lfmrt-session``), else returns the bytes. Restore with ``Model.load_session``."""
         snapshot = self._core.save()
         if path is None:
             return snapshot
@@ -191,3 +219,15 @@ class Session:
 
     def __repr__(self) -> str:
         return f"Session(n_tokens={self.n_tokens}, memory_bytes={self.memory_bytes})"
+
+
+def append_batch(sessions: Sequence[Session], tokens: Sequence[Sequence[int]], chunk_size: int) -> None:
+    """Appends ``tokens[i]`` to ``sessions[i]`` for every i in one batched forward pass (one item
+    per session, at most ``chunk_size`` tokens in all per pass): a scheduler's joint prefill."""
+    _core.Session.append_batch([session._core for session in sessions], [token_ids(t) for t in tokens], chunk_size)
+
+
+def decode_batch(sessions: Sequence[Session], tokens: Sequence[int]) -> None:
+    """One decode step for many sessions at once: ``tokens[i]`` runs at the next position of
+    ``sessions[i]``, all in one forward pass that reads the weights once."""
+    _core.Session.decode_batch([session._core for session in sessions], token_ids(tokens))

@@ -1,5 +1,5 @@
-// An LFM2 model ready to run: its config, its weights as the kernels want them, and the
-// compute resources (kernel table, thread pool) that every session of it shares.
+// An LFM2 model ready to run: its config, and the backend (a device, its weights in the
+// backend's layout, its compute resources) that every session of it shares.
 #pragma once
 
 #include <cstdint>
@@ -8,12 +8,14 @@
 #include <string>
 #include <vector>
 
+#include "lfmrt/backend.h"
 #include "lfmrt/config.h"
 #include "lfmrt/tensor.h"
 
 namespace lfmrt {
 
 struct SequenceState;
+struct StatePools;
 
 // One sequence's share of a forward step.
 struct ForwardItem {
@@ -26,7 +28,9 @@ struct ForwardItem {
 
 struct ModelOptions {
     int n_threads = 1;
-    std::string isa;  // kernel set: "" = best for this CPU, or e.g. "scalar", "avx2", "neon"
+    // "cpu" (best kernel set) or "cpu:<kernel set>" ("cpu:avx2", "cpu:scalar", "cpu:neon"),
+    // "opencl[:N]", "cuda[:N]"; "" is "cpu". See backends/registry.h.
+    std::string device;
     DType kv_dtype = DType::F16;  // KV cache storage: F32, F16 or Q8_0
 };
 
@@ -43,11 +47,24 @@ public:
 
     const ModelConfig& config() const;
     int n_threads() const;
-    const char* kernel_set() const;
+    // The backend's device string ("cpu:avx512", "opencl:0") and kernel set or device name.
+    std::string device() const;
+    std::string kernel_set() const;
     DType kv_dtype() const;
-    // Identifies the config and weights (sampled bytes of every tensor, so computing it touches
-    // little memory); session snapshots carry it. Computed on first use.
+    // Bytes of weights the backend holds beyond the loader's memory (repacked or on the device).
+    size_t weight_bytes() const;
+    // Bytes of activation buffers, which grow to the largest step run so far (the prefill chunk).
+    size_t workspace_bytes() const;
+    // Identifies the architecture and weights (sampled bytes of every tensor, so computing it
+    // touches little memory), not run-time options; session snapshots carry it. Computed on
+    // first use.
     uint64_t fingerprint() const;
+    // The architecture as "field=value" words (model/fingerprint.h).
+    std::string architecture() const;
+
+    // Where sessions keep their state (cpp/src/state/).
+    const StateLayout& state_layout() const;
+    StatePools state_pools() const;
 
     // Runs each item's tokens at its sequence's next positions, updating the sequence's state.
     // The items' tokens share every matrix product (a batched step reads the weights once).

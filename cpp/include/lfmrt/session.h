@@ -31,7 +31,7 @@ public:
     // (prefill as matrix products). Returns the logits of the last token, or of every appended
     // token (n * vocab) with all_logits. Takes a conv checkpoint at every multiple of the
     // checkpoint interval and at the end of a multi-token append (a turn boundary).
-    // Throws InvalidArgument for a bad token id or a context overflow, leaving the session
+    // Throws InvalidArgument for no tokens, a bad token id or a context overflow, leaving the session
     // unchanged.
     std::vector<float> append(const std::vector<int32_t>& tokens, size_t chunk_size, bool all_logits);
 

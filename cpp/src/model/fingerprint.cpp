@@ -1,11 +1,13 @@
 #include "model/fingerprint.h"
 
 #include <algorithm>
+#include <sstream>
 
 namespace lfmrt {
 
-// FNV-1a over the config and, per tensor, its name, type, shape and 64 evenly spaced 64-byte
-// samples of its data: enough to tell models apart without reading every weight.
+// FNV-1a over the architecture summary and, per tensor, its name, type, shape and 64
+// evenly spaced 64-byte samples of its data: enough to tell models apart without reading every
+// weight.
 uint64_t weights_fingerprint(const ModelConfig& c, const std::map<std::string, TensorView>& tensors) {
     uint64_t hash = 1469598103934665603ull;
     const auto mix = [&hash](const void* data, size_t size) {
@@ -15,15 +17,8 @@ uint64_t weights_fingerprint(const ModelConfig& c, const std::map<std::string, T
         }
     };
     const auto mix_value = [&mix](const auto& value) { mix(&value, sizeof value); };
-    for (const auto value : {c.vocab_size, c.hidden_size, c.ff_dim, c.n_heads, c.n_kv_heads, c.head_dim,
-                             c.conv_kernel, c.max_context}) {
-        mix_value(value);
-    }
-    for (LayerKind kind : c.layers) mix_value(kind);
-    mix_value(c.conv_bias);
-    mix_value(c.norm_eps);
-    mix_value(c.rope_theta);
-    mix_value(c.tie_embeddings);
+    const std::string architecture = architecture_summary(c);
+    mix(architecture.data(), architecture.size());
     for (const auto& [name, view] : tensors) {
         mix(name.data(), name.size());
         mix_value(view.dtype);
@@ -36,6 +31,18 @@ uint64_t weights_fingerprint(const ModelConfig& c, const std::map<std::string, T
         }
     }
     return hash;
+}
+
+std::string architecture_summary(const ModelConfig& c) {
+    std::ostringstream out;
+    out.precision(9);  // round-trips a float
+    out << "vocab_size=" << c.vocab_size << " hidden_size=" << c.hidden_size << " intermediate_size=" << c.ff_dim
+        << " num_attention_heads=" << c.n_heads << " num_key_value_heads=" << c.n_kv_heads
+        << " head_dim=" << c.head_dim << " conv_L_cache=" << c.conv_kernel << " conv_bias=" << c.conv_bias
+        << " norm_eps=" << c.norm_eps << " rope_theta=" << c.rope_theta << " tie_embedding=" << c.tie_embeddings
+        << " layer_types=";
+    for (LayerKind kind : c.layers) out << (kind == LayerKind::Attention ? 'a' : 'c');
+    return out.str();
 }
 
 }  // namespace lfmrt

@@ -1,4 +1,4 @@
-// The LFM2 forward pass, top to bottom (DESIGN.md, "The model, exactly"):
+// The LFM2 forward pass, top to bottom (DESIGN.md, "The model, exactly"), on the Backend ops:
 //   h = embed(tokens)
 //   for each block: h += op(rmsnorm(h)); h += ffn(rmsnorm(h))     op = short conv | GQA attention
 //   logits = lm_head(rmsnorm(h))
@@ -6,11 +6,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <mutex>
 
-#include "backends/cpu/cpu_backend.h"
-#include "backends/cpu/dispatch.h"
+#include "backends/registry.h"
 #include "lfmrt/error.h"
 #include "model/fingerprint.h"
 #include "model/model_weights.h"
@@ -20,37 +18,55 @@ namespace lfmrt {
 
 namespace {
 
-// Activations for one forward call of n tokens, reused across calls.
-struct Workspace {
-    std::vector<float> residual;   // [n][hidden]
-    std::vector<float> normed;     // [n][hidden]
-    std::vector<float> op_out;     // [n][hidden]
-    std::vector<float> projected;  // [n][max(3 * hidden, q_width)]: conv's B,C,x or attention's q
-    std::vector<float> mixed;      // [n][max(hidden, q_width)]: the op's input to its out_proj
-    std::vector<float> keys, values;  // [n][kv_width]: new rows, before they go into each KV cache
-    std::vector<float> gate, up;   // [n][ff_dim]
-    std::vector<float> head_in;    // [rows wanting logits][hidden]
-    // [rows wanting logits][vocab] when several items share the head (a batched step), before
-    // each item's rows are copied out; kept between steps so a step does not allocate (and
-    // page-fault) megabytes.
-    std::vector<float> head_out;
+using backend::Buffer;
 
-    void reserve(const ModelConfig& c, size_t n) {
-        const auto grow = [](std::vector<float>& v, size_t size) {
-            if (v.size() < size) v.resize(size);
-        };
+// Activations for one forward call of n rows, on the backend, reused across calls (a step does
+// not allocate, and page-fault, megabytes).
+struct Workspace {
+    std::unique_ptr<Buffer> residual;   // [n][hidden]
+    std::unique_ptr<Buffer> normed;     // [n][hidden]
+    std::unique_ptr<Buffer> op_out;     // [n][hidden]
+    std::unique_ptr<Buffer> projected;  // [n][max(3 * hidden, q_width)]: conv's B,C,x or attention's q
+    std::unique_ptr<Buffer> mixed;      // [n][max(hidden, q_width)]: the op's input to its out_proj
+    std::unique_ptr<Buffer> keys, values;  // [n][kv_width]: new rows, before they go into the KV cache
+    std::unique_ptr<Buffer> gate, up;   // [n][ff_dim]
+    size_t rows = 0;
+    std::unique_ptr<Buffer> head_in;    // [rows wanting logits][hidden]
+    std::unique_ptr<Buffer> logits;     // [rows wanting logits][vocab]
+    size_t head_rows = 0;
+
+    size_t bytes() const {
+        size_t total = 0;
+        for (const auto* b : {&residual, &normed, &op_out, &projected, &mixed, &keys, &values, &gate, &up, &head_in,
+                              &logits}) {
+            total += *b ? (*b)->bytes() : 0;
+        }
+        return total;
+    }
+
+    void reserve(backend::Backend& backend, const ModelConfig& c, size_t n) {
+        if (n <= rows) return;
         const size_t hidden = static_cast<size_t>(c.hidden_size);
         const size_t q_width = static_cast<size_t>(c.n_heads * c.head_dim);
-        grow(residual, n * hidden);
-        grow(normed, n * hidden);
-        grow(op_out, n * hidden);
-        grow(projected, n * std::max(3 * hidden, q_width));
-        grow(mixed, n * std::max(hidden, q_width));
-        grow(keys, n * static_cast<size_t>(c.n_kv_heads * c.head_dim));
-        grow(values, n * static_cast<size_t>(c.n_kv_heads * c.head_dim));
-        grow(head_in, n * hidden);
-        grow(gate, n * static_cast<size_t>(c.ff_dim));
-        grow(up, n * static_cast<size_t>(c.ff_dim));
+        const size_t kv_width = static_cast<size_t>(c.n_kv_heads * c.head_dim);
+        const auto rows_of = [&](size_t width) { return backend.allocate(n * width * sizeof(float)); };
+        residual = rows_of(hidden);
+        normed = rows_of(hidden);
+        op_out = rows_of(hidden);
+        projected = rows_of(std::max(3 * hidden, q_width));
+        mixed = rows_of(std::max(hidden, q_width));
+        keys = rows_of(kv_width);
+        values = rows_of(kv_width);
+        gate = rows_of(static_cast<size_t>(c.ff_dim));
+        up = rows_of(static_cast<size_t>(c.ff_dim));
+        rows = n;
+    }
+
+    void reserve_head(backend::Backend& backend, const ModelConfig& c, size_t n) {
+        if (n <= head_rows) return;
+        head_in = backend.allocate(n * static_cast<size_t>(c.hidden_size) * sizeof(float));
+        logits = backend.allocate(n * static_cast<size_t>(c.vocab_size) * sizeof(float));
+        head_rows = n;
     }
 };
 
@@ -64,24 +80,13 @@ std::vector<float> rope_inverse_frequencies(const ModelConfig& c) {
     return inv_freq;
 }
 
-// Rotates pairs (i, i + head_dim/2) of each of `n_heads` heads in `row` (rotate_half style).
-void apply_rope(float* row, size_t n_heads, size_t head_dim, const float* cos, const float* sin) {
-    const size_t half = head_dim / 2;
-    for (size_t h = 0; h < n_heads; ++h) {
-        float* head = row + h * head_dim;
-        for (size_t i = 0; i < half; ++i) {
-            const float x1 = head[i];
-            const float x2 = head[i + half];
-            head[i] = x1 * cos[i] - x2 * sin[i];
-            head[i + half] = x2 * cos[i] + x1 * sin[i];
-        }
-    }
-}
-
-void check_kv_dtype(const ModelConfig& c, DType kv_dtype) {
-    if (!cpu::is_kv_dtype(kv_dtype)) {
+void check_kv_dtype(const ModelConfig& c, DType kv_dtype, const backend::Backend& backend) {
+    if (!is_kv_dtype(kv_dtype)) {
         throw InvalidArgument(std::string("the KV cache cannot be stored as ") + dtype_name(kv_dtype) +
                               " (choose F32, F16 or Q8_0)");
+    }
+    if (!backend.supports_kv(kv_dtype)) {
+        throw InvalidArgument(backend.device() + " cannot store the KV cache as " + dtype_name(kv_dtype));
     }
     if (kv_dtype == DType::Q8_0 && c.head_dim % static_cast<int64_t>(block_elems(DType::Q8_0)) != 0) {
         throw InvalidArgument("a Q8_0 KV cache needs head_dim to be a multiple of 32; this model's is " +
@@ -89,240 +94,170 @@ void check_kv_dtype(const ModelConfig& c, DType kv_dtype) {
     }
 }
 
+StateLayout state_layout_of(const ModelConfig& c, DType kv_dtype) {
+    StateLayout layout;
+    for (LayerKind kind : c.layers) {
+        if (kind == LayerKind::Attention) {
+            ++layout.n_attention_layers;
+        } else {
+            ++layout.n_conv_layers;
+        }
+    }
+    layout.n_kv_heads = static_cast<size_t>(c.n_kv_heads);
+    layout.head_dim = static_cast<size_t>(c.head_dim);
+    layout.kv_dtype = kv_dtype;
+    layout.conv_history = static_cast<size_t>(c.conv_kernel - 1);
+    layout.hidden = static_cast<size_t>(c.hidden_size);
+    return layout;
+}
+
 }  // namespace
 
 struct Model::Impl {
     ModelConfig config;
     std::shared_ptr<const void> storage;  // keeps the borrowed weight memory alive
-    ModelWeights weights;
-    std::vector<float> inv_freq;
     std::map<std::string, TensorView> tensors;  // for the fingerprint
     std::once_flag fingerprint_once;
     uint64_t fingerprint = 0;
 
     DType kv_dtype;
+    StateLayout layout;
+    std::vector<size_t> layer_slot;  // per layer: its index among the conv (or attention) layers
     std::mutex compute_mutex;  // one forward at a time: the backend and workspace are shared
-    cpu::CpuBackend backend;
+    std::unique_ptr<backend::Backend> backend;
+    ModelWeights weights;
+    VectorRef inv_freq;
     Workspace ws;
 
-    Impl(ModelConfig c, const std::map<std::string, TensorView>& tensors, std::shared_ptr<const void> s,
+    Impl(ModelConfig c, const std::map<std::string, TensorView>& tensor_views, std::shared_ptr<const void> s,
          const ModelOptions& options)
         : config(std::move(c)),
           storage(std::move(s)),
-          weights(bind_weights(config, tensors)),
-          inv_freq(rope_inverse_frequencies(config)),
-          tensors(tensors),
+          tensors(tensor_views),
           kv_dtype(options.kv_dtype),
-          backend(cpu::select_kernels(options.isa), std::max(1, options.n_threads)) {
-        check_kv_dtype(config, kv_dtype);
-        repack_weights(weights, backend, tensors);
+          layout(state_layout_of(config, kv_dtype)),
+          backend(make_backend(options.device, BackendOptions{std::max(1, options.n_threads)})) {
+        check_kv_dtype(config, kv_dtype, *backend);
+        size_t conv = 0, attention = 0;
+        for (LayerKind kind : config.layers) layer_slot.push_back(kind == LayerKind::Attention ? attention++ : conv++);
+        weights = bind_weights(config, tensors, *backend);
+        const std::vector<float> frequencies = rope_inverse_frequencies(config);
+        inv_freq = backend->upload(frequencies.data(), frequencies.size());
+        backend->init_state(layout);
     }
 
-    // The rows of the step's activation matrices that belong to each item, in item order.
-    struct Rows {
-        size_t begin, n;
-    };
-
     void forward(const std::vector<ForwardItem>& items);
-    void embed(const std::vector<ForwardItem>& items);
-    void short_conv(const LayerWeights& layer, size_t layer_index, const std::vector<ForwardItem>& items,
-                    const std::vector<Rows>& rows, size_t n);
-    void attention(const LayerWeights& layer, size_t layer_index, const std::vector<ForwardItem>& items,
-                   const std::vector<Rows>& rows, size_t n);
+    void short_conv(const LayerWeights& layer, size_t conv_layer, size_t n);
+    void attention(const LayerWeights& layer, size_t attention_layer, size_t n);
     void feed_forward(const LayerWeights& layer, size_t n);
-    void lm_head(const std::vector<ForwardItem>& items, const std::vector<Rows>& rows);
-    void add_to_residual(size_t n);
+    void lm_head(const std::vector<ForwardItem>& items, const backend::Step& step);
 };
 
 // All items' tokens go through each weight matrix together (one matrix product per step, the
-// weights read once); only the conv, the KV caches and attention are per sequence.
+// weights read once); only the conv, the KV cache and attention are per sequence.
 void Model::Impl::forward(const std::vector<ForwardItem>& items) {
     const size_t hidden = static_cast<size_t>(config.hidden_size);
     const float eps = config.norm_eps;
-    std::vector<Rows> rows;
-    size_t n = 0;
+    backend::Step step;
+    std::vector<int32_t> tokens;
     for (const ForwardItem& item : items) {
-        rows.push_back(Rows{n, item.n});
-        n += item.n;
+        SequenceState& state = *item.state;
+        backend::StepSequence sequence;
+        sequence.row_begin = tokens.size();
+        sequence.n = item.n;
+        sequence.n_past = state.n_past;
+        sequence.conv_state = state.conv ? state.conv->id() : 0;
+        if (layout.n_attention_layers > 0) sequence.kv_pages = state.kv.prepare_write(state.n_past, state.n_past + item.n);
+        tokens.insert(tokens.end(), item.tokens, item.tokens + item.n);
+        step.sequences.push_back(std::move(sequence));
     }
-    ws.reserve(config, n);
+    const size_t n = tokens.size();
+    step.tokens = tokens.data();
+    step.n = n;
+    ws.reserve(*backend, config, n);
+    backend->begin_step(step);
 
-    embed(items);
+    backend->embed(*weights.embed_tokens, *ws.residual);
     for (size_t i = 0; i < weights.layers.size(); ++i) {
         const LayerWeights& layer = weights.layers[i];
-        backend.rmsnorm_rows(ws.residual.data(), hidden, layer.operator_norm.data(), hidden, n, eps,
-                             ws.normed.data(), hidden);
+        backend->rmsnorm(*ws.residual, *layer.operator_norm, hidden, n, eps, *ws.normed);
         if (layer.kind == LayerKind::ShortConv) {
-            short_conv(layer, i, items, rows, n);
+            short_conv(layer, layer_slot[i], n);
         } else {
-            attention(layer, i, items, rows, n);
+            attention(layer, layer_slot[i], n);
         }
-        add_to_residual(n);
-        backend.rmsnorm_rows(ws.residual.data(), hidden, layer.ffn_norm.data(), hidden, n, eps, ws.normed.data(),
-                             hidden);
+        backend->add(*ws.residual, *ws.op_out, n * hidden);
+        backend->rmsnorm(*ws.residual, *layer.ffn_norm, hidden, n, eps, *ws.normed);
         feed_forward(layer, n);
-        add_to_residual(n);
+        backend->add(*ws.residual, *ws.op_out, n * hidden);
     }
-    for (const ForwardItem& item : items) item.state->n_past += item.n;
-    lm_head(items, rows);
+    for (const ForwardItem& item : items) {
+        item.state->n_past += item.n;
+        item.state->kv.written(item.state->n_past);
+    }
+    lm_head(items, step);
 }
 
 // Only the rows whose logits are wanted go through the final norm and the (large) head.
-void Model::Impl::lm_head(const std::vector<ForwardItem>& items, const std::vector<Rows>& rows) {
+void Model::Impl::lm_head(const std::vector<ForwardItem>& items, const backend::Step& step) {
     const size_t hidden = static_cast<size_t>(config.hidden_size);
     const size_t vocab = static_cast<size_t>(config.vocab_size);
-    size_t wanted = 0;
+    std::vector<uint32_t> wanted;
     for (size_t i = 0; i < items.size(); ++i) {
         if (items[i].logits == nullptr) continue;
-        const size_t first = items[i].all_logits ? rows[i].begin : rows[i].begin + rows[i].n - 1;
-        const size_t count = rows[i].begin + rows[i].n - first;
-        backend.rmsnorm_rows(ws.residual.data() + first * hidden, hidden, weights.embedding_norm.data(), hidden,
-                             count, config.norm_eps, ws.head_in.data() + wanted * hidden, hidden);
-        wanted += count;
+        const backend::StepSequence& s = step.sequences[i];
+        const size_t first = items[i].all_logits ? s.row_begin : s.row_begin + s.n - 1;
+        for (size_t r = first; r < s.row_begin + s.n; ++r) wanted.push_back(static_cast<uint32_t>(r));
     }
-    if (wanted == 0) return;
-    if (items.size() == 1) {  // the common case writes straight into the caller's buffer
-        backend.matmul(weights.lm_head, ws.head_in.data(), hidden, wanted, items[0].logits, vocab);
-        return;
-    }
-    if (ws.head_out.size() < wanted * vocab) ws.head_out.resize(wanted * vocab);
-    backend.matmul(weights.lm_head, ws.head_in.data(), hidden, wanted, ws.head_out.data(), vocab);
-    const float* next = ws.head_out.data();
-    for (size_t i = 0; i < items.size(); ++i) {
-        if (items[i].logits == nullptr) continue;
-        const size_t count = (items[i].all_logits ? rows[i].n : 1) * vocab;
-        std::copy(next, next + count, items[i].logits);
-        next += count;
-    }
-}
-
-void Model::Impl::embed(const std::vector<ForwardItem>& items) {
-    const size_t hidden = static_cast<size_t>(config.hidden_size);
-    const size_t embedding_bytes = row_bytes(weights.embed_tokens.dtype, hidden);
-    const auto* table = static_cast<const uint8_t*>(weights.embed_tokens.data);
-    float* out = ws.residual.data();
+    if (wanted.empty()) return;
+    ws.reserve_head(*backend, config, wanted.size());
+    backend->gather_rows(*ws.residual, hidden, wanted, *ws.head_in);
+    backend->rmsnorm(*ws.head_in, *weights.embedding_norm, hidden, wanted.size(), config.norm_eps, *ws.head_in);
+    backend->matmul({{*weights.lm_head, *ws.logits}}, *ws.head_in, wanted.size());
+    size_t row = 0;
     for (const ForwardItem& item : items) {
-        for (size_t t = 0; t < item.n; ++t, out += hidden) {
-            convert_to_f32(table + static_cast<size_t>(item.tokens[t]) * embedding_bytes, weights.embed_tokens.dtype, out,
-                           hidden);
-        }
+        if (item.logits == nullptr) continue;
+        const size_t count = item.all_logits ? item.n : 1;
+        backend->read(*ws.logits, row * vocab * sizeof(float), count * vocab * sizeof(float), item.logits);
+        row += count;
     }
-}
-
-void Model::Impl::add_to_residual(size_t n) {
-    const size_t count = n * static_cast<size_t>(config.hidden_size);
-    backend.kernels().axpy(1.0f, ws.op_out.data(), ws.residual.data(), count);
 }
 
 // Double-gated short conv: B, C, x = split3(in_proj(u)); y = C * conv(B * x); out_proj(y).
-// The depthwise causal conv reads the previous (kernel - 1) values of B*x from the sequence's
-// conv state.
-void Model::Impl::short_conv(const LayerWeights& layer, size_t layer_index, const std::vector<ForwardItem>& items,
-                             const std::vector<Rows>& rows, size_t n) {
+void Model::Impl::short_conv(const LayerWeights& layer, size_t conv_layer, size_t n) {
     const ShortConvWeights& w = layer.conv;
     const size_t hidden = static_cast<size_t>(config.hidden_size);
-    const size_t width = 3 * hidden;
-    const size_t kernel = static_cast<size_t>(config.conv_kernel);
-    const size_t history = kernel - 1;
-    float* bcx = ws.projected.data();
-    backend.matmul(w.in_proj, ws.normed.data(), hidden, n, bcx, width);
-    if (!w.in_proj_bias.empty()) backend.add_bias(w.in_proj_bias.data(), width, n, bcx, width);
-
-    // B * x, written over x's third of each row.
-    for (size_t r = 0; r < n; ++r) {
-        float* x = bcx + r * width + 2 * hidden;
-        backend.kernels().mul(bcx + r * width, x, x, hidden);
-    }
-    for (size_t i = 0; i < items.size(); ++i) {
-        ConvState& conv_state = items[i].state->conv[layer_index];
-        float* item_bcx = bcx + rows[i].begin * width;
-        // The conv input at step s of this item (negative s reaches into the state).
-        const auto input_at = [&](ptrdiff_t s) -> const float* {
-            if (s >= 0) return item_bcx + static_cast<size_t>(s) * width + 2 * hidden;
-            return conv_state.history.data() + static_cast<size_t>(static_cast<ptrdiff_t>(history) + s) * hidden;
-        };
-        for (size_t t = 0; t < rows[i].n; ++t) {
-            float* y = ws.mixed.data() + (rows[i].begin + t) * hidden;
-            if (w.conv_bias.empty()) {
-                std::fill(y, y + hidden, 0.0f);
-            } else {
-                std::copy(w.conv_bias.begin(), w.conv_bias.end(), y);
-            }
-            for (size_t j = 0; j < kernel; ++j) {
-                const float* in = input_at(static_cast<ptrdiff_t>(t + j) - static_cast<ptrdiff_t>(history));
-                const float* tap = w.taps.data() + j * hidden;
-                for (size_t c = 0; c < hidden; ++c) y[c] += tap[c] * in[c];
-            }
-            backend.kernels().mul(item_bcx + t * width + hidden, y, y, hidden);  // C * conv(B * x)
-        }
-        // Keep the last (kernel - 1) conv inputs for the next step.
-        std::vector<float> next(history * hidden);
-        for (size_t s = 0; s < history; ++s) {
-            const float* src = input_at(static_cast<ptrdiff_t>(rows[i].n + s) - static_cast<ptrdiff_t>(history));
-            std::copy(src, src + hidden, next.begin() + static_cast<ptrdiff_t>(s * hidden));
-        }
-        conv_state.history = std::move(next);
-    }
-
-    backend.matmul(w.out_proj, ws.mixed.data(), hidden, n, ws.op_out.data(), hidden);
-    if (!w.out_proj_bias.empty()) backend.add_bias(w.out_proj_bias.data(), hidden, n, ws.op_out.data(), hidden);
+    backend->matmul({{*w.in_proj, *ws.projected}}, *ws.normed, n);
+    if (w.in_proj_bias) backend->add_bias(*ws.projected, *w.in_proj_bias, 3 * hidden, n);
+    backend->short_conv(conv_layer, *ws.projected, *w.taps, w.conv_bias.get(), static_cast<size_t>(config.conv_kernel),
+                        *ws.mixed);
+    backend->matmul({{*w.out_proj, *ws.op_out}}, *ws.mixed, n);
+    if (w.out_proj_bias) backend->add_bias(*ws.op_out, *w.out_proj_bias, hidden, n);
 }
 
 // Grouped-query attention with per-head RMSNorm on q and k, RoPE, and each sequence's KV cache.
-void Model::Impl::attention(const LayerWeights& layer, size_t layer_index, const std::vector<ForwardItem>& items,
-                            const std::vector<Rows>& rows, size_t n) {
+void Model::Impl::attention(const LayerWeights& layer, size_t attention_layer, size_t n) {
     const AttentionWeights& w = layer.attention;
-    const size_t hidden = static_cast<size_t>(config.hidden_size);
     const size_t head_dim = static_cast<size_t>(config.head_dim);
     const size_t n_heads = static_cast<size_t>(config.n_heads);
     const size_t n_kv_heads = static_cast<size_t>(config.n_kv_heads);
-    const size_t q_width = n_heads * head_dim;
-    const size_t kv_width = n_kv_heads * head_dim;
     const float eps = config.norm_eps;
-
-    float* q = ws.projected.data();
-    float* k = ws.keys.data();
-    float* v = ws.values.data();
-    backend.matmul({{w.q_proj, q, q_width}, {w.k_proj, k, kv_width}, {w.v_proj, v, kv_width}}, ws.normed.data(),
-                   hidden, n);
-    backend.rmsnorm_rows(q, head_dim, w.q_norm.data(), head_dim, n * n_heads, eps, q, head_dim);
-    backend.rmsnorm_rows(k, head_dim, w.k_norm.data(), head_dim, n * n_kv_heads, eps, k, head_dim);
-
-    std::vector<float> cos(head_dim / 2), sin(head_dim / 2);
-    std::vector<cpu::AttentionJob> jobs;
-    for (size_t i = 0; i < items.size(); ++i) {
-        KvCache& cache = items[i].state->kv[layer_index];
-        const size_t n_past = items[i].state->n_past;
-        for (size_t t = 0; t < rows[i].n; ++t) {
-            const size_t r = rows[i].begin + t;
-            const auto position = static_cast<float>(n_past + t);
-            for (size_t f = 0; f < cos.size(); ++f) {
-                const float angle = position * inv_freq[f];
-                cos[f] = std::cos(angle);
-                sin[f] = std::sin(angle);
-            }
-            apply_rope(q + r * q_width, n_heads, head_dim, cos.data(), sin.data());
-            apply_rope(k + r * kv_width, n_kv_heads, head_dim, cos.data(), sin.data());
-            cache.store(n_past + t, k + r * kv_width, v + r * kv_width);
-        }
-    }
-    // Views are taken after every store: a store may add pages.
-    for (size_t i = 0; i < items.size(); ++i) {
-        jobs.push_back(cpu::AttentionJob{q + rows[i].begin * q_width, rows[i].n, items[i].state->n_past,
-                                         items[i].state->kv[layer_index].view(),
-                                         ws.mixed.data() + rows[i].begin * q_width});
-    }
-    backend.attention(jobs, n_heads, n_kv_heads, head_dim);
-    backend.matmul(w.out_proj, ws.mixed.data(), q_width, n, ws.op_out.data(), hidden);
+    Buffer& q = *ws.projected;
+    backend->matmul({{*w.q_proj, q}, {*w.k_proj, *ws.keys}, {*w.v_proj, *ws.values}}, *ws.normed, n);
+    backend->rmsnorm(q, *w.q_norm, head_dim, n * n_heads, eps, q);
+    backend->rmsnorm(*ws.keys, *w.k_norm, head_dim, n * n_kv_heads, eps, *ws.keys);
+    backend->rope(q, n_heads, *ws.keys, n_kv_heads, head_dim, *inv_freq);
+    backend->kv_store(attention_layer, *ws.keys, *ws.values);
+    backend->attention(attention_layer, q, n_heads, *ws.mixed);
+    backend->matmul({{*w.out_proj, *ws.op_out}}, *ws.mixed, n);
 }
 
 // SwiGLU: w2(silu(w1 u) * w3 u).
 void Model::Impl::feed_forward(const LayerWeights& layer, size_t n) {
-    const size_t hidden = static_cast<size_t>(config.hidden_size);
     const size_t ff = static_cast<size_t>(config.ff_dim);
-    backend.matmul({{layer.w1, ws.gate.data(), ff}, {layer.w3, ws.up.data(), ff}}, ws.normed.data(), hidden, n);
-    backend.silu_mul_rows(ws.gate.data(), ws.up.data(), ws.gate.data(), ff, n);
-    backend.matmul(layer.w2, ws.gate.data(), ff, n, ws.op_out.data(), hidden);
+    backend->matmul({{*layer.w1, *ws.gate}, {*layer.w3, *ws.up}}, *ws.normed, n);
+    backend->silu_mul(*ws.gate, *ws.up, *ws.gate, n * ff);
+    backend->matmul({{*layer.w2, *ws.op_out}}, *ws.gate, n);
 }
 
 Model::Model(ModelConfig config, const std::map<std::string, TensorView>& tensors,
@@ -334,14 +269,28 @@ Model::Model(ModelConfig config, const std::map<std::string, TensorView>& tensor
 Model::~Model() = default;
 
 const ModelConfig& Model::config() const { return impl_->config; }
-int Model::n_threads() const { return impl_->backend.n_threads(); }
-const char* Model::kernel_set() const { return impl_->backend.kernels().name; }
+int Model::n_threads() const { return impl_->backend->n_threads(); }
+std::string Model::device() const { return impl_->backend->device(); }
+std::string Model::kernel_set() const { return impl_->backend->kernel_set(); }
 DType Model::kv_dtype() const { return impl_->kv_dtype; }
+size_t Model::weight_bytes() const { return impl_->backend->weight_bytes(); }
+
+size_t Model::workspace_bytes() const {
+    std::lock_guard<std::mutex> lock(impl_->compute_mutex);
+    return impl_->ws.bytes();
+}
+const StateLayout& Model::state_layout() const { return impl_->layout; }
+
+StatePools Model::state_pools() const {
+    return StatePools{impl_->backend->kv_pages(), impl_->backend->conv_states(), impl_->layout};
+}
 
 uint64_t Model::fingerprint() const {
     std::call_once(impl_->fingerprint_once, [this] { impl_->fingerprint = weights_fingerprint(impl_->config, impl_->tensors); });
     return impl_->fingerprint;
 }
+
+std::string Model::architecture() const { return architecture_summary(impl_->config); }
 
 void Model::forward(const std::vector<ForwardItem>& items) const {
     if (items.empty()) return;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "backends/cpu/dispatch.h"
+#include "lfmrt/backend.h"
 #include "lfmrt/config.h"
 #include "lfmrt/error.h"
 #include "lfmrt/model.h"
@@ -222,19 +223,22 @@ PYBIND11_MODULE(_core, m) {
 
     py::class_<Model, std::shared_ptr<Model>>(m, "Model")
         .def(py::init([](ModelConfig config, const py::dict& tensors, py::object storage, int n_threads,
-                         std::string isa, const std::string& kv_dtype) {
+                         std::string device, const std::string& kv_dtype) {
                  auto keep_alive = std::make_shared<PythonKeepAlive>();
                  keep_alive->object = std::move(storage);
                  ModelOptions options;
                  options.n_threads = n_threads;
-                 options.isa = std::move(isa);
+                 options.device = std::move(device);
                  options.kv_dtype = dtype_from_name(kv_dtype);
                  return std::make_shared<Model>(std::move(config), tensor_views(tensors), std::move(keep_alive),
                                                 options);
              }),
-             py::arg("config"), py::arg("tensors"), py::arg("storage"), py::arg("n_threads"), py::arg("isa") = "",
+             py::arg("config"), py::arg("tensors"), py::arg("storage"), py::arg("n_threads"), py::arg("device") = "",
              py::arg("kv_dtype") = "F16")
         .def_property_readonly("n_threads", &Model::n_threads)
+        .def_property_readonly("device", &Model::device)
+        .def_property_readonly("weight_bytes", &Model::weight_bytes)
+        .def_property_readonly("workspace_bytes", getter_without_gil(&Model::workspace_bytes))
         .def_property_readonly("kv_dtype", [](const Model& model) { return std::string(dtype_name(model.kv_dtype())); })
         .def_property_readonly("kernel_set", &Model::kernel_set)
         .def_property_readonly("fingerprint", &Model::fingerprint);
@@ -370,6 +374,16 @@ PYBIND11_MODULE(_core, m) {
           "Each row of a 2-D float32 array as the `isa` kernel set's integer kernels take it for\n"
           "matrices of `weight_dtype`: [rows, bytes] uint8 of 40-byte blocks (fp32 scale, fp32\n"
           "scale * sum of levels, 32 int8 levels). For tests against llama.cpp's activations.");
+    py::class_<DeviceInfo>(m, "DeviceInfo")
+        .def_readonly("id", &DeviceInfo::id)
+        .def_readonly("name", &DeviceInfo::name)
+        .def_readonly("kind", &DeviceInfo::kind)
+        .def_readonly("memory_bytes", &DeviceInfo::memory_bytes)
+        .def_readonly("fp16", &DeviceInfo::fp16)
+        .def_readonly("subgroups", &DeviceInfo::subgroups)
+        .def_readonly("details", &DeviceInfo::details);
+    m.def("list_devices", &list_devices, py::call_guard<py::gil_scoped_release>(),
+          "The devices this build and machine offer, the CPU first.");
     m.def("cpu_features", &cpu::cpu_features, "CPU features that matter to lfmrt's kernels.");
     m.def("kernel_sets", &cpu::kernel_sets, "The kernel sets of this build that this CPU runs, lowest first.");
     m.def(

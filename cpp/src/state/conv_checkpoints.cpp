@@ -9,7 +9,12 @@ void ConvCheckpoints::record(const SequenceState& state) {
     if (max_count_ == 0 || state.n_past == 0) return;
     truncate(state.n_past);
     if (!checkpoints_.empty() && checkpoints_.back().position == state.n_past) checkpoints_.pop_back();
-    checkpoints_.push_back(Checkpoint{state.n_past, state.conv});
+    std::shared_ptr<Block> copy;
+    if (state.conv) {
+        copy = std::make_shared<Block>(state.conv->pool());
+        state.conv->pool().copy(state.conv->id(), copy->id());
+    }
+    checkpoints_.push_back(Checkpoint{state.n_past, std::move(copy)});
     if (checkpoints_.size() > max_count_) drop_closest_pair();
 }
 
@@ -32,11 +37,11 @@ size_t ConvCheckpoints::restore_at_or_before(size_t position, SequenceState& sta
     auto it = std::upper_bound(checkpoints_.begin(), checkpoints_.end(), position,
                                [](size_t p, const Checkpoint& c) { return p < c.position; });
     if (it == checkpoints_.begin()) {
-        for (auto& conv : state.conv) std::fill(conv.history.begin(), conv.history.end(), 0.0f);
+        if (state.conv) state.conv->pool().zero(state.conv->id());
         return 0;
     }
     --it;
-    state.conv = it->conv;
+    if (state.conv) state.conv->pool().copy(it->conv->id(), state.conv->id());
     return it->position;
 }
 
@@ -46,9 +51,7 @@ void ConvCheckpoints::truncate(size_t position) {
 
 size_t ConvCheckpoints::memory_bytes() const {
     size_t bytes = 0;
-    for (const auto& checkpoint : checkpoints_) {
-        for (const auto& conv : checkpoint.conv) bytes += conv.history.capacity() * sizeof(float);
-    }
+    for (const auto& checkpoint : checkpoints_) bytes += checkpoint.conv ? checkpoint.conv->pool().block_bytes() : 0;
     return bytes;
 }
 

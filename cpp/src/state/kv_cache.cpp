@@ -3,77 +3,64 @@
 #include <algorithm>
 #include <cstring>
 
-#include "lfmrt/error.h"
-#include "formats/quantize.h"
-
 namespace lfmrt {
 
-KvCache::KvCache(size_t n_heads, size_t head_dim, DType dtype)
-    : n_heads_(n_heads),
-      head_dim_(head_dim),
-      dtype_(dtype),
-      slice_bytes_(n_heads == 0 ? 0 : lfmrt::row_bytes(dtype, head_dim)),
-      row_bytes_(n_heads * slice_bytes_) {}
-
-KvCache::Page& KvCache::writable_page(size_t position) {
-    truncate(position);
-    const size_t index = position / kPagePositions;
-    while (pages_.size() <= index) {
-        auto page = std::make_shared<Page>();
-        page->keys.resize(kPagePositions * row_bytes_);
-        page->values.resize(kPagePositions * row_bytes_);
-        pages_.push_back(std::move(page));
+std::vector<uint32_t> KvCache::prepare_write(size_t begin, size_t end) {
+    truncate(begin);
+    const size_t positions = layout_->page_positions;
+    const size_t pages_needed = (end + positions - 1) / positions;
+    while (pages_.size() < pages_needed) pages_.push_back(std::make_shared<Block>(*pool_));
+    for (size_t page = begin / positions; page < pages_needed; ++page) {
+        std::shared_ptr<Block>& block = pages_[page];
+        if (block.use_count() > 1) {  // copy on write
+            auto copy = std::make_shared<Block>(*pool_);
+            pool_->copy(block->id(), copy->id());
+            block = std::move(copy);
+        }
     }
-    std::shared_ptr<Page>& page = pages_[index];
-    if (page.use_count() > 1) page = std::make_shared<Page>(*page);  // copy on write
-    return *page;
-}
-
-void KvCache::store(size_t position, const float* keys, const float* values) {
-    Page& page = writable_page(position);
-    for (size_t h = 0; h < n_heads_; ++h) {
-        const size_t offset = offset_in_page(position, h);
-        quant::quantize_row(dtype_, keys + h * head_dim_, page.keys.data() + offset, head_dim_);
-        quant::quantize_row(dtype_, values + h * head_dim_, page.values.data() + offset, head_dim_);
-    }
-    n_positions_ = position + 1;
-}
-
-void KvCache::store_raw(size_t position, const uint8_t* keys, const uint8_t* values) {
-    Page& page = writable_page(position);
-    for (size_t h = 0; h < n_heads_; ++h) {
-        const size_t offset = offset_in_page(position, h);
-        std::memcpy(page.keys.data() + offset, keys + h * slice_bytes_, slice_bytes_);
-        std::memcpy(page.values.data() + offset, values + h * slice_bytes_, slice_bytes_);
-    }
-    n_positions_ = position + 1;
-}
-
-void KvCache::read_raw(size_t position, uint8_t* keys, uint8_t* values) const {
-    const Page& page = *pages_[position / kPagePositions];
-    for (size_t h = 0; h < n_heads_; ++h) {
-        const size_t offset = offset_in_page(position, h);
-        std::memcpy(keys + h * slice_bytes_, page.keys.data() + offset, slice_bytes_);
-        std::memcpy(values + h * slice_bytes_, page.values.data() + offset, slice_bytes_);
-    }
+    std::vector<uint32_t> ids;
+    ids.reserve(pages_.size());
+    for (const auto& block : pages_) ids.push_back(block->id());
+    return ids;
 }
 
 void KvCache::truncate(size_t n_positions) {
     n_positions_ = std::min(n_positions_, n_positions);
-    const size_t pages_needed = (n_positions_ + kPagePositions - 1) / kPagePositions;
+    const size_t positions = layout_->page_positions;
+    const size_t pages_needed = (n_positions_ + positions - 1) / positions;
     if (pages_.size() > pages_needed) pages_.resize(pages_needed);
 }
 
-KvView KvCache::view() {
-    key_pointers_.clear();
-    value_pointers_.clear();
-    for (const auto& page : pages_) {
-        key_pointers_.push_back(page->keys.data());
-        value_pointers_.push_back(page->values.data());
+// A page's runs are read (written) whole: one transfer per head and page rather than one per
+// stored slice, which matters on a device where each transfer is a command.
+void KvCache::read_rows(size_t attention_layer, bool values, uint8_t* rows) const {
+    const size_t slice = layout_->slice_bytes(), heads = layout_->n_kv_heads, positions = layout_->page_positions;
+    std::vector<uint8_t> run(positions * slice);
+    for (size_t page = 0; page * positions < n_positions_; ++page) {
+        const size_t count = std::min(positions, n_positions_ - page * positions);
+        for (size_t h = 0; h < heads; ++h) {
+            pool_->read(pages_[page]->id(), layout_->kv_run_offset(attention_layer, values, h), count * slice,
+                        run.data());
+            for (size_t p = 0; p < count; ++p) {
+                std::memcpy(rows + ((page * positions + p) * heads + h) * slice, run.data() + p * slice, slice);
+            }
+        }
     }
-    return KvView{key_pointers_.data(), value_pointers_.data(), kPagePositions, slice_bytes_, dtype_, n_positions_};
 }
 
-size_t KvCache::memory_bytes() const { return pages_.size() * 2 * kPagePositions * row_bytes_; }
+void KvCache::write_rows(size_t attention_layer, bool values, size_t n_positions, const uint8_t* rows) {
+    const size_t slice = layout_->slice_bytes(), heads = layout_->n_kv_heads, positions = layout_->page_positions;
+    std::vector<uint8_t> run(positions * slice);
+    for (size_t page = 0; page * positions < n_positions; ++page) {
+        const size_t count = std::min(positions, n_positions - page * positions);
+        for (size_t h = 0; h < heads; ++h) {
+            for (size_t p = 0; p < count; ++p) {
+                std::memcpy(run.data() + p * slice, rows + ((page * positions + p) * heads + h) * slice, slice);
+            }
+            pool_->write(pages_[page]->id(), layout_->kv_run_offset(attention_layer, values, h), count * slice,
+                         run.data());
+        }
+    }
+}
 
 }  // namespace lfmrt

@@ -1,13 +1,10 @@
-// The keys and values of one attention layer for one sequence, in fixed-size pages.
+// The keys and values of every attention layer for one sequence, in fixed-size pages that live
+// in the backend's KV pool (StateLayout in lfmrt/backend.h says where each value is in a page).
 //
 // Pages are allocated as the sequence grows (no up-front reservation of the whole context) and
-// shared copy-on-write between forks: fork() copies the page table, and the first write into a
-// shared page clones that page only.
-//
-// Within a page the values are head-major: [kv head][position][head_dim], so attention, which
-// works one KV head at a time, reads each head's keys and values as one contiguous run (a
-// position-major row put a head's slices a whole row apart, one or two cache lines in every
-// n_kv_heads, and attention waited on memory at every position).
+// shared copy-on-write between forks: copying a KvCache copies its page table, and the first
+// write into a shared page clones that page only. A page holds its positions for every
+// attention layer, so one page table serves them all.
 #pragma once
 
 #include <cstddef>
@@ -15,73 +12,42 @@
 #include <memory>
 #include <vector>
 
-#include "lfmrt/tensor.h"
+#include "lfmrt/backend.h"
+#include "state/block.h"
 
 namespace lfmrt {
 
-// What attention reads: per-page pointers; in a page, KV head h's slice (head_dim values stored
-// as `dtype`: F32, F16 or Q8_0, whole blocks) of position p (counted from the page's first) is at
-// head_offset(h) + p * slice_bytes.
-struct KvView {
-    const uint8_t* const* key_pages = nullptr;
-    const uint8_t* const* value_pages = nullptr;
-    size_t page_positions = 0;  // positions per page
-    size_t slice_bytes = 0;     // one head's values at one position
-    DType dtype = DType::F32;
-    size_t n_positions = 0;     // positions that hold data
-
-    // Bytes from a page's start to head h's run of page_positions slices.
-    size_t head_offset(size_t h) const { return h * page_positions * slice_bytes; }
-};
-
 class KvCache {
 public:
-    static constexpr size_t kPagePositions = 256;
+    KvCache(backend::BlockPool& pages, const StateLayout& layout) : pool_(&pages), layout_(&layout) {}
 
-    // n_heads KV heads of head_dim values per position (0 heads: a layer without attention);
-    // dtype: F32, F16 or Q8_0 (then head_dim is a multiple of 32).
-    KvCache(size_t n_heads, size_t head_dim, DType dtype);
-
-    // Values per position: n_heads * head_dim.
-    size_t row_width() const { return n_heads_ * head_dim_; }
-    DType dtype() const { return dtype_; }
-    size_t row_bytes() const { return row_bytes_; }
     size_t n_positions() const { return n_positions_; }
 
-    // Stores one position's keys and values (row_width floats each, head after head, converted to
-    // the cache's type) at `position`, which must be <= n_positions(); positions after it are
-    // forgotten.
-    void store(size_t position, const float* keys, const float* values);
-    // The same for rows already in the cache's type (row_bytes() each, head after head), and its
-    // inverse: a stored position's rows in that form (snapshots keep rows, not pages).
-    void store_raw(size_t position, const uint8_t* keys, const uint8_t* values);
-    void read_raw(size_t position, uint8_t* keys, uint8_t* values) const;
+    // Before a step stores positions [begin, end): forgets every position from `begin` on,
+    // allocates pages up to `end` and un-shares the pages the step writes. Returns the ids of
+    // the pages covering [0, end), in order.
+    std::vector<uint32_t> prepare_write(size_t begin, size_t end);
+    // After the step: positions [0, end) hold data.
+    void written(size_t end) { n_positions_ = end; }
     // Forgets every position from `n_positions` on (pages wholly past it are released).
     void truncate(size_t n_positions);
 
-    // Valid until the next store/truncate.
-    KvView view();
-    size_t memory_bytes() const;
+    // Every position's keys (or values) of one attention layer as rows (n_kv_heads slices of
+    // head_dim values in the layout's kv_dtype, head after head): the backend-free form that
+    // snapshots keep. `rows` holds n_positions() rows of n_kv_heads * slice_bytes bytes.
+    void read_rows(size_t attention_layer, bool values, uint8_t* rows) const;
+    // The inverse, for `n_positions` positions, into pages made by prepare_write(0, n_positions)
+    // (then written(n_positions) once every layer is in).
+    void write_rows(size_t attention_layer, bool values, size_t n_positions, const uint8_t* rows);
+
+    // Bytes of the pages this cache refers to (shared pages counted in full by each sharer).
+    size_t memory_bytes() const { return pages_.size() * layout_->kv_page_bytes(); }
 
 private:
-    struct Page {
-        std::vector<uint8_t> keys, values;
-    };
-    // Where head `head` of `position` lies in its page.
-    size_t offset_in_page(size_t position, size_t head) const {
-        return head * kPagePositions * slice_bytes_ + (position % kPagePositions) * slice_bytes_;
-    }
-    // The page holding `position`, allocated or un-shared as needed; positions from `position`
-    // on are forgotten.
-    Page& writable_page(size_t position);
-
-    size_t n_heads_, head_dim_;
-    DType dtype_;
-    size_t slice_bytes_;  // one head at one position
-    size_t row_bytes_;    // every head at one position
+    backend::BlockPool* pool_;
+    const StateLayout* layout_;
     size_t n_positions_ = 0;
-    std::vector<std::shared_ptr<Page>> pages_;
-    std::vector<const uint8_t*> key_pointers_, value_pointers_;  // view()'s page tables
+    std::vector<std::shared_ptr<Block>> pages_;
 };
 
 }  // namespace lfmrt

@@ -1,34 +1,41 @@
-// The state one sequence carries between forward calls: a KV cache per attention layer and
-// the last k-1 conv inputs per short-conv layer. Copying it is a cheap fork (KV pages are
-// shared copy-on-write; conv states are a few KB per layer).
+// The state one sequence carries between forward steps, in its model's backend pools: the KV
+// pages of the attention layers, the conv state of the short-conv layers, and its position.
 #pragma once
 
 #include <cstddef>
-#include <cstdint>
-#include <vector>
+#include <memory>
 
-#include "lfmrt/config.h"
+#include "lfmrt/backend.h"
+#include "state/block.h"
 #include "state/kv_cache.h"
 
 namespace lfmrt {
 
-// The last (kernel - 1) inputs of one short-conv layer's depthwise convolution,
-// [kernel - 1][hidden], oldest first; zeros at the start of a sequence.
-struct ConvState {
-    std::vector<float> history;
+// Where a model's sessions keep their state: the backend's two pools and their layout.
+struct StatePools {
+    backend::BlockPool& kv_pages;
+    backend::BlockPool& conv_states;
+    const StateLayout& layout;
 };
 
 struct SequenceState {
-    SequenceState(const ModelConfig& config, DType kv_dtype);
+    // An empty sequence: no KV pages, zero conv state.
+    explicit SequenceState(const StatePools& pools);
+    SequenceState(SequenceState&&) = default;
 
-    std::vector<ConvState> conv;  // indexed by layer; empty for attention layers
-    std::vector<KvCache> kv;      // indexed by layer; zero-width for conv layers
-    size_t n_past = 0;            // positions already processed
+    // An independent copy: KV pages shared copy-on-write, the conv state copied.
+    SequenceState fork() const;
 
-    // Forgets positions from n on in every KV cache. The conv states cannot be rewound this way;
-    // the caller restores them from a checkpoint taken at n.
-    void truncate_kv(size_t n);
+    KvCache kv;
+    // Every conv layer's last (kernel - 1) conv inputs (StateLayout); null without conv layers.
+    std::unique_ptr<Block> conv;
+    size_t n_past = 0;  // positions already processed
+
     size_t memory_bytes() const;
+
+private:
+    SequenceState(const KvCache& kv, std::unique_ptr<Block> conv, size_t n_past)
+        : kv(kv), conv(std::move(conv)), n_past(n_past) {}
 };
 
 }  // namespace lfmrt

@@ -37,7 +37,7 @@ struct Session::PendingRun {
 Session::Session(std::shared_ptr<const Model> model, SessionOptions options)
     : model_(std::move(model)),
       options_(options),
-      state_(std::make_unique<SequenceState>(model_->config(), model_->kv_dtype())),
+      state_(std::make_unique<SequenceState>(model_->state_pools())),
       checkpoints_(std::make_unique<ConvCheckpoints>(options.max_checkpoints)) {
     if (options_.checkpoint_interval == 0) throw InvalidArgument("checkpoint_interval must be positive");
 }
@@ -125,7 +125,8 @@ std::vector<float> Session::append(const std::vector<int32_t>& tokens, size_t ch
     std::lock_guard<std::mutex> lock(mutex_);
     check_tokens(tokens);
     if (chunk_size == 0) throw InvalidArgument("chunk_size must be positive");
-    if (tokens.empty()) return all_logits ? std::vector<float>() : last_logits_;
+    // Nothing to run means no logits to return (a fresh session has none at all).
+    if (tokens.empty()) throw InvalidArgument("append needs at least one token");
     const auto vocab = static_cast<size_t>(model_->config().vocab_size);
     std::vector<float> logits(all_logits ? tokens.size() * vocab : vocab);
     run(tokens.data(), tokens.size(), chunk_size, all_logits, logits.data());
@@ -144,7 +145,7 @@ void Session::rewind(size_t n_tokens, size_t chunk_size) {
     if (n_tokens == tokens_.size()) return;
     checkpoints_->truncate(n_tokens);
     const size_t restart = checkpoints_->restore_at_or_before(n_tokens, *state_);
-    state_->truncate_kv(restart);
+    state_->kv.truncate(restart);
     state_->n_past = restart;
     tokens_.resize(n_tokens);
     last_logits_.clear();
@@ -159,8 +160,8 @@ void Session::checkpoint() {
 std::unique_ptr<Session> Session::fork() const {
     std::lock_guard<std::mutex> lock(mutex_);
     auto copy = std::make_unique<Session>(model_, options_);
-    *copy->state_ = *state_;
-    *copy->checkpoints_ = *checkpoints_;
+    copy->state_ = std::make_unique<SequenceState>(state_->fork());
+    *copy->checkpoints_ = *checkpoints_;  // checkpoints never change: the copies share them
     copy->tokens_ = tokens_;
     copy->last_logits_ = last_logits_;
     return copy;
@@ -168,7 +169,7 @@ std::unique_ptr<Session> Session::fork() const {
 
 void Session::reset() {
     std::lock_guard<std::mutex> lock(mutex_);
-    state_ = std::make_unique<SequenceState>(model_->config(), model_->kv_dtype());
+    state_ = std::make_unique<SequenceState>(model_->state_pools());
     checkpoints_->clear();
     tokens_.clear();
     last_logits_.clear();

@@ -26,9 +26,11 @@ import os
 import sys
 from typing import Any, Dict, Generator, List, Optional, TextIO
 
+from .. import __version__
 from ..errors import LoadError
-from ..generation import Completion
+from ..generation.completion import Completion
 from ..model import Model
+from ..session import SNAPSHOT_MAGIC
 from . import common
 
 PROG = "lfmrt-chat"
@@ -41,8 +43,8 @@ Commands:
   /help            this text
   /reset           forget the conversation (the system prompt stays)
   /system TEXT     set the system prompt (/system alone shows it, /system - clears it)
-  /save FILE       save the conversation and the model's state to FILE
-  /load FILE       load a conversation saved with /save (same model)
+  /save FILE       save the conversation and the model's state to FILE (e.g. chat.lfmrt-chat)
+  /load FILE       load a conversation saved with /save (from another model: the transcript only)
   /stats           speeds of the last answer, and the session's size
   /quit            quit (Ctrl-D does too)
 Input:
@@ -61,14 +63,25 @@ class Conversation:
     session, which reuses the longest common prefix, so a turn costs only its new tokens.
     """
 
-    def __init__(self, model: Model, *, system: Optional[str], sampling: Dict[str, Any], max_tokens: int) -> None:
+    def __init__(
+        self,
+        model: Model,
+        *,
+        system: Optional[str],
+        sampling: Dict[str, Any],
+        max_tokens: int,
+        skip_special_tokens: bool = True,
+    ) -> None:
         self.model = model
+        self.skip_special_tokens = skip_special_tokens
         self.system = system
         self.sampling = sampling
         self.max_tokens = max_tokens
         self.messages: List[Dict[str, str]] = []
         self.session = model.session()
         self.last: Optional[Completion] = None
+        # What /stats says when there is no last answer to report on.
+        self.no_answer_note = "no answer yet"
 
     def _rendered_messages(self) -> List[Dict[str, str]]:
         system = [{"role": "system", "content": self.system}] if self.system else []
@@ -87,6 +100,7 @@ class Conversation:
                 max_tokens=self.max_tokens,
                 session=self.session,
                 context_policy="drop_oldest",
+                skip_special_tokens=self.skip_special_tokens,
                 **self.sampling,
             )
         except (ValueError, LoadError):
@@ -100,12 +114,17 @@ class Conversation:
         """Records an answer that was stopped after ``partial_text``."""
         self.messages.append({"role": "assistant", "content": partial_text})
         self.last = None
+        self.no_answer_note = (
+            f"the last answer was interrupted after {len(partial_text)} characters "
+            "(speeds are measured on finished answers)"
+        )
 
     def reset(self) -> None:
         """Forgets the messages and the model's state (the system prompt stays)."""
         self.messages.clear()
         self.session.reset()
         self.last = None
+        self.no_answer_note = "no answer since /reset"
 
     def save(self, path: str) -> None:
         """Writes the messages, the system prompt and the session snapshot to ``path`` (JSON)."""
@@ -121,18 +140,30 @@ class Conversation:
         with open(path, "w", encoding="utf-8") as f:
             json.dump(document, f, ensure_ascii=False, indent=1)
 
-    def load(self, path: str) -> None:
+    def load(self, path: str) -> Optional[str]:
         """Replaces this conversation with one saved by :meth:`save`.
 
+        Returns:
+            ``None``, or why the saved model state could not be used (it was saved with another
+            model): the transcript is loaded all the same, and the next answer reads it afresh.
+
         Raises:
-            LoadError: the file is not a saved conversation, or was saved with another model;
-                the conversation is then unchanged.
+            LoadError: the file is not a saved conversation; the conversation is then unchanged.
         """
         try:
-            with open(path, encoding="utf-8") as f:
-                document = json.load(f)
-        except (OSError, ValueError) as error:
-            raise LoadError(f"{path}: cannot read a saved conversation ({error})") from None
+            with open(path, "rb") as f:
+                raw = f.read()
+        except OSError as error:
+            raise LoadError(f"{path}: cannot read a saved conversation ({error.strerror})") from None
+        if raw.startswith(SNAPSHOT_MAGIC):
+            raise LoadError(
+                f"{path}: a session snapshot written by Session.save, not a conversation saved with /save "
+                "(Model.load_session reads it)"
+            )
+        try:
+            document = json.loads(raw.decode("utf-8"))
+        except ValueError as error:
+            raise LoadError(f"{path}: not a conversation saved with /save ({error})") from None
         if not isinstance(document, dict) or document.get("format") != SAVE_FORMAT:
             raise LoadError(f"{path}: not a conversation saved by {PROG} (/save)")
         if document.get("version") != SAVE_VERSION:
@@ -144,9 +175,14 @@ class Conversation:
             snapshot = base64.b64decode(document.get("session", ""), validate=True)
         except ValueError:
             raise LoadError(f"{path}: 'session' is not base64 data") from None
-        session = self.model.load_session(snapshot)
+        try:
+            session, problem = self.model.load_session(snapshot), None
+        except LoadError as error:
+            session, problem = self.model.session(), str(error)
         self.session, self.messages, self.system = session, messages, document.get("system")
         self.last = None
+        self.no_answer_note = f"no answer since /load {path}"
+        return problem
 
 
 def stats_text(conversation: Conversation) -> str:
@@ -156,7 +192,7 @@ def stats_text(conversation: Conversation) -> str:
     if conversation.last is not None:
         lines.append(common.describe_timings(conversation.last.timings))
     else:
-        lines.append("no finished answer yet")
+        lines.append(conversation.no_answer_note)
     lines.append(
         f"session: {session.n_tokens} of {conversation.model.max_context} tokens, "
         f"{session.memory_bytes / 2**20:.1f} MiB of state; {len(conversation.messages)} messages"
@@ -242,8 +278,12 @@ def run_command(conversation: Conversation, line: str, out: TextIO) -> bool:
                 conversation.save(path)
                 print(f"[saved {len(conversation.messages)} messages, {conversation.session.n_tokens} tokens to {path}]", file=out)
             else:
-                conversation.load(path)
-                print(f"[loaded {len(conversation.messages)} messages, {conversation.session.n_tokens} tokens from {path}]", file=out)
+                problem = conversation.load(path)
+                if problem is None:
+                    print(f"[loaded {len(conversation.messages)} messages, {conversation.session.n_tokens} tokens from {path}]", file=out)
+                else:
+                    print(f"[loaded {len(conversation.messages)} messages from {path}; its model state is not "
+                          f"usable here ({problem}), so the next answer reads the conversation afresh]", file=out)
         except (OSError, LoadError) as error:
             print(f"[error: {error}]", file=out)
     elif name == "/stats":
@@ -283,7 +323,17 @@ def interactive(conversation: Conversation, out: TextIO, banner: str) -> int:
             print(f"[error: {error}]", file=out)
             continue
         if completion is not None:
-            print(f"[{common.describe_timings(completion.timings)}]", file=out)
+            print(cut_notice(conversation, completion) + f"[{common.describe_timings(completion.timings)}]", file=out)
+
+
+def cut_notice(conversation: Conversation, completion: Completion) -> str:
+    """A line saying the answer was cut (at ``--max-tokens``, or by a full context) rather than
+    ended by the model, or ""."""
+    if completion.finish_reason != "length":
+        return ""
+    if len(completion.tokens) < conversation.max_tokens:
+        return f"[cut: the conversation filled the context ({conversation.model.max_context} tokens)]\n"
+    return f"[cut at --max-tokens {conversation.max_tokens}: the answer did not finish]\n"
 
 
 def one_shot(conversation: Conversation, text: str) -> int:
@@ -294,7 +344,7 @@ def one_shot(conversation: Conversation, text: str) -> int:
         return common.fail(PROG, error)
     if completion is None:
         return 130  # interrupted, as shells report SIGINT
-    print(f"[{common.describe_timings(completion.timings)}]", file=sys.stderr)
+    print(cut_notice(conversation, completion) + f"[{common.describe_timings(completion.timings)}]", file=sys.stderr)
     return 0
 
 
@@ -309,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demo", action="store_true", help="use the demo model bundled with lfmrt (no network)")
     parser.add_argument("--system", "-s", metavar="TEXT", help="the system prompt")
     parser.add_argument("--prompt", "-p", metavar="TEXT", help="answer this one message and exit")
+    parser.add_argument("--version", action="version", version=f"{PROG} (lfmrt {__version__})")
     common.add_sampling_arguments(parser, max_tokens=512)
     return parser
 
@@ -325,11 +376,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         sampling = common.sampling_from_args(args, model)
     except (LoadError, ValueError) as error:
         return common.fail(PROG, error)
-    conversation = Conversation(model, system=args.system, sampling=sampling, max_tokens=args.max_tokens)
-    if args.prompt is not None:
-        return one_shot(conversation, args.prompt)
-    if not sys.stdin.isatty():
-        return one_shot(conversation, sys.stdin.read())
+    conversation = Conversation(model, system=args.system, sampling=sampling, max_tokens=args.max_tokens,
+                                skip_special_tokens=not args.special_tokens)
+    if args.prompt is not None or not sys.stdin.isatty():
+        text = args.prompt if args.prompt is not None else sys.stdin.read()
+        if not text.strip():
+            source = "--prompt" if args.prompt is not None else "stdin"
+            return common.fail(PROG, ValueError(f"{source} is empty: there is no message to answer"))
+        return one_shot(conversation, text)
     name = "the demo model" if args.demo else args.model
     banner = (
         f"lfmrt-chat: {name} ({model.config.hidden_size}-wide, {len(model.config.layer_types)} layers, "

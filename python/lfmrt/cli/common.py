@@ -7,7 +7,7 @@ import sys
 from typing import Any, Dict, Optional
 
 from ..errors import LoadError
-from ..generation import Timings
+from ..generation.completion import Timings
 from ..model import Model
 
 # A logit bias that no real logit overcomes: the token is never sampled.
@@ -27,11 +27,14 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, optional: bool = Fal
     parser.add_argument("--revision", help="for a repo id: the branch, tag or commit (default: main)")
     parser.add_argument("--quant", metavar="TYPE", help="quantize on load (q8_0, q4_0, q4_k_m, q5_k_m, q6_k, f16, ...)")
     parser.add_argument("--threads", "-t", type=int, metavar="N", help="compute threads (default: physical cores)")
+    parser.add_argument("--device", "-d", metavar="DEVICE",
+                        help="cpu (default), cpu:avx2 and friends, opencl[:N], cuda[:N]; `lfmrt info` lists them")
     parser.add_argument("--max-context", type=int, metavar="N", help="the longest sequence a session may hold")
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser, *, max_tokens: int) -> None:
-    """The sampling flags; unset ones keep the model's defaults (its generation_config.json)."""
+    """The sampling flags (unset ones keep the model's defaults: its generation_config.json) and
+    --special-tokens."""
     group = parser.add_argument_group("sampling (default: the model's own settings)")
     group.add_argument("--temperature", "--temp", type=float, metavar="T", help="0 is greedy")
     group.add_argument("--top-p", type=float, metavar="P")
@@ -43,6 +46,8 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, *, max_tokens: int) 
                        help=f"at most this many new tokens per answer (default: {max_tokens})")
     group.add_argument("--ignore-eos", action="store_true",
                        help="never end at the end-of-sequence token (for benchmarks and tests)")
+    parser.add_argument("--special-tokens", action="store_true",
+                        help="show special tokens such as <|im_end|> in the text (left out by default)")
 
 
 def sampling_from_args(args: argparse.Namespace, model: Model) -> Dict[str, Any]:
@@ -60,6 +65,7 @@ def load_model(args: argparse.Namespace, name: Optional[str] = None) -> Model:
         name if name is not None else args.model,
         quant=args.quant,
         n_threads=args.threads,
+        device=args.device,
         max_context=args.max_context,
         file=args.file,
         revision=args.revision,

@@ -36,9 +36,10 @@ def run(args: argparse.Namespace) -> int:
         sampling = common.sampling_from_args(args, model)
         if args.chat:
             stream = model.chat_stream([{"role": "user", "content": prompt}], max_tokens=args.max_tokens,
-                                       stop=args.stop, **sampling)
+                                       stop=args.stop, skip_special_tokens=not args.special_tokens, **sampling)
         else:
-            stream = model.stream(prompt, max_tokens=args.max_tokens, stop=args.stop, **sampling)
+            stream = model.stream(prompt, max_tokens=args.max_tokens, stop=args.stop,
+                                  skip_special_tokens=not args.special_tokens, **sampling)
         while True:
             try:
                 piece = next(stream)

@@ -14,7 +14,7 @@ import math
 from collections import defaultdict
 from typing import Any, Dict
 
-from ..cpu import cpu_info
+from ..devices import cpu_info
 from ..errors import LoadError
 from ..hub import resolve_model
 from ..loaders import load_checkpoint

@@ -53,7 +53,7 @@ def register(subparsers: Any) -> None:
             "ffn_down in llama.cpp's chosen layers."
         ),
     )
-    parser.add_argument("src", help="Hugging Face model directory or .gguf file")
+    parser.add_argument("src", help="a Hugging Face model directory, a .gguf file, a Hub repo id or 'demo'")
     parser.add_argument("out", help="the .gguf file to write")
     parser.add_argument("--type", dest="scheme", required=True, choices=list(SCHEMES), help="tensor types")
     parser.add_argument(
@@ -69,12 +69,17 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Writes the file; returns 0, or 1 with a message on stderr for a bad source."""
+    from ..hub import resolve_model
     from ..loaders import load_checkpoint
-    from ..loaders.gguf_writer import write_gguf
+    from ..quantization.gguf_writer import write_gguf
 
     started = time.perf_counter()
+    folder = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(folder):
+        print(f"lfmrt quantize: error: cannot write {args.out}: the folder {folder} does not exist", file=sys.stderr)
+        return 1
     try:
-        checkpoint = load_checkpoint(args.src)
+        checkpoint = load_checkpoint(resolve_model(args.src))
         written = write_gguf(
             checkpoint,
             args.out,
@@ -85,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
         )
     except (LoadError, ValueError) as exc:
         print(f"lfmrt quantize: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the folder vanished, is read-only, the disk is full, ...
+        print(f"lfmrt quantize: error: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     by_type = collections.Counter()
     for tensor in written:

@@ -18,16 +18,24 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Sequence
 
 if TYPE_CHECKING:
-    from ..model import Model
+    import numpy as np
 
 _MODEL_DIR = Path(__file__).resolve().parent / "model"
 # Evaluation windows: bos + this many - 1 text tokens each (the training sequence length).
 PERPLEXITY_WINDOW = 512
+
+
+class ScoringModel(Protocol):
+    """What :func:`perplexity` needs of a model (``lfmrt.Model`` is one)."""
+
+    def tokenize(self, text: str, *, add_special_tokens: bool = True) -> List[int]:
+        """Token ids of ``text``."""
+
+    def logits(self, tokens: Sequence[int]) -> "np.ndarray":
+        """Logits after every token, shape ``(len(tokens), vocab)``."""
 
 
 def demo_model_path() -> str:
@@ -46,7 +54,7 @@ def training_report() -> Dict[str, Any]:
     return json.loads((_MODEL_DIR / "training.json").read_text(encoding="utf-8"))
 
 
-def perplexity(model: "Model", text: Optional[str] = None, *, window: int = PERPLEXITY_WINDOW) -> float:
+def perplexity(model: ScoringModel, text: Optional[str] = None, *, window: int = PERPLEXITY_WINDOW) -> float:
     """Token-level perplexity of ``model`` on ``text`` (default: :func:`heldout_text`).
 
     The text is tokenized without special tokens and cut into consecutive windows of
@@ -56,6 +64,8 @@ def perplexity(model: "Model", text: Optional[str] = None, *, window: int = PERP
     Raises:
         ValueError: the text has no tokens, or ``window`` is below 2.
     """
+    import numpy as np
+
     if window < 2:
         raise ValueError("window must be at least 2")
     ids = model.tokenize(heldout_text() if text is None else text, add_special_tokens=False)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import LoadError
 
@@ -272,6 +272,96 @@ def parse_config(raw: Dict[str, Any], source: str = "config.json") -> Lfm2Config
         pad_token_id=pad[0] if pad else None,
         raw=raw,
     )
+
+
+# What sets each quantity a weight's shape is made of, as each container names it.
+HF_CONFIG_FIELDS = {
+    "vocab": "vocab_size",
+    "hidden": "hidden_size",
+    "ff": "block_ff_dim / intermediate_size (after block_auto_adjust_ff_dim)",
+    "heads": "num_attention_heads",
+    "kv_heads": "num_key_value_heads",
+    "head_dim": "head_dim (hidden_size / num_attention_heads unless set)",
+    "conv": "conv_L_cache",
+}
+GGUF_CONFIG_FIELDS = {
+    "vocab": "the token count (tokenizer.ggml.tokens)",
+    "hidden": "lfm2.embedding_length",
+    "ff": "lfm2.feed_forward_length",
+    "heads": "lfm2.attention.head_count",
+    "kv_heads": "lfm2.attention.head_count_kv",
+    "head_dim": "lfm2.attention.key_length (embedding_length / head_count unless set)",
+    "conv": "lfm2.shortconv.l_cache",
+}
+
+# One dimension of a weight: its size, and the quantities whose product (times a factor) it is.
+_Dimension = Tuple[int, Tuple[str, ...], int]
+
+
+def weight_dimensions(config: Lfm2Config) -> Dict[str, Tuple[_Dimension, ...]]:
+    """Every weight the config implies, with each dimension's size and what sets it."""
+    sizes = {"vocab": config.vocab_size, "hidden": config.hidden_size, "ff": config.ff_dim,
+             "heads": config.n_heads, "kv_heads": config.n_kv_heads, "head_dim": config.head_dim,
+             "conv": config.conv_kernel}
+
+    def dim(*names: str, times: int = 1) -> _Dimension:
+        size = times
+        for name in names:
+            size *= sizes[name]
+        return size, names, times
+
+    hidden = dim("hidden")
+    shapes: Dict[str, Tuple[_Dimension, ...]] = {
+        "embed_tokens.weight": (dim("vocab"), hidden),
+        "lm_head.weight": (dim("vocab"), hidden),
+        "embedding_norm.weight": (hidden,),
+    }
+    for i, kind in enumerate(config.layer_types):
+        layer = f"layers.{i}."
+        shapes[layer + "operator_norm.weight"] = (hidden,)
+        shapes[layer + "ffn_norm.weight"] = (hidden,)
+        shapes[layer + "feed_forward.w1.weight"] = (dim("ff"), hidden)
+        shapes[layer + "feed_forward.w3.weight"] = (dim("ff"), hidden)
+        shapes[layer + "feed_forward.w2.weight"] = (hidden, dim("ff"))
+        if kind == "conv":
+            shapes[layer + "conv.in_proj.weight"] = (dim("hidden", times=3), hidden)
+            shapes[layer + "conv.in_proj.bias"] = (dim("hidden", times=3),)
+            shapes[layer + "conv.out_proj.weight"] = (hidden, hidden)
+            shapes[layer + "conv.out_proj.bias"] = (hidden,)
+            shapes[layer + "conv.conv.weight"] = (hidden, dim(), dim("conv"))
+            shapes[layer + "conv.conv.bias"] = (hidden,)
+        else:
+            attention = layer + "self_attn."
+            shapes[attention + "q_proj.weight"] = (dim("heads", "head_dim"), hidden)
+            shapes[attention + "k_proj.weight"] = (dim("kv_heads", "head_dim"), hidden)
+            shapes[attention + "v_proj.weight"] = (dim("kv_heads", "head_dim"), hidden)
+            shapes[attention + "out_proj.weight"] = (hidden, dim("heads", "head_dim"))
+            shapes[attention + "q_layernorm.weight"] = (dim("head_dim"),)
+            shapes[attention + "k_layernorm.weight"] = (dim("head_dim"),)
+    return shapes
+
+
+def check_weight_shapes(
+    config: Lfm2Config, shapes: Mapping[str, Sequence[int]], source: str, fields: Mapping[str, str]
+) -> None:
+    """Raises LoadError naming ``source`` (the config's file) and the field behind the first
+    weight dimension that disagrees with the config: the config is more often wrong (edited,
+    from another model) than the weights. ``fields`` names the quantities as the file does
+    (:data:`HF_CONFIG_FIELDS` or :data:`GGUF_CONFIG_FIELDS`). Weights of another rank, or
+    unknown to the config, are left to the core's own checks."""
+    expected_shapes = weight_dimensions(config)
+    for name, shape in shapes.items():
+        expected = expected_shapes.get(name)
+        if expected is None or len(expected) != len(shape):
+            continue
+        for index, ((size, names, times), actual) in enumerate(zip(expected, shape)):
+            if size == actual:
+                continue
+            quantity = " x ".join(([str(times)] if times != 1 else []) + [fields[n] for n in names])
+            raise LoadError(
+                f"{source}: gives tensor '{name}' the shape {[d[0] for d in expected]}, but the weights have "
+                f"{list(shape)}: dimension {index} is {quantity} = {size} there, {actual} in the weights"
+            )
 
 
 def load_config(path: str | os.PathLike) -> Lfm2Config:

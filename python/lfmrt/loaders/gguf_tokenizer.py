@@ -149,14 +149,21 @@ def tokenizer_from_gguf(fields: Mapping[str, Any], where: str) -> Optional[GGUFT
             raise LoadError(f"{where}: {key} is {token_id!r}, not a token id below {len(tokens)}")
         special_ids[name] = token_id
         special_tokens[name] = tokens[token_id]
-    tokenizer.post_processor = _post_processor(
-        special_tokens.get("bos_token"),
-        special_ids.get("bos_token"),
-        special_tokens.get("eos_token"),
-        special_ids.get("eos_token"),
-        bool(fields.get("tokenizer.ggml.add_bos_token", False)),
-        bool(fields.get("tokenizer.ggml.add_eos_token", False)),
-    )
+    try:  # the template names the tokens by their text, which tokenizers parses
+        tokenizer.post_processor = _post_processor(
+            special_tokens.get("bos_token"),
+            special_ids.get("bos_token"),
+            special_tokens.get("eos_token"),
+            special_ids.get("eos_token"),
+            bool(fields.get("tokenizer.ggml.add_bos_token", False)),
+            bool(fields.get("tokenizer.ggml.add_eos_token", False)),
+        )
+    except Exception as exc:  # tokenizers raises its own Exception subclasses
+        named = ", ".join(f"{name} {text!r}" for name, text in special_tokens.items())
+        raise LoadError(
+            f"{where}: tokenizer.ggml.tokens gives special tokens ({named}) that cannot begin or end "
+            f"a sequence: {exc}"
+        ) from exc
     return GGUFTokenizer(tokenizer=tokenizer, special_tokens=special_tokens, special_ids=special_ids)
 
 

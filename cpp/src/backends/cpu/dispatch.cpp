@@ -142,12 +142,12 @@ const KernelTable& select_kernels(const std::string& isa) {
     if (isa.empty() || isa == "avx512") {
         if (has_avx512_vnni()) return avx512_kernels();
         if (isa == "avx512") {
-            throw InvalidArgument("LFMRT_ISA=avx512, but this CPU lacks AVX-512 F/BW/VL/VNNI, AVX2, FMA or F16C");
+            throw InvalidArgument("the avx512 kernel set (device cpu:avx512 or LFMRT_ISA=avx512) needs AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C, which this CPU lacks");
         }
     }
     if (isa.empty() || isa == "avx2") {
         if (has_avx2_fma_f16c()) return avx2_kernels();
-        if (isa == "avx2") throw InvalidArgument("LFMRT_ISA=avx2, but this CPU lacks AVX2, FMA or F16C");
+        if (isa == "avx2") throw InvalidArgument("the avx2 kernel set (device cpu:avx2 or LFMRT_ISA=avx2) needs AVX2, FMA and F16C, which this CPU lacks");
         return scalar_kernels();
     }
 #elif defined(__aarch64__)
@@ -156,20 +156,21 @@ const KernelTable& select_kernels(const std::string& isa) {
     if (isa.empty() || isa == "neon_i8mm") {
         if (arm.dotprod && arm.i8mm) return neon_i8mm_kernels();
         if (isa == "neon_i8mm") {
-            throw InvalidArgument("LFMRT_ISA=neon_i8mm, but this CPU lacks the int8 matrix-multiply or dot-product instructions");
+            throw InvalidArgument("the neon_i8mm kernel set (device cpu:neon_i8mm or LFMRT_ISA=neon_i8mm) needs the int8 matrix-multiply and dot-product instructions, which this CPU lacks");
         }
     }
     if (isa.empty() || isa == "neon_dotprod") {
         if (arm.dotprod) return neon_dotprod_kernels();
         if (isa == "neon_dotprod") {
-            throw InvalidArgument("LFMRT_ISA=neon_dotprod, but this CPU lacks the dot-product instructions");
+            throw InvalidArgument("the neon_dotprod kernel set (device cpu:neon_dotprod or LFMRT_ISA=neon_dotprod) needs the dot-product instructions, which this CPU lacks");
         }
         return neon_kernels();
     }
 #else
     if (isa.empty()) return scalar_kernels();
 #endif
-    throw InvalidArgument("unknown kernel set '" + isa + "' (LFMRT_ISA): this build has " + kBuiltKernelSets);
+    throw InvalidArgument("unknown CPU kernel set '" + isa + "' (device cpu:" + isa + " or LFMRT_ISA): this build has " +
+                          kBuiltKernelSets);
 }
 
 const KvKernels& kv_kernels_for(const KernelTable& table) {

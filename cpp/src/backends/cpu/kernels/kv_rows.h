@@ -52,13 +52,13 @@ static void mix_rows(const float* weights, size_t weights_stride, size_t group, 
     }
 }
 
-// One ISA's KvKernels from its scores and mix kernels (an ISA with only row dots and axpys
+// One ISA's KvKernels from its scores, mix and exp_sum kernels (an ISA with only row dots and axpys
 // passes scores<dot> and mix_rows<axpy>). constexpr, so the table is constant-initialised: no
 // code of an ISA's file runs before dispatch has checked the CPU.
 template <KvScoresFn scores_f32, KvScoresFn scores_f16, KvScoresFn scores_q8_0, KvMixFn mix_f32, KvMixFn mix_f16,
-          KvMixFn mix_q8_0>
+          KvMixFn mix_q8_0, KvExpSumFn exp_sum>
 static constexpr KvKernels make_table(const char* name) {
-    KvKernels table{name, {}, {}};
+    KvKernels table{name, {}, {}, exp_sum};
     table.scores[static_cast<int>(DType::F32)] = scores_f32;
     table.scores[static_cast<int>(DType::F16)] = scores_f16;
     table.scores[static_cast<int>(DType::Q8_0)] = scores_q8_0;

@@ -432,24 +432,28 @@ float max_of(const float* x, size_t n) {
     return result;
 }
 
-void softmax(float* x, size_t n) {
-    if (n == 0) return;
-    const __m256 max = _mm256_set1_ps(max_of(x, n));
+float exp_sum(float* x, size_t n, float shift) {
+    const __m256 s = _mm256_set1_ps(shift);
     __m256 sum = _mm256_setzero_ps();
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), max));
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
         _mm256_storeu_ps(x + i, e);
         sum = _mm256_add_ps(sum, e);
     }
     if (i < n) {
         const __m256i mask = lane_mask(n - i);
-        const __m256 e = exp8(_mm256_sub_ps(_mm256_maskload_ps(x + i, mask), max));
-        const __m256 e_masked = _mm256_and_ps(e, _mm256_castsi256_ps(mask));
-        _mm256_maskstore_ps(x + i, mask, e_masked);
-        sum = _mm256_add_ps(sum, e_masked);
+        const __m256 e = _mm256_and_ps(exp8(_mm256_sub_ps(_mm256_maskload_ps(x + i, mask), s)),
+                                       _mm256_castsi256_ps(mask));
+        _mm256_maskstore_ps(x + i, mask, e);
+        sum = _mm256_add_ps(sum, e);
     }
-    const __m256 total = _mm256_set1_ps(hsum(sum));
+    return hsum(sum);
+}
+
+void softmax(float* x, size_t n) {
+    if (n == 0) return;
+    const __m256 total = _mm256_set1_ps(exp_sum(x, n, max_of(x, n)));
     map2(x, x, x, n, [total](__m256 e, __m256) { return _mm256_div_ps(e, total); });
 }
 
@@ -489,6 +493,7 @@ void axpy(float a, const float* x, float* y, size_t n) { cpu::axpy(a, x, y, n); 
 void rmsnorm(const float* x, const float* weight, size_t n, float eps, float* y) { cpu::rmsnorm(x, weight, n, eps, y); }
 void silu_mul(const float* gate, const float* up, float* out, size_t n) { cpu::silu_mul(gate, up, out, n); }
 void softmax(float* x, size_t n) { cpu::softmax(x, n); }
+float exp_sum(float* x, size_t n, float shift) { return cpu::exp_sum(x, n, shift); }
 void mul(const float* a, const float* b, float* out, size_t n) { cpu::mul(a, b, out, n); }
 
 }  // namespace avx2

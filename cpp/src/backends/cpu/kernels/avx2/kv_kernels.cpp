@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "backends/cpu/kernels/avx2/float_kernels.h"
 #include "backends/cpu/kernels/avx2/reductions.h"
 #include "backends/cpu/kernels/kv_kernels.h"
 #include "backends/cpu/kernels/kv_rows.h"
@@ -224,8 +225,8 @@ void mix(const float* weights, size_t weights_stride, size_t group, const void* 
 }
 
 constexpr KvKernels kAvx2KvKernels =
-    kv_rows::make_table<scores<LoadF32>, scores<LoadF16>, scores<LoadQ8_0>, mix<LoadF32>, mix<LoadF16>, mix<LoadQ8_0>>(
-        "avx2");
+    kv_rows::make_table<scores<LoadF32>, scores<LoadF16>, scores<LoadQ8_0>, mix<LoadF32>, mix<LoadF16>, mix<LoadQ8_0>,
+                        avx2::exp_sum>("avx2");
 
 }  // namespace
 

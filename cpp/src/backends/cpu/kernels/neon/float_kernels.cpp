@@ -270,6 +270,26 @@ void mul(const float* a, const float* b, float* out, size_t n) {
     map2(a, b, out, n, [](float32x4_t av, float32x4_t bv) { return vmulq_f32(av, bv); });
 }
 
+float exp_sum(float* x, size_t n, float shift) {
+    // Padding lanes of the tail hold -inf, whose exp is 0, so they add nothing to the sum.
+    float32x4_t sum = vdupq_n_f32(0.0f);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t e = exp4(vsubq_f32(vld1q_f32(x + i), vdupq_n_f32(shift)));
+        vst1q_f32(x + i, e);
+        sum = vaddq_f32(sum, e);
+    }
+    if (i < n) {
+        float tail[4] = {-__builtin_inff(), -__builtin_inff(), -__builtin_inff(), -__builtin_inff()};
+        __builtin_memcpy(tail, x + i, (n - i) * sizeof(float));
+        const float32x4_t e = exp4(vsubq_f32(vld1q_f32(tail), vdupq_n_f32(shift)));
+        vst1q_f32(tail, e);
+        __builtin_memcpy(x + i, tail, (n - i) * sizeof(float));
+        sum = vaddq_f32(sum, e);
+    }
+    return vaddvq_f32(sum);
+}
+
 void softmax(float* x, size_t n) {
     if (n == 0) return;
     float32x4_t max4 = vdupq_n_f32(-__builtin_inff());
@@ -277,23 +297,7 @@ void softmax(float* x, size_t n) {
     for (; i + 4 <= n; i += 4) max4 = vmaxq_f32(max4, vld1q_f32(x + i));
     float max = vmaxvq_f32(max4);
     for (; i < n; ++i) max = x[i] > max ? x[i] : max;
-
-    // Padding lanes of the tail hold -inf, whose exp is 0, so they add nothing to the sum.
-    float32x4_t sum = vdupq_n_f32(0.0f);
-    for (i = 0; i + 4 <= n; i += 4) {
-        const float32x4_t e = exp4(vsubq_f32(vld1q_f32(x + i), vdupq_n_f32(max)));
-        vst1q_f32(x + i, e);
-        sum = vaddq_f32(sum, e);
-    }
-    if (i < n) {
-        float tail[4] = {-__builtin_inff(), -__builtin_inff(), -__builtin_inff(), -__builtin_inff()};
-        __builtin_memcpy(tail, x + i, (n - i) * sizeof(float));
-        const float32x4_t e = exp4(vsubq_f32(vld1q_f32(tail), vdupq_n_f32(max)));
-        vst1q_f32(tail, e);
-        __builtin_memcpy(x + i, tail, (n - i) * sizeof(float));
-        sum = vaddq_f32(sum, e);
-    }
-    const float32x4_t total = vdupq_n_f32(vaddvq_f32(sum));
+    const float32x4_t total = vdupq_n_f32(exp_sum(x, n, max));
     map2(x, x, x, n, [total](float32x4_t e, float32x4_t) { return vdivq_f32(e, total); });
 }
 

@@ -7,6 +7,7 @@
 
 #include "backends/cpu/kernels/kv_kernels.h"
 #include "backends/cpu/kernels/kv_rows.h"
+#include "backends/cpu/kernels/neon/neon.h"
 #include "formats/blocks.h"
 
 namespace lfmrt::cpu {
@@ -106,7 +107,7 @@ void axpy_q8_0(float a, const void* v, float* out, size_t n) {
 constexpr KvKernels kNeonKvKernels =
     kv_rows::make_table<kv_rows::scores<DType::F32, dot_f32>, kv_rows::scores<DType::F16, dot_f16>,
                          kv_rows::scores<DType::Q8_0, dot_q8_0>, kv_rows::mix_rows<DType::F32, axpy_f32>,
-                         kv_rows::mix_rows<DType::F16, axpy_f16>, kv_rows::mix_rows<DType::Q8_0, axpy_q8_0>>("neon");
+                         kv_rows::mix_rows<DType::F16, axpy_f16>, kv_rows::mix_rows<DType::Q8_0, axpy_q8_0>, neon::exp_sum>("neon");
 
 }  // namespace
 

@@ -2,6 +2,7 @@
 #include "backends/cpu/kernels/kv_kernels.h"
 #include "backends/cpu/kernels/kv_rows.h"
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -55,10 +56,19 @@ void axpy_q8_0(float a, const void* v, float* out, size_t n) {
     }
 }
 
+float exp_sum(float* x, size_t n, float shift) {
+    float sum = 0.0f;
+    for (size_t i = 0; i < n; ++i) {
+        x[i] = std::exp(x[i] - shift);
+        sum += x[i];
+    }
+    return sum;
+}
+
 constexpr KvKernels kScalarKvKernels =
     kv_rows::make_table<kv_rows::scores<DType::F32, dot_f32>, kv_rows::scores<DType::F16, dot_f16>,
                          kv_rows::scores<DType::Q8_0, dot_q8_0>, kv_rows::mix_rows<DType::F32, axpy_f32>,
-                         kv_rows::mix_rows<DType::F16, axpy_f16>, kv_rows::mix_rows<DType::Q8_0, axpy_q8_0>>("scalar");
+                         kv_rows::mix_rows<DType::F16, axpy_f16>, kv_rows::mix_rows<DType::Q8_0, axpy_q8_0>, exp_sum>("scalar");
 
 }  // namespace
 

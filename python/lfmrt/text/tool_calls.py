@@ -9,9 +9,12 @@ answers a call in Pythonic form between two special tokens::
 :func:`tool_schemas` turns what a user passes (OpenAI-style definitions, bare
 ``{"name", "description", "parameters"}`` dicts, or plain Python functions) into the bare
 JSON-schema dicts LFM2's model cards show. :func:`parse_tool_calls` reads the model's calls with
-:mod:`ast`, never ``eval``: only keyword arguments whose values are literals (strings in either
-quote, numbers, lists, dicts, ``True``/``true``, ``False``/``false``, ``None``/``null``) are
-accepted; anything else makes the whole answer plain text with a parse error attached.
+:mod:`ast`, never ``eval``: only keyword arguments whose values are JSON-like literals
+(strings in either quote, finite numbers, lists, dicts, ``True``/``true``, ``False``/``false``,
+``None``/``null``) are accepted. It is as lenient as vLLM's and SGLang's LFM2 parsers where
+LFM2's real output needs it (raw newlines in strings, leading zeros, keyword-named arguments,
+a block left open, the echo of a call after its block) and strict per call: a malformed call is
+left out with its reason, its well-formed siblings are kept.
 """
 
 from __future__ import annotations
@@ -21,14 +24,15 @@ import collections.abc
 import dataclasses
 import inspect
 import json
+import keyword
+import math
 import re
 import typing
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-if TYPE_CHECKING:
-    from .generation import Completion
+from ..generation.completion import Completion
 
 TOOL_CALL_START = "<|tool_call_start|>"
 TOOL_CALL_END = "<|tool_call_end|>"
@@ -59,7 +63,8 @@ def tool_schemas(tools: Sequence[ToolDefinition]) -> List[Dict[str, Any]]:
 
     Raises:
         TypeError: a tool is none of these.
-        ValueError: a definition has no name, or a function cannot be described.
+        ValueError: a definition has no name or its ``parameters`` is not a JSON-schema object,
+            or a function cannot be described.
     """
     schemas = []
     for tool in tools:
@@ -72,6 +77,14 @@ def tool_schemas(tools: Sequence[ToolDefinition]) -> List[Dict[str, Any]]:
             tool = tool["function"]
         if not isinstance(tool.get("name"), str) or not tool["name"]:
             raise ValueError(f"tool definition without a name: {dict(tool)!r}")
+        parameters = tool.get("parameters")
+        if parameters is not None and not (
+            isinstance(parameters, Mapping) and parameters.get("type", "object") == "object"
+        ):
+            raise ValueError(
+                f"tool {tool['name']!r}: 'parameters' must be a JSON-schema object "
+                f"({{\"type\": \"object\", \"properties\": {{...}}}}), got {parameters!r}"
+            )
         schemas.append(dict(tool))
     return schemas
 
@@ -184,17 +197,29 @@ def function_schema(function: Callable[..., Any]) -> Dict[str, Any]:
 # Calls
 # --------------------------------------------------------------------------------------------
 
+Call = Tuple[str, Dict[str, Any]]
+
+# A Python keyword used as an argument name (``memory_get(from=1)``) is renamed with this
+# suffix so that ``ast`` can parse the call, then renamed back.
+_KEYWORD_SUFFIX = "__lfmrt_keyword"
+_KEYWORD_ARGUMENT = re.compile(r"([(,]\s*)(" + "|".join(keyword.kwlist) + r")(\s*=)(?!=)")
+# A decimal integer with leading zeros (``month=07``), which Python refuses.
+_LEADING_ZEROS = re.compile(r"(?<![\w.])0+(\d+)(?![\w.])")
+_CONTROL_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x00": "\\x00"}
+_OVERFLOW = "a number too large for a float (it would be Infinity, which JSON cannot write)"
+
 
 @dataclass(frozen=True)
 class ParsedToolCalls:
     """What :func:`parse_tool_calls` found in an answer.
 
     Attributes:
-        content: the text outside the tool-call blocks (stripped); the whole text when there are
-            no calls or they could not be parsed.
+        content: the text outside the tool-call blocks (stripped, stray end markers and the
+            echo of a call after its block dropped); the whole text when no call could be parsed.
         tool_calls: OpenAI-style calls (``{"id", "type": "function", "function": {"name",
             "arguments"}}`` with ``arguments`` a JSON string), or ``None`` when there are none.
-        error: why the calls could not be parsed, or ``None``.
+        error: why a call or a whole block could not be parsed (each reason naming the call),
+            or ``None``; the calls that could be parsed are in ``tool_calls`` all the same.
     """
 
     content: str
@@ -204,8 +229,11 @@ class ParsedToolCalls:
 
 def _literal(node: ast.AST) -> Any:
     """A Python/JSON literal's value; raises ToolCallError for anything else (names other than
-    true/false/null, calls, operators, f-strings, ...)."""
+    true/false/null, calls, operators, f-strings, ...) and for numbers JSON cannot write
+    (``1e999`` is infinity to Python, and JSON has no infinity)."""
     if isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float, bool, type(None))):
+        if isinstance(node.value, float) and not math.isfinite(node.value):
+            raise ToolCallError(_OVERFLOW)
         return node.value
     if isinstance(node, ast.Name) and node.id in _JSON_NAMES:
         return _JSON_NAMES[node.id]
@@ -237,108 +265,251 @@ def _call_name(node: ast.AST) -> str:
     raise ToolCallError(f"{ast.unparse(node)!r} is not a function name")
 
 
-def _calls_from_json(body: str) -> Optional[List[Tuple[str, Dict[str, Any]]]]:
+def _call(node: ast.AST) -> Call:
+    """(name, arguments) of one call node; ToolCallError says why it is not a tool call."""
+    if not isinstance(node, ast.Call):
+        raise ToolCallError(f"{ast.unparse(node)!r} is not a function call")
+    name = _call_name(node.func)
+    if node.args:
+        raise ToolCallError(f"{name}: positional arguments are not supported (name each argument)")
+    arguments: Dict[str, Any] = {}
+    for argument in node.keywords:
+        if argument.arg is None:
+            raise ToolCallError(f"{name}: '**' arguments are not supported")
+        key = argument.arg
+        if key.endswith(_KEYWORD_SUFFIX) and keyword.iskeyword(key[: -len(_KEYWORD_SUFFIX)]):
+            key = key[: -len(_KEYWORD_SUFFIX)]
+        try:
+            arguments[key] = _literal(argument.value)
+        except ToolCallError as error:
+            raise ToolCallError(f"{name}: argument {key!r}: {error}") from None
+    return name, arguments
+
+
+def _json_problem(value: Any) -> Optional[str]:
+    """Why a value json.loads gave is no JSON value lfmrt passes on (an infinite number, NaN), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return _OVERFLOW if not math.isnan(value) else "NaN, which JSON cannot write"
+    if isinstance(value, dict):
+        return next((p for p in map(_json_problem, value.values()) if p), None)
+    if isinstance(value, list):
+        return next((p for p in map(_json_problem, value) if p), None)
+    return None
+
+
+def _calls_from_json(body: str) -> Optional[Tuple[List[Call], List[str]]]:
     """Calls written as JSON (``[{"name": ..., "arguments": {...}}]``), which LFM2 writes when a
-    system prompt asks for JSON; ``None`` if the body is not that."""
+    system prompt asks for JSON: (calls, reasons for the items that are not calls); ``None`` if
+    the body is not JSON at all."""
     try:
-        value = json.loads(body)
-    except ValueError:
+        value = json.loads(body)  # Infinity, NaN and 1e999 load as floats: _json_problem finds them
+    except (ValueError, RecursionError):
         return None
     items = value if isinstance(value, list) else [value]
-    if not items:
+    if not items or not all(isinstance(item, dict) for item in items):
         return None
-    calls = []
-    for item in items:
-        if not (isinstance(item, dict) and isinstance(item.get("name"), str)):
-            return None
+    calls: List[Call] = []
+    errors: List[str] = []
+    for index, item in enumerate(items, start=1):
+        prefix = f"call {index}: " if len(items) > 1 else ""
         arguments = item.get("arguments", item.get("parameters", {}))
         if isinstance(arguments, str):
             try:
                 arguments = json.loads(arguments)
-            except ValueError:
-                return None
-        if not isinstance(arguments, dict):
-            return None
+            except (ValueError, RecursionError):
+                arguments = None
+        if not isinstance(item.get("name"), str) or not isinstance(arguments, dict):
+            errors.append(f"{prefix}not {{\"name\": ..., \"arguments\": {{...}}}}")
+            continue
+        problem = _json_problem(arguments)
+        if problem:
+            errors.append(f"{prefix}{item['name']}: {problem}")
+            continue
         calls.append((item["name"], arguments))
-    return calls
+    return calls, errors
 
 
-def parse_call_list(body: str) -> List[Tuple[str, Dict[str, Any]]]:
-    """(name, arguments) for each call in the text of one tool-call block.
+def _string_spans(text: str) -> List[Tuple[bool, str]]:
+    """``text`` cut into (inside a quoted string, piece) spans, quotes belonging to the string;
+    an unterminated string runs to the end."""
+    spans: List[Tuple[bool, str]] = []
+    start, index, quote = 0, 0, None
+    while index < len(text):
+        char = text[index]
+        if quote is None and char in "'\"":
+            spans.append((False, text[start:index]))
+            start, quote = index, char
+        elif quote is not None and char == "\\":
+            index += 1
+        elif char == quote:
+            spans.append((True, text[start : index + 1]))
+            start, quote = index + 1, None
+        index += 1
+    spans.append((quote is not None, text[start:]))
+    return [span for span in spans if span[1]]
+
+
+def _repaired(text: str) -> str:
+    """``text`` with what LFM2 writes but Python refuses made valid, the values unchanged: raw
+    newlines, tabs and NULs inside strings escaped (multi-line shell commands), leading zeros
+    dropped from integers, and Python keywords used as argument names renamed (see _call)."""
+    pieces = []
+    for inside, piece in _string_spans(text):
+        if inside:
+            pieces.append("".join(_CONTROL_ESCAPES.get(char, char) for char in piece))
+        else:
+            piece = _LEADING_ZEROS.sub(r"\1", piece)
+            pieces.append(_KEYWORD_ARGUMENT.sub(rf"\1\2{_KEYWORD_SUFFIX}\3", piece))
+    return "".join(pieces)
+
+
+def _parse(text: str) -> ast.expr:
+    """The expression ``text`` holds, as written or else repaired; ToolCallError otherwise."""
+    with warnings.catch_warnings():  # odd escapes in model output are not the user's concern
+        warnings.simplefilter("ignore")
+        try:
+            return ast.parse(text, mode="eval").body
+        except (SyntaxError, ValueError):
+            pass
+        try:
+            return ast.parse(_repaired(text), mode="eval").body
+        except SyntaxError as error:
+            raise ToolCallError(f"not a Python call list: {error.msg} at column {error.offset}") from None
+        except ValueError as error:
+            raise ToolCallError(f"not a Python call list: {error}") from None
+
+
+def _top_level_calls(body: str, respect_strings: bool) -> List[str]:
+    """The comma-separated items of ``[a(...), b(...)]`` at bracket depth 0: the calls of a list
+    that does not parse as a whole, to parse one by one. Respecting strings keeps commas and
+    brackets inside them apart; counting brackets alone survives a broken quote (which would
+    otherwise swallow the calls after it)."""
+    body = body.strip()
+    if body.startswith("[") and body.endswith("]"):
+        body = body[1:-1]
+    items, current, depth = [], [], 0
+    for inside, piece in _string_spans(body) if respect_strings else [(False, body)]:
+        if inside:
+            current.append(piece)
+            continue
+        for char in piece:
+            if char == "," and depth == 0:
+                items.append("".join(current))
+                current = []
+                continue
+            depth += (char in "([{") - (char in ")]}")
+            current.append(char)
+    items.append("".join(current))
+    return [item.strip() for item in items if item.strip()]
+
+
+def _parse_each(items: Sequence[str]) -> List[Any]:
+    """Each item parsed alone: its expression, or the ToolCallError saying why it does not parse."""
+    nodes: List[Any] = []
+    for item in items:
+        try:
+            nodes.append(_parse(item))
+        except (ToolCallError, RecursionError) as error:
+            nodes.append(ToolCallError(str(error) or "nested too deeply"))
+    return nodes
+
+
+def _n_calls(nodes: Sequence[Any]) -> int:
+    return sum(isinstance(node, ast.Call) for node in nodes)
+
+
+def parse_call_list(body: str) -> Tuple[List[Call], List[str]]:
+    """The calls in the text of one tool-call block, and why any other item is not one.
 
     Accepts ``[f(a=1), g(b="x")]``, a single call without brackets, and the JSON form
-    ``[{"name": "f", "arguments": {"a": 1}}]``.
+    ``[{"name": "f", "arguments": {"a": 1}}]``; strings may hold raw newlines, integers leading
+    zeros, argument names may be Python keywords. A call that is not a list of keyword arguments
+    with literal values is left out with its reason, and its well-formed siblings are kept, even
+    when the list as a whole does not parse (each item is then parsed alone).
 
-    Raises:
-        ToolCallError: the text is not that (the message says what is wrong).
+    Returns:
+        ``([(name, arguments), ...], [reason, ...])``; each reason names its call.
     """
     body = body.strip()
     if not body:
-        raise ToolCallError("empty tool-call block")
+        return [], ["empty tool-call block"]
     from_json = _calls_from_json(body)
     if from_json is not None:
         return from_json
     try:
-        with warnings.catch_warnings():  # odd escapes in model output are not the user's concern
-            warnings.simplefilter("ignore")
-            tree = ast.parse(body, mode="eval").body
-    except SyntaxError as error:
-        raise ToolCallError(f"not a Python call list: {error.msg} at column {error.offset}") from None
-    nodes = tree.elts if isinstance(tree, (ast.List, ast.Tuple)) else [tree]
+        tree = _parse(body)
+        nodes: List[Any] = list(tree.elts) if isinstance(tree, (ast.List, ast.Tuple)) else [tree]
+    except ToolCallError as whole:
+        nodes = max((_parse_each(_top_level_calls(body, respect)) for respect in (True, False)), key=_n_calls)
+        if len(nodes) < 2:
+            return [], [str(whole)]
+    except RecursionError:
+        return [], ["the tool-call block is nested too deeply"]
     if not nodes:
-        raise ToolCallError("no call in the tool-call block")
-    calls = []
-    for node in nodes:
-        if not isinstance(node, ast.Call):
-            raise ToolCallError(f"{ast.unparse(node)!r} is not a function call")
-        name = _call_name(node.func)
-        if node.args:
-            raise ToolCallError(f"{name}: positional arguments are not supported (name each argument)")
-        arguments: Dict[str, Any] = {}
-        for keyword in node.keywords:
-            if keyword.arg is None:
-                raise ToolCallError(f"{name}: '**' arguments are not supported")
-            arguments[keyword.arg] = _literal(keyword.value)
-        calls.append((name, arguments))
-    return calls
+        return [], ["no call in the tool-call block"]
+    calls: List[Call] = []
+    errors: List[str] = []
+    for index, node in enumerate(nodes, start=1):
+        prefix = f"call {index}: " if len(nodes) > 1 else ""
+        try:
+            if isinstance(node, ToolCallError):
+                raise node
+            calls.append(_call(node))
+        except ToolCallError as error:
+            errors.append(f"{prefix}{error}")
+        except RecursionError:
+            errors.append(f"{prefix}nested too deeply")
+    return calls, errors
 
 
-def _blocks(text: str) -> Tuple[List[str], List[str]]:
-    """(the text outside tool-call blocks, piece by piece; the blocks' bodies).
-
-    Raises:
-        ToolCallError: a block is not closed.
-    """
-    outside, bodies = [], []
+def _blocks(text: str) -> Tuple[List[str], List[Tuple[str, bool]]]:
+    """(the text outside tool-call blocks, piece by piece; each block's body and whether it was
+    closed). A block left open runs to the end of the text. The echo of a call that LFM2 may
+    write after a block, up to a second end marker, is dropped, and so are stray end markers."""
+    outside: List[str] = []
+    bodies: List[Tuple[str, bool]] = []
     position = 0
     while True:
         start = text.find(TOOL_CALL_START, position)
+        piece = text[position:] if start < 0 else text[position:start]
+        if TOOL_CALL_END in piece:
+            piece = piece[piece.rfind(TOOL_CALL_END) + len(TOOL_CALL_END) :] if bodies else piece.replace(TOOL_CALL_END, "")
+        outside.append(piece)
         if start < 0:
-            outside.append(text[position:])
             return outside, bodies
         end = text.find(TOOL_CALL_END, start)
         if end < 0:
-            raise ToolCallError(f"{TOOL_CALL_START} without {TOOL_CALL_END}")
-        outside.append(text[position:start])
-        bodies.append(text[start + len(TOOL_CALL_START) : end])
+            bodies.append((text[start + len(TOOL_CALL_START) :], False))
+            return outside, bodies
+        bodies.append((text[start + len(TOOL_CALL_START) : end], True))
         position = end + len(TOOL_CALL_END)
 
 
 def parse_tool_calls(text: str) -> ParsedToolCalls:
     """Finds and parses the tool calls in a model's answer; never raises on bad model output.
 
-    Every ``<|tool_call_start|>...<|tool_call_end|>`` block is parsed; the calls of all blocks
-    are returned in order, with ids ``call_0``, ``call_1``, ... The text around the blocks is the
-    content. If any block is malformed, no call is returned: the content is the whole text and
-    ``error`` says what was wrong.
+    Every ``<|tool_call_start|>...<|tool_call_end|>`` block is parsed (one left open at the end
+    too); the calls of all blocks are returned in order, with ids ``call_0``, ``call_1``, ...
+    The text around the blocks is the content. A call that cannot be parsed is left out and its
+    reason put in ``error``; when no call can be parsed, the content is the whole text.
     """
-    if TOOL_CALL_START not in text:
+    if TOOL_CALL_START not in text and TOOL_CALL_END not in text:
         return ParsedToolCalls(content=text, tool_calls=None, error=None)
-    try:
-        outside, bodies = _blocks(text)
-        calls = [call for body in bodies for call in parse_call_list(body)]
-    except (ToolCallError, RecursionError, ValueError) as error:
-        return ParsedToolCalls(content=text, tool_calls=None, error=str(error) or type(error).__name__)
+    outside, bodies = _blocks(text)
+    calls: List[Call] = []
+    errors: List[str] = []
+    for number, (body, closed) in enumerate(bodies, start=1):
+        found, problems = parse_call_list(body)
+        if not closed and not found:
+            problems = [f"{TOOL_CALL_START} without {TOOL_CALL_END}, and {'; '.join(problems)}"]
+        prefix = f"block {number}, " if len(bodies) > 1 else ""
+        calls += found
+        errors += [prefix + problem for problem in problems]
+    error = "; ".join(errors) or None
+    if not calls:
+        if bodies:
+            return ParsedToolCalls(content=text, tool_calls=None, error=error)
+        return ParsedToolCalls(content="".join(outside).strip(), tool_calls=None, error=None)  # stray end markers only
     tool_calls = [
         {
             "id": f"call_{index}",
@@ -348,16 +519,22 @@ def parse_tool_calls(text: str) -> ParsedToolCalls:
         for index, (name, arguments) in enumerate(calls)
     ]
     content = " ".join(piece.strip() for piece in outside if piece.strip())
-    return ParsedToolCalls(content=content, tool_calls=tool_calls, error=None)
+    return ParsedToolCalls(content=content, tool_calls=tool_calls, error=error)
 
 
-def with_tool_calls(completion: "Completion") -> "Completion":
-    """``completion`` with its tool calls parsed into ``tool_calls`` (or the reason they could
-    not be into ``tool_parse_error``); unchanged when its text holds no tool-call block."""
+def with_tool_calls(completion: Completion) -> Completion:
+    """``completion`` with its tool calls parsed into ``tool_calls``, its ``content`` the text
+    around them, and the reasons for any call that could not be parsed in ``tool_parse_error``;
+    unchanged when its text holds no tool-call marker."""
     parsed = parse_tool_calls(completion.text)
-    if parsed.tool_calls is None and parsed.error is None:
+    if parsed.tool_calls is None and parsed.error is None and parsed.content == completion.text:
         return completion
-    return dataclasses.replace(completion, tool_calls=parsed.tool_calls, tool_parse_error=parsed.error)
+    return dataclasses.replace(
+        completion,
+        tool_calls=parsed.tool_calls,
+        tool_parse_error=parsed.error,
+        content=parsed.content,
+    )
 
 
 def _python_literal(value: Any) -> str:

@@ -1,13 +1,14 @@
-"""What this CPU offers lfmrt: physical cores and the kernel set chosen for it."""
+"""The devices lfmrt runs on: the CPU (physical cores, kernel sets) and any OpenCL or CUDA device."""
 
 from __future__ import annotations
 
 import glob
 import os
 import platform
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 ISA_ENV = "LFMRT_ISA"
+DEVICE_ENV = "LFMRT_DEVICE"
 
 
 def physical_core_count() -> int:
@@ -30,11 +31,45 @@ def physical_core_count() -> int:
     return max(1, len(cores))
 
 
-def requested_isa(isa: Optional[str] = None) -> str:
-    """The kernel set asked for: ``isa`` if given, else ``$LFMRT_ISA``, else ``""`` (best)."""
-    if isa is not None:
-        return isa
+def requested_isa() -> str:
+    """The CPU kernel set asked for by ``$LFMRT_ISA``, else ``""`` (the best this CPU runs)."""
     return os.environ.get(ISA_ENV, "")
+
+
+def requested_device(device: Optional[str] = None) -> str:
+    """The device string the runtime gets: ``device`` if given, else ``$LFMRT_DEVICE``, else
+    ``"cpu"``; a plain ``"cpu"`` takes the kernel set ``$LFMRT_ISA`` names (``"cpu:avx2"``)."""
+    chosen = device if device is not None else os.environ.get(DEVICE_ENV, "cpu")
+    if not isinstance(chosen, str) or not chosen:
+        raise ValueError(f"device must be a non-empty string such as 'cpu' or 'opencl:0', not {chosen!r}")
+    if chosen == "cpu" and requested_isa():
+        return f"cpu:{requested_isa()}"
+    return chosen
+
+
+def devices() -> List[Dict[str, object]]:
+    """Every device this build and machine offer, the CPU first.
+
+    Each is a dict with ``id`` (what ``Model.load(device=...)`` takes: ``"cpu"``,
+    ``"opencl:0"``, ...), ``name``, ``kind`` (``"cpu"``, ``"opencl"``, ``"cuda"``),
+    ``memory_bytes``, ``fp16`` (half-precision arithmetic), ``subgroups`` (subgroup or warp
+    reductions) and ``details`` (driver, version, kernel sets). A machine without an OpenCL
+    driver lists the CPU alone.
+    """
+    from . import _core
+
+    return [
+        {
+            "id": d.id,
+            "name": d.name,
+            "kind": d.kind,
+            "memory_bytes": int(d.memory_bytes),
+            "fp16": bool(d.fp16),
+            "subgroups": bool(d.subgroups),
+            "details": d.details,
+        }
+        for d in _core.list_devices()
+    ]
 
 
 def cpu_info() -> Dict[str, object]:

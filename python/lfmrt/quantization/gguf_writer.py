@@ -19,10 +19,10 @@ import numpy as np
 from gguf import GGMLQuantizationType, GGUFWriter
 
 from ..errors import LoadError
-from ..quantization import convert, nbytes, scheme, tensor_types
-from . import Checkpoint
-from .gguf import ARCHITECTURE, gguf_tensor_names
-from .gguf_tokenizer import gguf_tokenizer_fields
+from ..loaders import Checkpoint
+from ..loaders.gguf import ARCHITECTURE, gguf_tensor_names
+from ..loaders.gguf_tokenizer import gguf_tokenizer_fields
+from . import convert, nbytes, scheme, tensor_types
 
 # GGUF's quantization_version for the block layouts written here (llama.cpp's current one).
 QUANTIZATION_VERSION = 2

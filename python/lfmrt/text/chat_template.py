@@ -24,10 +24,12 @@ import jinja2.utils
 import numpy as np
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-_LFM2_TEMPLATE_PATH = Path(__file__).parent / "data" / "lfm2_chat_template.jinja"
+_LFM2_TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "data" / "lfm2_chat_template.jinja"
 
 # Names under which a message's reasoning text may arrive; the first is the standard one.
 _REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
+# The roles LFM2's templates render (each as <|im_start|>role).
+CHAT_ROLES = ("system", "user", "assistant", "tool")
 
 
 class TemplateError(ValueError):
@@ -149,6 +151,40 @@ def _prepare_message(message: Any) -> Dict[str, Any]:
     if reasoning is not None:
         message = {"thinking": reasoning, **message, "reasoning_content": reasoning}
     return message
+
+
+def check_conversation(messages: Any) -> None:
+    """Checks that ``messages`` is a conversation LFM2 can read, before any template sees it:
+    a list of dicts, each with a known ``role`` and a ``content`` (an assistant turn may carry
+    ``tool_calls`` instead). :class:`ChatTemplate` itself renders whatever it is given, as
+    transformers does; this is the chat API's stricter check.
+
+    Raises:
+        TypeError: ``messages`` is a string or not a list, a message is not a dict, or a
+            content is neither text nor a list of parts.
+        ValueError: an unknown or missing role, or a message without content (naming its index).
+    """
+    if isinstance(messages, (str, bytes)):
+        raise TypeError(
+            "messages must be a list of {'role': ..., 'content': ...} dicts, not a string "
+            "(for plain text, use generate())"
+        )
+    if isinstance(messages, Mapping) or not isinstance(messages, Sequence):
+        raise TypeError(f"messages must be a list of message dicts, got {type(messages).__name__}")
+    for index, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise TypeError(f"message {index} must be a dict with 'role' and 'content', got {type(message).__name__}")
+        role = message.get("role")
+        if role not in CHAT_ROLES:
+            problem = "has no 'role'" if role is None else f"has role {role!r}"
+            raise ValueError(f"message {index} {problem}; LFM2's roles are {', '.join(CHAT_ROLES)}")
+        content = message.get("content")
+        if content is None:
+            if role == "assistant" and message.get("tool_calls"):
+                continue
+            raise ValueError(f"message {index} ({role}) has no 'content'")
+        if not isinstance(content, (str, list, tuple)):
+            raise TypeError(f"message {index} ({role}): 'content' must be text, got {type(content).__name__}")
 
 
 def _environment() -> ImmutableSandboxedEnvironment:

@@ -13,11 +13,30 @@ stop string split across tokens is still caught and never reaches the user.
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import TYPE_CHECKING, FrozenSet, List, Optional, Sequence
 
-from tokenizers import Tokenizer
+from .tool_calls import TOOL_CALL_END, TOOL_CALL_START
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 _REPLACEMENT = "\ufffd"
+
+# Special tokens that are part of an answer's text rather than the chat's scaffolding: the
+# tool-call markers (the tool-call parser and the conversation history need them) and LFM2.5's
+# reasoning tags. Every other special token (<|im_end|>, <|startoftext|>, ...) is left out of
+# user-facing text unless asked for.
+ANSWER_MARKUP = (TOOL_CALL_START, TOOL_CALL_END, "<think>", "</think>")
+
+
+def hidden_special_ids(tokenizer: "Tokenizer", keep: Sequence[str] = ANSWER_MARKUP) -> FrozenSet[int]:
+    """Ids of the tokenizer's special tokens whose text is not ``keep``: what user-facing text
+    leaves out."""
+    return frozenset(
+        token_id
+        for token_id, token in tokenizer.get_added_tokens_decoder().items()
+        if token.special and token.content not in keep
+    )
 
 
 class IncrementalDetokenizer:
@@ -31,7 +50,7 @@ class IncrementalDetokenizer:
         skip_special_tokens: leave special tokens (``<|im_end|>``, ...) out of the text.
     """
 
-    def __init__(self, tokenizer: Tokenizer, skip_special_tokens: bool = True) -> None:
+    def __init__(self, tokenizer: "Tokenizer", skip_special_tokens: bool = True) -> None:
         self._tokenizer = tokenizer
         self._skip_special_tokens = skip_special_tokens
         self._ids: List[int] = []

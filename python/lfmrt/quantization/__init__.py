@@ -18,6 +18,8 @@ files hold what llama.cpp's own quantizer would write for LFM2:
 
 Element types are spelled as lfmrt's C++ core and GGUF spell them: ``F32``, ``F16``, ``BF16``,
 ``Q8_0``, ``Q4_0``, ``Q4_K``, ``Q5_K``, ``Q6_K``.
+
+:mod:`lfmrt.quantization.gguf_writer` writes a checkpoint as a GGUF file with these types.
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
 from gguf import quants as gguf_quants
 
-from . import _core
-from .cpu import physical_core_count
-from .loaders import Checkpoint
-from .loaders.config import Lfm2Config
-from .loaders.safetensors import TensorRef
+from .. import _core
+from ..devices import physical_core_count
+from ..loaders import Checkpoint
+from ..loaders.config import Lfm2Config
+from ..loaders.safetensors import TensorRef
 
 FLOAT_TYPES = ("F32", "F16", "BF16")
 BLOCK_TYPES = ("Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K")

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Deque, List, Optional, Sequence
+from typing import Any, Deque, List, Optional, Sequence, Union
 
-from . import _core
-from .generation import Completion, GenerationState
-from .session import DEFAULT_CHUNK_SIZE, Session
-
-if TYPE_CHECKING:
-    from .model import Model, Prompt
+from ..session import DEFAULT_CHUNK_SIZE, Session, append_batch, decode_batch
+from .completion import Completion
+from .requests import GenerationModel, Prompt, generation_state, prompt_tokens
+from .state import GenerationState
 
 
 class Request:
@@ -50,7 +48,7 @@ class Scheduler:
         texts = [r.completion.text for r in requests]
     """
 
-    def __init__(self, model: "Model", *, max_batch: int = 64, prefill_chunk: int = DEFAULT_CHUNK_SIZE) -> None:
+    def __init__(self, model: GenerationModel, *, max_batch: int = 64, prefill_chunk: int = DEFAULT_CHUNK_SIZE) -> None:
         """A scheduler with no requests yet.
 
         Args:
@@ -71,12 +69,13 @@ class Scheduler:
 
     def submit(
         self,
-        prompt: "Prompt",
+        prompt: Prompt,
         *,
         max_tokens: int = 256,
-        stop: Optional[Sequence[str]] = None,
+        stop: Union[str, Sequence[str], None] = None,
         ignore_eos: bool = False,
         session: Optional[Session] = None,
+        skip_special_tokens: bool = True,
         **sampling: Any,
     ) -> Request:
         """Queues a generation (same options as ``Model.generate``); it starts at the next step.
@@ -86,8 +85,15 @@ class Scheduler:
         """
         if session is not None and any(r._state.session is session for r in (*self._running, *self._waiting)):
             raise ValueError("the session is already in use by an unfinished request")
-        state = self._model._generation_state(
-            self._model._prompt_tokens(prompt), max_tokens, stop, ignore_eos, sampling, session=session
+        state = generation_state(
+            self._model,
+            prompt_tokens(self._model, prompt),
+            max_tokens=max_tokens,
+            stop=stop,
+            ignore_eos=ignore_eos,
+            sampling=sampling,
+            session=session,
+            skip_special_tokens=skip_special_tokens,
         )
         request = Request(state)
         self._waiting.append(request)
@@ -136,7 +142,7 @@ class Scheduler:
         if not states:
             return
         start = time.perf_counter()
-        _core.Session.append_batch([state.session._core for state in states], slices, self.prefill_chunk)
+        append_batch([state.session for state in states], slices, self.prefill_chunk)
         seconds = time.perf_counter() - start
         for state, tokens in zip(states, slices):
             state.prompt_ran(len(tokens), seconds)
@@ -155,11 +161,11 @@ class Scheduler:
                 request.completion = state.completion()
                 finished.append(request)
             else:
-                sessions.append(state.session._core)
+                sessions.append(state.session)
                 tokens.append(state.pending_token)
                 stepping.append(state)
         if sessions:
-            _core.Session.decode_batch(sessions, tokens)
+            decode_batch(sessions, tokens)
             for state in stepping:
                 state.stepped()
         return finished
