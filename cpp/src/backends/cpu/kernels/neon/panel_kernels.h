@@ -5,15 +5,17 @@
 // table's flags: internal linkage only, no STL. A 16-byte vector of a panel word holds 4 rows'
 // 4 levels (rows 4q..4q+3 of word g), the unit of one SDOT by element: vdotq_laneq_s32 dots each
 // row's 4 levels with activation word g, picked from the activation block's vector by lane, so no
-// broadcast is needed. The baseline table (no dot product) does the same with SMULL and SADALP
-// into per-row pairs of int32 lanes, added pairwise at the end of each block. Levels are made
+// broadcast is needed. The baseline table (no dot product) does the same with SMLAL into int16
+// lanes (4 per row, widened and added pairwise at the end of each call), or for Q8_0, whose
+// products do not fit int16 sums, SMULL and SADALP into int32 pairs. Levels are made
 // signed before the dot (Q4_0 level - 8, Q8_0 level ^ 0x80, Q6_K level - 32; Q4_K's 0..15 are
 // already), so every integer sum is the exact dot of a scale's values.
 //
 // With the matrix-multiply instructions (__ARM_FEATURE_MATMUL_INT8, the neon_i8mm table) the GEMM
 // uses SMMLA instead: one instruction multiplies 2 rows x 8 levels by 2 tokens x 8 activations
 // into a 2 x 2 block of int32 sums. A row pair's 8 consecutive levels are two panel words zipped
-// (rows 4q..4q+1 of words g and g + 1), a token pair's 8 activations two activation halves zipped.
+// (rows 4q..4q+1 of words g and g + 1), a token pair's 8 activations two activation halves zipped
+// (once per tile and column chunk, before the tile's panel-rows are walked).
 // Its sums are the same exact integers as the SDOT kernels', so its GEMM equals the GEMV per token.
 //
 // Then acc += float(dot) * (scale * x.d) per row, scale and token, one fused multiply-add (Q4_K
@@ -66,6 +68,16 @@ using Panel = typename PanelTraits<D>::Panel;
 template <DType D>
 constexpr size_t kBlocks = PanelTraits<D>::kBlocks;
 
+// Select<C, A, B>::Type: A if C, else B.
+template <bool C, typename A, typename B>
+struct Select {
+    using Type = A;
+};
+template <typename A, typename B>
+struct Select<false, A, B> {
+    using Type = B;
+};
+
 // A compile-time index, for the intrinsics whose lane must be a constant.
 template <size_t I>
 struct Index {
@@ -82,8 +94,6 @@ template <size_t N, size_t I = 0, typename F>
 
 // ---------------------------------------------------------------------------------------------
 // Level vectors: rows 4q..4q+3 of one panel word, as signed bytes.
-
-int8x16_t load_s8(const uint8_t* p) { return vreinterpretq_s8_u8(vld1q_u8(p)); }
 
 // Q4_0 word g, low (values 4g..) or high nibbles (values 16 + 4g..), level - 8.
 int8x16_t q4_0_levels(const PanelQ4_0& p, size_t q, size_t g, bool high) {
@@ -110,8 +120,11 @@ int8x16_t q6_k_levels(const PanelQ6_K& p, size_t q, size_t j, size_t h, size_t g
 }
 
 // ---------------------------------------------------------------------------------------------
-// Per-row dots of 4 rows against activation words: SDOT by element, or its baseline equivalent.
+// Per-row dots of 4 rows against activation words: SDOT by element, or its baseline equivalent,
+// which with kInt16 (products and their sums over the words of one call fit in int16: every type
+// but Q8_0) accumulates with SMLAL in int16 lanes and widens once at the end.
 
+template <bool kInt16>
 struct RowDots {
 #if defined(__ARM_FEATURE_DOTPROD)
     int32x4_t sum = vdupq_n_s32(0);
@@ -122,14 +135,34 @@ struct RowDots {
     }
     int32x4_t result() const { return sum; }
 #else
-    int32x4_t rows01 = vdupq_n_s32(0), rows23 = vdupq_n_s32(0);  // [r0 bytes 0-1, r0 2-3, r1 ..]
+    // Products of rows 0-1 and 2-3, by byte: int16 lanes (kInt16) or int32 pairs of them.
+    using Lanes = typename Select<kInt16, int16x8_t, int32x4_t>::Type;
+    Lanes rows01 = zero(), rows23 = zero();
+    static Lanes zero() {
+        if constexpr (kInt16) {
+            return vdupq_n_s16(0);
+        } else {
+            return vdupq_n_s32(0);
+        }
+    }
     template <int L>
     [[gnu::always_inline]] void add(int8x16_t levels, int8x16_t x) {
         const int8x16_t word = vreinterpretq_s8_s32(vdupq_laneq_s32(vreinterpretq_s32_s8(x), L));
-        rows01 = vpadalq_s16(rows01, vmull_s8(vget_low_s8(levels), vget_low_s8(word)));
-        rows23 = vpadalq_s16(rows23, vmull_high_s8(levels, word));
+        if constexpr (kInt16) {
+            rows01 = vmlal_s8(rows01, vget_low_s8(levels), vget_low_s8(word));
+            rows23 = vmlal_high_s8(rows23, levels, word);
+        } else {
+            rows01 = vpadalq_s16(rows01, vmull_s8(vget_low_s8(levels), vget_low_s8(word)));
+            rows23 = vpadalq_s16(rows23, vmull_high_s8(levels, word));
+        }
     }
-    int32x4_t result() const { return vpaddq_s32(rows01, rows23); }
+    int32x4_t result() const {
+        if constexpr (kInt16) {
+            return vpaddq_s32(vpaddlq_s16(rows01), vpaddlq_s16(rows23));
+        } else {
+            return vpaddq_s32(rows01, rows23);
+        }
+    }
 #endif
 };
 
@@ -185,10 +218,10 @@ template <size_t kQ, size_t kT>
 }
 
 // Words [0, N) of a 32-value block (activation word w(g) of each), levels from levels_of(q, g).
-template <size_t kQ, size_t kT, size_t N, typename LevelsOf, typename WordOf>
-[[gnu::always_inline]] inline void dot_words(const Halves* x, LevelsOf levels_of, WordOf word_of,
+template <size_t kQ, size_t kT, size_t N, bool kInt16 = true, typename LevelsOf, typename WordOf>
+[[gnu::always_inline]] inline void dot_words(const Halves* x, LevelsOf levels_of, WordOf,
                                              int32x4_t (&sum)[kQ][kT]) {
-    RowDots dots[kQ][kT];
+    RowDots<kInt16> dots[kQ][kT];
     unroll<N>([&](auto g) {
         constexpr size_t w = WordOf::template of<decltype(g)::value>;
         for (size_t q = 0; q < kQ; ++q) {
@@ -227,7 +260,8 @@ template <DType D, size_t kQ, size_t kT>
         }
         add_scaled(sum, scale, xb, acc);
     } else if constexpr (D == DType::Q8_0) {
-        dot_words<kQ, kT, 8>(x, [&](size_t q, size_t g) { return q8_0_levels(p, q0 + q, g); }, WordShift<0>{}, sum);
+        dot_words<kQ, kT, 8, false>(x, [&](size_t q, size_t g) { return q8_0_levels(p, q0 + q, g); }, WordShift<0>{},
+                                    sum);
         for (size_t q = 0; q < kQ; ++q) scale[q] = scales4(p.d, q0 + q);
         add_scaled(sum, scale, xb, acc);
     } else if constexpr (D == DType::Q6_K) {
@@ -330,151 +364,162 @@ constexpr size_t kMcPanels = 8;   // panel-rows per row block: their column chun
 constexpr size_t kKcBlocks = 32;  // blocks per column chunk: a tile's activations stay in L1
 
 #if defined(__ARM_FEATURE_MATMUL_INT8)
-// SMMLA tiles: 4-row groups q0.. (kQ of them, 2 row pairs each) x kT tokens (kT / 2 token pairs;
-// an odd last token is paired with itself and its copy dropped).
-constexpr size_t kTileGroups = 2, kMaxTileTokens = 4;
+// SMMLA tiles: one 4-row group (2 row pairs) x up to 8 tokens (4 token pairs; an odd last token is
+// paired with itself and its copy dropped). Each token pair's activations are zipped once per
+// tile and column chunk (pack_pairs), not once per panel-row: per block, 4 vectors of 2 tokens x
+// 8 values, and the pair's scales and sums laid out as SMMLA's result lanes.
+constexpr size_t kTileGroups = 1, kMaxTileTokens = 8, kMaxPairs = kMaxTileTokens / 2;
 
-// A token pair's 8 activations k = 8m..8m+7 of block b: token a's then token b's.
-struct PairHalves {
-    int8x16_t v[4];
-    PairHalves() = default;
-    PairHalves(const BlockQ8A& a, const BlockQ8A& b) {
-        const int8x16_t a0 = vld1q_s8(a.qs), a1 = vld1q_s8(a.qs + 16), b0 = vld1q_s8(b.qs), b1 = vld1q_s8(b.qs + 16);
-        const auto zip = [](int8x16_t x, int8x16_t y, bool second) {
-            const int64x2_t x64 = vreinterpretq_s64_s8(x), y64 = vreinterpretq_s64_s8(y);
-            return vreinterpretq_s8_s64(second ? vzip2q_s64(x64, y64) : vzip1q_s64(x64, y64));
-        };
-        v[0] = zip(a0, b0, false);
-        v[1] = zip(a0, b0, true);
-        v[2] = zip(a1, b1, false);
-        v[3] = zip(a1, b1, true);
-    }
+struct PairBlock {
+    int8x16_t x[4];    // x[m]: token a's values 8m..8m+7, then token b's
+    float32x4_t d;     // [a.d, b.d, a.d, b.d]: the lanes [r0 a, r0 b, r1 a, r1 b] of a row pair
+    float32x4_t dsum;  // the same for dsum
 };
+using TileActivations = PairBlock[kKcBlocks][kMaxPairs];
 
-// sum[q][pr][tp] (rows 4q + 2pr, +1 x tokens 2tp, +1) += level words g, g + 1 (k = 4g..4g+7) . the
-// pair's activations m (the 8 values at 8m).
-template <size_t kQ, size_t kP>
-[[gnu::always_inline]] inline void mmla_words(int8x16_t words_g, int8x16_t words_g1, const PairHalves* x, size_t m,
-                                              int32x4_t (&sum)[kP][2], size_t) {
+// Tokens [0, kT) of the chunk (token t's block b at x + t * x_stride + b * 40), blocks [0, n_blocks).
+template <size_t kT>
+void pack_pairs(const uint8_t* x, size_t x_stride, size_t n_blocks, TileActivations& out) {
+    constexpr size_t kP = (kT + 1) / 2;
+    for (size_t b = 0; b < n_blocks; ++b) {
+        for (size_t tp = 0; tp < kP; ++tp) {
+            const size_t second = 2 * tp + 1 < kT ? 2 * tp + 1 : 2 * tp;
+            const BlockQ8A& a = reinterpret_cast<const BlockQ8A*>(x + 2 * tp * x_stride)[b];
+            const BlockQ8A& c = reinterpret_cast<const BlockQ8A*>(x + second * x_stride)[b];
+            PairBlock& pair = out[b][tp];
+            for (size_t h = 0; h < 2; ++h) {
+                const int64x2_t a64 = vreinterpretq_s64_s8(vld1q_s8(a.qs + 16 * h));
+                const int64x2_t c64 = vreinterpretq_s64_s8(vld1q_s8(c.qs + 16 * h));
+                pair.x[2 * h] = vreinterpretq_s8_s64(vzip1q_s64(a64, c64));
+                pair.x[2 * h + 1] = vreinterpretq_s8_s64(vzip2q_s64(a64, c64));
+            }
+            pair.d = float32x4_t{a.d, c.d, a.d, c.d};
+            pair.dsum = float32x4_t{a.dsum, c.dsum, a.dsum, c.dsum};
+        }
+    }
+}
+
+// sum[tp][pr] (row pair pr of the group x token pair tp) += level words g, g + 1 (rows' values
+// 4g..4g+7, zipped into SMMLA's 2 x 8 operand) . the pairs' activation vector m.
+template <size_t kP>
+[[gnu::always_inline]] inline void mmla_words(int8x16_t words_g, int8x16_t words_g1, const PairBlock* pairs, size_t m,
+                                              int32x4_t (&sum)[kP][2]) {
     const int32x4_t g32 = vreinterpretq_s32_s8(words_g), g132 = vreinterpretq_s32_s8(words_g1);
     const int8x16_t rows01 = vreinterpretq_s8_s32(vzip1q_s32(g32, g132));
     const int8x16_t rows23 = vreinterpretq_s8_s32(vzip2q_s32(g32, g132));
     for (size_t tp = 0; tp < kP; ++tp) {
-        sum[tp][0] = vmmlaq_s32(sum[tp][0], rows01, x[tp].v[m]);
-        sum[tp][1] = vmmlaq_s32(sum[tp][1], rows23, x[tp].v[m]);
+        const int8x16_t x = pairs[tp].x[m];
+        sum[tp][0] = vmmlaq_s32(sum[tp][0], rows01, x);
+        sum[tp][1] = vmmlaq_s32(sum[tp][1], rows23, x);
     }
 }
 
-// acc[q][tp][pr] (+)= float(sum) * (scale * x.d) on SMMLA's 2 x 2 lanes [r0 t0, r0 t1, r1 t0, r1 t1].
+// acc[tp][pr] += float(sum) * (scale * x.d) on SMMLA's lanes [r0 a, r0 b, r1 a, r1 b].
 template <size_t kP>
 [[gnu::always_inline]] inline void add_scaled_pairs(const int32x4_t (&sum)[kP][2], float32x4_t row_scale,
-                                                    const float32x4_t* token_scale, float32x4_t (&acc)[kP][2]) {
+                                                    const PairBlock* pairs, float32x4_t (&acc)[kP][2]) {
     const float32x4_t lanes[2] = {vzip1q_f32(row_scale, row_scale), vzip2q_f32(row_scale, row_scale)};
     for (size_t tp = 0; tp < kP; ++tp) {
         for (size_t pr = 0; pr < 2; ++pr) {
-            acc[tp][pr] = vfmaq_f32(acc[tp][pr], vcvtq_f32_s32(sum[tp][pr]), vmulq_f32(lanes[pr], token_scale[tp]));
+            acc[tp][pr] = vfmaq_f32(acc[tp][pr], vcvtq_f32_s32(sum[tp][pr]), vmulq_f32(lanes[pr], pairs[tp].d));
         }
     }
 }
 
+// Y[t][rows of group q0 of panel-row p] (+)= panel . X[t] for kT tokens over n_blocks blocks.
 template <DType D, size_t kT>
-void mmla_tile(const Panel<D>* panel, size_t q0, size_t n_blocks, const uint8_t* x, size_t x_stride, float* y,
-               size_t ldy, bool accumulate, size_t p, size_t row_begin, size_t row_end) {
+void tile(const Panel<D>* panel, size_t q0, size_t n_blocks, const TileActivations& pairs, float* y, size_t ldy,
+          bool accumulate, size_t p, size_t row_begin, size_t row_end) {
     constexpr size_t kP = (kT + 1) / 2;
-    constexpr size_t kQ = kTileGroups;
-    float32x4_t acc[kQ][kP][2];
-    // Load / store one 4-row group's lanes for tokens 2tp and 2tp + 1 (when real).
-    const auto token_row = [&](size_t t) { return y + (t < kT ? t : kT - 1) * ldy + p * kPanelRows; };
-    for (size_t q = 0; q < kQ; ++q) {
-        const GroupRows rows = group_rows(p, q0 + q, row_begin, row_end);
-        for (size_t tp = 0; tp < kP; ++tp) {
-            float32x4_t t0 = vdupq_n_f32(0.0f), t1 = vdupq_n_f32(0.0f);
-            if (accumulate) {
-                t0 = load_rows(token_row(2 * tp) + 4 * (q0 + q), rows);
-                t1 = load_rows(token_row(2 * tp + 1) + 4 * (q0 + q), rows);
-            }
-            acc[q][tp][0] = vzip1q_f32(t0, t1);  // [r0 t0, r0 t1, r1 t0, r1 t1]
-            acc[q][tp][1] = vzip2q_f32(t0, t1);
+    float32x4_t acc[kP][2];
+    float* rows_of = y + p * kPanelRows + 4 * q0;
+    const GroupRows rows = group_rows(p, q0, row_begin, row_end);
+    const auto token = [&](size_t t) { return rows_of + (t < kT ? t : kT - 1) * ldy; };
+    for (size_t tp = 0; tp < kP; ++tp) {
+        float32x4_t a = vdupq_n_f32(0.0f), b = vdupq_n_f32(0.0f);
+        if (accumulate) {
+            a = load_rows(token(2 * tp), rows);
+            b = load_rows(token(2 * tp + 1), rows);
         }
+        acc[tp][0] = vzip1q_f32(a, b);  // [r0 a, r0 b, r1 a, r1 b]
+        acc[tp][1] = vzip2q_f32(a, b);
     }
     for (size_t b = 0; b < n_blocks; ++b) {
         const Panel<D>& pb = panel[b / kBlocks<D>];
         const size_t j = b % kBlocks<D>;
-        const BlockQ8A* xb[2 * kP];
-        for (size_t t = 0; t < 2 * kP; ++t) xb[t] = reinterpret_cast<const BlockQ8A*>(x + (t < kT ? t : kT - 1) * x_stride) + b;
-        PairHalves xs[kP];
-        float32x4_t token_scale[kP];
-        for (size_t tp = 0; tp < kP; ++tp) {
-            xs[tp] = PairHalves(*xb[2 * tp], *xb[2 * tp + 1]);
-            const float32x4_t d2 = {xb[2 * tp]->d, xb[2 * tp + 1]->d, xb[2 * tp]->d, xb[2 * tp + 1]->d};
-            token_scale[tp] = d2;
-        }
-        for (size_t q = 0; q < kQ; ++q) {
-            const size_t g4 = q0 + q;
-            int32x4_t sum[kP][2];
-            const auto zero = [&] {
-                for (size_t tp = 0; tp < kP; ++tp) sum[tp][0] = sum[tp][1] = vdupq_n_s32(0);
-            };
-            zero();
-            if constexpr (D == DType::Q4_0) {
-                for (size_t g = 0; g < 4; g += 2) {  // low nibbles: values 4g..4g+7 = activation half g / 2
-                    mmla_words<kQ, kP>(q4_0_levels(pb, g4, g, false), q4_0_levels(pb, g4, g + 1, false), xs, g / 2, sum, 0);
-                    mmla_words<kQ, kP>(q4_0_levels(pb, g4, g, true), q4_0_levels(pb, g4, g + 1, true), xs, 2 + g / 2, sum, 0);
+        const PairBlock* x = pairs[b];
+        int32x4_t sum[kP][2];
+        const auto zero = [&] {
+            for (size_t tp = 0; tp < kP; ++tp) sum[tp][0] = sum[tp][1] = vdupq_n_s32(0);
+        };
+        zero();
+        if constexpr (D == DType::Q4_0) {
+            for (size_t g = 0; g < 4; g += 2) {  // low nibbles: values 4g..4g+7 = activation vector g / 2
+                mmla_words<kP>(q4_0_levels(pb, q0, g, false), q4_0_levels(pb, q0, g + 1, false), x, g / 2, sum);
+                mmla_words<kP>(q4_0_levels(pb, q0, g, true), q4_0_levels(pb, q0, g + 1, true), x, 2 + g / 2, sum);
+            }
+            add_scaled_pairs<kP>(sum, scales4(pb.d, q0), x, acc);
+        } else if constexpr (D == DType::Q8_0) {
+            for (size_t g = 0; g < 8; g += 2) mmla_words<kP>(q8_0_levels(pb, q0, g), q8_0_levels(pb, q0, g + 1), x, g / 2, sum);
+            add_scaled_pairs<kP>(sum, scales4(pb.d, q0), x, acc);
+        } else if constexpr (D == DType::Q6_K) {
+            for (size_t h = 0; h < 2; ++h) {
+                if (h == 1) zero();
+                for (size_t g = 0; g < 4; g += 2) {
+                    mmla_words<kP>(q6_k_levels(pb, q0, j, h, g), q6_k_levels(pb, q0, j, h, g + 1), x, 2 * h + g / 2, sum);
                 }
-                add_scaled_pairs<kP>(sum, scales4(pb.d, g4), token_scale, acc[q]);
-            } else if constexpr (D == DType::Q8_0) {
-                for (size_t g = 0; g < 8; g += 2) {
-                    mmla_words<kQ, kP>(q8_0_levels(pb, g4, g), q8_0_levels(pb, g4, g + 1), xs, g / 2, sum, 0);
-                }
-                add_scaled_pairs<kP>(sum, scales4(pb.d, g4), token_scale, acc[q]);
-            } else if constexpr (D == DType::Q6_K) {
-                for (size_t h = 0; h < 2; ++h) {
-                    if (h == 1) zero();
-                    for (size_t g = 0; g < 4; g += 2) {
-                        mmla_words<kQ, kP>(q6_k_levels(pb, g4, j, h, g), q6_k_levels(pb, g4, j, h, g + 1), xs,
-                                           2 * h + g / 2, sum, 0);
-                    }
-                    add_scaled_pairs<kP>(sum, vmulq_f32(group_s8(vld1q_s8(pb.scales[2 * j + h]), g4), scales4(pb.d, g4)),
-                                         token_scale, acc[q]);
-                }
-            } else {
-                static_assert(D == DType::Q4_K);
-                for (size_t g = 0; g < 8; g += 2) {
-                    mmla_words<kQ, kP>(q4_k_levels(pb, g4, j, g), q4_k_levels(pb, g4, j, g + 1), xs, g / 2, sum, 0);
-                }
-                uint8x16_t sc, m;
-                q4_k_scales_minima(pb, j, &sc, &m);
-                const float32x4_t row_min = vmulq_f32(group_u8(m, g4), scales4(pb.dmin, g4));
-                add_scaled_pairs<kP>(sum, vmulq_f32(group_u8(sc, g4), scales4(pb.d, g4)), token_scale, acc[q]);
-                const float32x4_t min_lanes[2] = {vzip1q_f32(row_min, row_min), vzip2q_f32(row_min, row_min)};
-                for (size_t tp = 0; tp < kP; ++tp) {
-                    const float32x4_t dsum = {xb[2 * tp]->dsum, xb[2 * tp + 1]->dsum, xb[2 * tp]->dsum,
-                                              xb[2 * tp + 1]->dsum};
-                    for (size_t pr = 0; pr < 2; ++pr) acc[q][tp][pr] = vfmsq_f32(acc[q][tp][pr], min_lanes[pr], dsum);
-                }
+                add_scaled_pairs<kP>(sum, vmulq_f32(group_s8(vld1q_s8(pb.scales[2 * j + h]), q0), scales4(pb.d, q0)), x,
+                                     acc);
+            }
+        } else {
+            static_assert(D == DType::Q4_K);
+            for (size_t g = 0; g < 8; g += 2) {
+                mmla_words<kP>(q4_k_levels(pb, q0, j, g), q4_k_levels(pb, q0, j, g + 1), x, g / 2, sum);
+            }
+            uint8x16_t sc, m;
+            q4_k_scales_minima(pb, j, &sc, &m);
+            add_scaled_pairs<kP>(sum, vmulq_f32(group_u8(sc, q0), scales4(pb.d, q0)), x, acc);
+            const float32x4_t row_min = vmulq_f32(group_u8(m, q0), scales4(pb.dmin, q0));
+            const float32x4_t min_lanes[2] = {vzip1q_f32(row_min, row_min), vzip2q_f32(row_min, row_min)};
+            for (size_t tp = 0; tp < kP; ++tp) {
+                for (size_t pr = 0; pr < 2; ++pr) acc[tp][pr] = vfmsq_f32(acc[tp][pr], min_lanes[pr], x[tp].dsum);
             }
         }
     }
-    for (size_t q = 0; q < kQ; ++q) {
-        const GroupRows rows = group_rows(p, q0 + q, row_begin, row_end);
-        for (size_t tp = 0; tp < kP; ++tp) {
-            store_rows(token_row(2 * tp) + 4 * (q0 + q), rows, vuzp1q_f32(acc[q][tp][0], acc[q][tp][1]));
-            if (2 * tp + 1 < kT) store_rows(token_row(2 * tp + 1) + 4 * (q0 + q), rows, vuzp2q_f32(acc[q][tp][0], acc[q][tp][1]));
-        }
+    for (size_t tp = 0; tp < kP; ++tp) {
+        store_rows(token(2 * tp), rows, vuzp1q_f32(acc[tp][0], acc[tp][1]));
+        if (2 * tp + 1 < kT) store_rows(token(2 * tp + 1), rows, vuzp2q_f32(acc[tp][0], acc[tp][1]));
     }
 }
 
-template <DType D, size_t kT>
-void tile(const Panel<D>* panel, size_t q0, size_t n_blocks, const uint8_t* x, size_t x_stride, float* y, size_t ldy,
-          bool accumulate, size_t p, size_t row_begin, size_t row_end) {
-    mmla_tile<D, kT>(panel, q0, n_blocks, x, x_stride, y, ldy, accumulate, p, row_begin, row_end);
+// What a tile reads its activations from: the chunk's blocks zipped in token pairs.
+using TileInput = TileActivations;
+template <size_t kT>
+void prepare_tile_input(const uint8_t* x, size_t x_stride, size_t n_blocks, TileInput& input) {
+    pack_pairs<kT>(x, x_stride, n_blocks, input);
 }
 #else
-// SDOT (or baseline) tiles: 4-row groups q0.. (kTileGroups of them) x kT tokens.
-constexpr size_t kTileGroups = 2, kMaxTileTokens = 4;
+// SDOT (or baseline) tiles: 4-row groups q0.. (kTileGroups of them) x kT tokens, reading the
+// activation rows where they lie. The shapes with the fewest instructions per token under QEMU
+// (350M step, 24 tokens; 1 x 4, 1 x 6, 2 x 3, 2 x 4 tried): SDOT keeps a token's activations in 2
+// registers and its sums in 1, so one group x 6 tokens; the baseline's int16 pairs take 2, so 2 x 3.
+#if defined(__ARM_FEATURE_DOTPROD)
+constexpr size_t kTileGroups = 1, kMaxTileTokens = 6;
+#else
+constexpr size_t kTileGroups = 2, kMaxTileTokens = 3;
+#endif
+
+struct TileInput {
+    const uint8_t* x;  // token 0's first block of the chunk
+    size_t x_stride;
+};
+template <size_t kT>
+void prepare_tile_input(const uint8_t* x, size_t x_stride, size_t, TileInput& input) {
+    input = {x, x_stride};
+}
 
 template <DType D, size_t kT>
-void tile(const Panel<D>* panel, size_t q0, size_t n_blocks, const uint8_t* x, size_t x_stride, float* y, size_t ldy,
+void tile(const Panel<D>* panel, size_t q0, size_t n_blocks, const TileInput& input, float* y, size_t ldy,
           bool accumulate, size_t p, size_t row_begin, size_t row_end) {
     float32x4_t acc[kTileGroups][kT];
     for (size_t q = 0; q < kTileGroups; ++q) {
@@ -484,7 +529,7 @@ void tile(const Panel<D>* panel, size_t q0, size_t n_blocks, const uint8_t* x, s
         }
     }
     const auto block_of = [&](size_t b, const BlockQ8A** xb) {
-        for (size_t t = 0; t < kT; ++t) xb[t] = reinterpret_cast<const BlockQ8A*>(x + t * x_stride) + b;
+        for (size_t t = 0; t < kT; ++t) xb[t] = reinterpret_cast<const BlockQ8A*>(input.x + t * input.x_stride) + b;
     };
     dot_panels<D, kTileGroups, kT>(panel, q0, n_blocks, block_of, acc);
     for (size_t q = 0; q < kTileGroups; ++q) {
@@ -495,11 +540,37 @@ void tile(const Panel<D>* panel, size_t q0, size_t n_blocks, const uint8_t* x, s
 #endif
 
 template <DType D>
-using TileFn = void (*)(const Panel<D>*, size_t, size_t, const uint8_t*, size_t, float*, size_t, bool, size_t, size_t,
+using TileFn = void (*)(const Panel<D>*, size_t, size_t, const TileInput&, float*, size_t, bool, size_t, size_t,
                         size_t);
-// Indexed by the tile's token count, 1 to kMaxTileTokens.
+using PrepareFn = void (*)(const uint8_t*, size_t, size_t, TileInput&);
+
+// The tile kernel and its input's preparation for tiles of kT tokens (2 to kMaxTileTokens: one
+// token goes to the GEMV).
+template <DType D, size_t kT>
+constexpr TileFn<D> tile_for() {
+    if constexpr (kT >= 2 && kT <= kMaxTileTokens) {
+        return tile<D, kT>;
+    } else {
+        return nullptr;
+    }
+}
+template <size_t kT>
+constexpr PrepareFn prepare_for() {
+    if constexpr (kT >= 2 && kT <= kMaxTileTokens) {
+        return prepare_tile_input<kT>;
+    } else {
+        return nullptr;
+    }
+}
+// Indexed by the tile's token count.
 template <DType D>
-constexpr TileFn<D> kTiles[kMaxTileTokens + 1] = {nullptr, tile<D, 1>, tile<D, 2>, tile<D, 3>, tile<D, 4>};
+constexpr TileFn<D> kTiles[9] = {tile_for<D, 0>(), tile_for<D, 1>(), tile_for<D, 2>(), tile_for<D, 3>(), tile_for<D, 4>(),
+                                 tile_for<D, 5>(), tile_for<D, 6>(), tile_for<D, 7>(), tile_for<D, 8>()};
+constexpr PrepareFn kPrepare[9] = {prepare_for<0>(), prepare_for<1>(), prepare_for<2>(), prepare_for<3>(), prepare_for<4>(),
+                                   prepare_for<5>(), prepare_for<6>(), prepare_for<7>(), prepare_for<8>()};
+// With n >= 2 tokens and tiles of at most kMaxTileTokens >= 3, ceil(n / kMaxTileTokens) near-equal
+// tiles have at least 2 tokens each (gemm below), so the 1-token entry is never taken.
+static_assert(kMaxTileTokens >= 3 && kMaxTileTokens <= 8);
 
 template <DType D>
 void gemm(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, float* y, size_t ldy,
@@ -510,23 +581,23 @@ void gemm(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, 
         for (size_t t = 0; t < n; ++t) gemv<D>(w, cols, xq + t * x_stride, y + t * ldy, row_begin, row_end);
         return;
     }
+    TileInput input;
     const size_t p_end = (row_end + kPanelRows - 1) / kPanelRows;
     for (size_t pb = row_begin / kPanelRows; pb < p_end; pb += kMcPanels) {
         const size_t pe = p_end - pb < kMcPanels ? p_end : pb + kMcPanels;
         for (size_t kb = 0; kb < blocks; kb += kKcBlocks) {
             const size_t kc = blocks - kb < kKcBlocks ? blocks - kb : kKcBlocks;
-            // Tokens in ceil(n / kMaxTileTokens) tiles of near-equal size.
+            // Tokens in ceil(n / kMaxTileTokens) tiles of near-equal size, so no tile has 1 token.
             const size_t tiles = (n + kMaxTileTokens - 1) / kMaxTileTokens;
             for (size_t t_index = 0, t0 = 0; t_index < tiles; ++t_index) {
                 const size_t tokens = (n - t0) / (tiles - t_index);
-                const uint8_t* x_chunk = xq + t0 * x_stride + kb * sizeof(BlockQ8A);
+                kPrepare[tokens](xq + t0 * x_stride + kb * sizeof(BlockQ8A), x_stride, kc, input);
                 for (size_t p = pb; p < pe; ++p) {
                     const Panel<D>* panel = panel_row<Panel<D>>(w, blocks / kBlocks<D>, p) + kb / kBlocks<D>;
                     for (size_t q0 = 0; q0 < 4; q0 += kTileGroups) {
                         const size_t first = p * kPanelRows + 4 * q0;
                         if (first >= row_end || first + 4 * kTileGroups <= row_begin) continue;
-                        kTiles<D>[tokens](panel, q0, kc, x_chunk, x_stride, y + t0 * ldy, ldy, kb > 0, p, row_begin,
-                                          row_end);
+                        kTiles<D>[tokens](panel, q0, kc, input, y + t0 * ldy, ldy, kb > 0, p, row_begin, row_end);
                     }
                 }
                 t0 += tokens;
