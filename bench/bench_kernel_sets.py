@@ -58,7 +58,7 @@ def run_child(args: argparse.Namespace) -> int:
     data = json.loads(Path(args.data_file).read_text())
     if args.child == "single":
         ns = argparse.Namespace(model=args.model, gguf=Path(args.gguf), lfmrt_gguf=True, threads=args.threads,
-                                lfmrt_api="session", gen_tokens=args.gen_tokens)
+                                lfmrt_api="session", gen_tokens=args.gen_tokens, device="cpu")  # set: LFMRT_ISA
         result = bench_generate.child_lfmrt(ns, data["prompt"])
         result = dict(prefill=result["prefill_tok_s"], decode=result["decode_tok_s"])
     else:
