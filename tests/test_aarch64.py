@@ -2,12 +2,13 @@
 run under user-mode QEMU; plus the same C++ forward test natively.
 
 - The kernel tests (cpp/tests/test_kernels.cpp) run through CTest, which prefixes them with
-  the toolchain file's emulator (``qemu-aarch64 -cpu max``, a CPU with the dot-product
-  instructions): every NEON kernel of both tables (``neon``, ``neon_dotprod``) against its
-  scalar twin.
+  the toolchain file's emulator (``qemu-aarch64 -cpu max``, a CPU with the dot-product and int8
+  matrix-multiply instructions): every NEON kernel of the three tables (``neon``,
+  ``neon_dotprod``, ``neon_i8mm``) against its scalar twin.
 - A golden model's forward pass (cpp/tests/test_forward.cpp, the C++ Model/Session API alone)
   must match transformers' logits: under ``-cpu max`` with each aarch64 kernel set, under
-  ``-cpu cortex-a53`` (no dot product: dispatch must fall back to ``neon``), and natively
+  ``-cpu cortex-a76`` (dot product, no i8mm: dispatch must pick ``neon_dotprod``) and
+  ``-cpu cortex-a53`` (neither: ``neon``), and natively
   with each x86 kernel set this CPU runs.
 
 Nothing is installed here: without ``aarch64-linux-gnu-g++`` or ``qemu-aarch64`` the aarch64
@@ -156,25 +157,34 @@ def test_aarch64_neon_kernels_match_scalar_twins(aarch64_build):
     # CTest shows the binary's output only on failure: check that both tables ran.
     log = (aarch64_build / "Testing" / "Temporary" / "LastTest.log").read_text(errors="replace")
     assert "SKIP" not in log, "qemu -cpu max should offer the dot-product instructions:\n" + log[-3000:]
-    for check in ("neon gemm Q4_K", "neon_dotprod gemm Q4_K", "neon_dotprod gemv Q6_K", "neon kv scores Q8_0"):
+    for check in ("neon gemm Q4_K", "neon_dotprod gemm Q4_K", "neon_dotprod gemv Q6_K", "neon kv scores Q8_0",
+                  "neon panel gemv/gemm Q4_0 vs scalar row kernels",
+                  "neon_dotprod panel gemv/gemm Q4_K vs scalar row kernels",
+                  "neon_i8mm panel gemv/gemm Q8_0 vs scalar row kernels",
+                  "neon_i8mm panel gemv/gemm Q6_K gemm bit-identical to gemv per token"):
         assert f"PASS {check}:" in log, log[-3000:]
 
 
 @pytest.mark.parametrize("model_name", FORWARD_MODELS)
 def test_aarch64_forward_matches_golden(aarch64_build, forward_cases, model_name):
     case = forward_cases[model_name]
-    # A CPU with the dot-product instructions: the best set is neon_dotprod; each lower one is forced.
-    assert kernels_used(run_forward(qemu("max", aarch64_build), case, "")) == "neon_dotprod"
-    for isa in ("neon", "scalar"):
+    # A CPU with the dot-product and i8mm instructions: the best set is neon_i8mm; each lower one
+    # is forced.
+    assert kernels_used(run_forward(qemu("max", aarch64_build), case, "")) == "neon_i8mm"
+    for isa in ("neon_dotprod", "neon", "scalar"):
         assert kernels_used(run_forward(qemu("max", aarch64_build), case, isa)) == isa
-    # An ARMv8.0 core (Cortex-A53) has no dot product: dispatch falls back to the baseline table.
+    # Cortex-A76 (ARMv8.2) has the dot product but not i8mm; an ARMv8.0 core (Cortex-A53) neither:
+    # dispatch falls back to the best table each runs.
+    assert kernels_used(run_forward(qemu("cortex-a76", aarch64_build), case, "")) == "neon_dotprod"
     assert kernels_used(run_forward(qemu("cortex-a53", aarch64_build), case, "")) == "neon"
 
 
 def test_aarch64_dispatch_refuses_what_the_cpu_lacks(aarch64_build, forward_cases):
     case = forward_cases[FORWARD_MODELS[0]]
-    for isa, message in [("neon_dotprod", "lacks the dot-product instructions"),
-                         ("avx2", "unknown kernel set 'avx2' (LFMRT_ISA): this build has 'scalar', 'neon' or 'neon_dotprod'")]:
+    for isa, message in [("neon_dotprod", "needs the dot-product instructions, which this CPU lacks"),
+                         ("neon_i8mm", "needs the int8 matrix-multiply and dot-product instructions, which this CPU lacks"),
+                         ("avx2", "unknown CPU kernel set 'avx2' (device cpu:avx2 or LFMRT_ISA): this build has "
+                                  "'scalar', 'neon', 'neon_dotprod' or 'neon_i8mm'")]:
         result = subprocess.run([*qemu("cortex-a53", aarch64_build), str(case), isa],
                                 capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
         assert result.returncode == 1 and message in result.stderr, result.stdout + result.stderr

@@ -1,7 +1,6 @@
 """Q4_0, Q8_0, Q4_K and Q6_K matrices repacked at load into 16-row panels (cpp/src/backends/cpu/panels.h).
 
-Kernel sets with panel kernels for a type (scalar, avx2 and avx512 for Q4_0 / Q8_0 / Q6_K; scalar
-and avx512 for Q4_K) repack its matrices when the model loads and release the file pages they
+Kernel sets with panel kernels for a type (scalar, avx2 and avx512 for all four) repack its matrices when the model loads and release the file pages they
 came from; the others (neon, neon_dotprod) read GGUF's rows. The kernels themselves are tested in
 cpp/tests/test_kernels.cpp, where the scalar panel kernels equal the scalar row kernels bit for
 bit; here: the loaders' file-mapping flag, and whole repacked models on each SIMD kernel set

@@ -8,6 +8,8 @@
 //                                row-major against panels): the fastest, or the one LFMRT_ISA
 //                                names. A kernel the table takes from another is labelled so.
 //   lfmrt_kernel_tests --bench --all   also the transposed shapes and the float types
+//   lfmrt_kernel_tests --count TYPE HEAD_TYPE TOKENS rows|panels PASSES   the matrix work of PASSES
+//                                350M forward steps, for instruction counting (see run_count)
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -90,6 +92,11 @@ std::vector<const KernelTable*> simd_tables() {
         tables.push_back(&lfmrt::cpu::neon_dotprod_kernels());
     } else {
         std::printf("SKIP neon_dotprod: CPU lacks the dot-product instructions\n");
+    }
+    if (std::find(sets.begin(), sets.end(), "neon_i8mm") != sets.end()) {
+        tables.push_back(&lfmrt::cpu::neon_i8mm_kernels());
+    } else {
+        std::printf("SKIP neon_i8mm: CPU lacks the int8 matrix-multiply instructions\n");
     }
 #endif
     return tables;
@@ -629,18 +636,26 @@ void test_panel_matmul(Report& report, const KernelTable& table, DType dtype, st
             const PanelWeights packed(w);
             const size_t ldx = cols + 5, ldy = rows + 3;
             const std::vector<float> x = random_floats(kMaxTokens * ldx + 1, rng);
-            for (size_t n = 1; n <= kMaxTokens; ++n) {
-                const Activations input(dtype, x.data() + 1, ldx, n, cols);
-                const MatmulCall all_rows{w, input, n, ldy, {0, rows}};
-                const std::vector<double> magnitude = magnitudes(all_rows);
-                const std::vector<float> ref = run_gemm(lfmrt::cpu::scalar_kernels(), all_rows);
-                for (RowRange range : panel_row_ranges(rows)) {
+            // The input, the reference and the magnitudes for kMaxTokens tokens serve every n: a
+            // token's row does not depend on the tokens after it (the scalar GEMM is a GEMV per
+            // token by definition), and computing them once keeps the run short under emulation.
+            const Activations input(dtype, x.data() + 1, ldx, kMaxTokens, cols);
+            const MatmulCall all_tokens{w, input, kMaxTokens, ldy, {0, rows}};
+            const std::vector<double> magnitude = magnitudes(all_tokens);
+            const std::vector<float> ref_all = run_gemm(lfmrt::cpu::scalar_kernels(), all_tokens);
+            for (RowRange range : panel_row_ranges(rows)) {
+                const std::vector<float> gemv_all =
+                    run_gemv_per_token(table, MatmulCall{w, input, kMaxTokens, ldy, range, &packed});
+                for (size_t n = 1; n <= kMaxTokens; ++n) {
+                    const std::vector<float> ref(ref_all.begin(), ref_all.begin() + n * ldy);
+                    const std::vector<float> gemv(gemv_all.begin(), gemv_all.begin() + n * ldy);
                     const MatmulCall call{w, input, n, ldy, range, &packed};
                     const std::string where = case_name(rows, cols, n, range);
                     const std::vector<float> gemm = run_gemm(table, call);
-                    const std::vector<float> gemv = run_gemv_per_token(table, call);
+                    if (n == 1 || n == kMaxTokens) {  // a GEMV's rows do not depend on n either
+                        compare_matmul(vs_rows, call, magnitude, gemv, ref, "gemv " + where, is_scalar ? 0.0 : kMatTol);
+                    }
                     compare_matmul(vs_rows, call, magnitude, gemm, ref, "gemm " + where, is_scalar ? 0.0 : kMatTol);
-                    compare_matmul(vs_rows, call, magnitude, gemv, ref, "gemv " + where, is_scalar ? 0.0 : kMatTol);
                     compare_matmul(gemm_vs_gemv, call, magnitude, gemm, gemv, where, 0.0);
                 }
             }
@@ -649,6 +664,35 @@ void test_panel_matmul(Report& report, const KernelTable& table, DType dtype, st
     const std::string name = std::string(table.name) + " panel gemv/gemm " + lfmrt::dtype_name(dtype);
     vs_rows.finish(report, name + (is_scalar ? " bit-identical to the row kernels" : " vs scalar row kernels"));
     gemm_vs_gemv.finish(report, name + " gemm bit-identical to gemv per token");
+}
+
+// The same for panel kernels: `wide`'s and `narrow`'s panel GEMV and GEMM for `dtype` (the AVX2 and
+// AVX-512 Q4_K panel kernels form the same fp32 products in the same order) agree bit for bit on
+// test_panel_matmul's shapes, every token count up to 17 (each tile size of both) and row range.
+void test_panel_matmul_same_as(Report& report, const KernelTable& wide, const KernelTable& narrow, DType dtype,
+                               std::mt19937& rng) {
+    Check check;
+    constexpr size_t kMaxTokens = 17;
+    for (size_t rows : kPanelRowCounts) {
+        for (size_t cols : panel_cols(dtype)) {
+            const Weights w(dtype, rows, cols, rng);
+            const PanelWeights packed(w);
+            const size_t ldx = cols + 5, ldy = rows + 3;
+            const std::vector<float> x = random_floats(kMaxTokens * ldx + 1, rng);
+            for (size_t n = 1; n <= kMaxTokens; ++n) {
+                const Activations input(dtype, x.data() + 1, ldx, n, cols);
+                for (RowRange range : panel_row_ranges(rows)) {
+                    const MatmulCall call{w, input, n, ldy, range, &packed};
+                    const std::string where = case_name(rows, cols, n, range);
+                    check.that(bit_identical(run_gemm(wide, call), run_gemm(narrow, call)), "gemm " + where);
+                    check.that(bit_identical(run_gemv_per_token(wide, call), run_gemv_per_token(narrow, call)),
+                               "gemv " + where);
+                }
+            }
+        }
+    }
+    check.finish(report, std::string(wide.name) + " panel gemv/gemm " + lfmrt::dtype_name(dtype) +
+                             " bit-identical to " + narrow.name + "'s");
 }
 
 // Row splits (thread splits are whole panels, odd ones mid-panel) give the same bits as one
@@ -1142,6 +1186,8 @@ int run_tests() {
 #if defined(__x86_64__) || defined(_M_X64)
     if (simd_tables().size() == 2) {  // avx2 and avx512
         test_gemm_same_as(report, lfmrt::cpu::avx512_kernels(), lfmrt::cpu::avx2_kernels(), DType::BF16, rng);
+        test_panel_matmul_same_as(report, lfmrt::cpu::avx512_kernels(), lfmrt::cpu::avx2_kernels(), DType::Q4_K,
+                                  rng);
     }
     if (!simd_tables().empty()) {
         test_kv_kernels(report, lfmrt::cpu::avx2_kv_kernels(), rng);
@@ -1194,6 +1240,116 @@ double fma_peak_gflops() {
     volatile float sink = 0.0f;
     const double seconds = best_seconds(20, [&] { sink = run_fma_chains(kSteps); });
     return 2.0 * 8 * 12 * kSteps / seconds * 1e-9;
+}
+
+// Synthetic loops of the integer GEMMs' instruction mixes, from registers and L1 (no weight
+// stream): what the micro-kernels could reach on this core. Each returns GOPS (2 per
+// multiply-add, as the GEMM lines count them). The asm statements keep every running sum a
+// chain and the broadcast words loads, as in the kernels.
+// Per 32-value block of 8 rows and each of 6 tokens: 8 x (vpbroadcastd, vpmaddubsw, vpaddw),
+// then vpmaddwd, vcvtdq2ps, vmulps, vfmadd: the Q4_0 / Q4_K / Q6_K micro-tiles' inner mix.
+__attribute__((target("avx2,fma,f16c"))) float avx2_q4_mix_loop(long kSteps, const int32_t* x) {
+    const __m256i levels = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+    __m256 acc[6];
+    for (__m256& a : acc) a = _mm256_setzero_ps();
+    for (long k = 0; k < kSteps; ++k) {
+        __m256i sum[6];
+#pragma GCC unroll 6
+        for (int t = 0; t < 6; ++t) sum[t] = _mm256_set1_epi32(x[48 + t]);
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; ++g) {
+#pragma GCC unroll 6
+            for (int t = 0; t < 6; ++t) {
+                sum[t] = _mm256_add_epi16(sum[t], _mm256_maddubs_epi16(levels, _mm256_set1_epi32(x[8 * t + g])));
+                asm("" : "+x"(sum[t]));
+            }
+        }
+#pragma GCC unroll 6
+        for (int t = 0; t < 6; ++t) {
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(sum[t], ones)),
+                                     _mm256_mul_ps(acc[(t + 1) % 6], _mm256_set1_ps(1e-9f)), acc[t]);
+        }
+        asm volatile("" : "+r"(x));
+}
+return _mm256_cvtss_f32(acc[0]);
+}
+double avx2_q4_mix_gops() {
+    constexpr long kSteps = 20000;
+    alignas(64) int32_t words[128] = {};
+    volatile float sink = 0.0f;
+    const double seconds = best_seconds(20, [&] { sink = avx2_q4_mix_loop(kSteps, words); });
+    return 2.0 * 6 * 8 * 32 * kSteps / seconds * 1e-9;
+}
+
+// Per 4 values of 8 rows and each of 6 tokens: vpbroadcastd, vpsignb, vpmaddubsw, vpmaddwd,
+// vpaddd (Q8_0's sign trick), then per 8 of those vcvtdq2ps, vmulps, vfmadd.
+__attribute__((target("avx2,fma,f16c"))) float avx2_q8_mix_loop(long kSteps, const int32_t* x) {
+    const __m256i level = _mm256_set1_epi8(-3), magnitude = _mm256_abs_epi8(level), ones = _mm256_set1_epi16(1);
+    __m256 acc[6];
+    for (__m256& a : acc) a = _mm256_setzero_ps();
+    for (long k = 0; k < kSteps; ++k) {
+        __m256i sum[6];
+#pragma GCC unroll 6
+        for (int t = 0; t < 6; ++t) sum[t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; ++g) {
+#pragma GCC unroll 6
+            for (int t = 0; t < 6; ++t) {
+                const __m256i xs = _mm256_sign_epi8(_mm256_set1_epi32(x[8 * t + g]), level);
+                sum[t] = _mm256_add_epi32(sum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, xs), ones));
+                asm("" : "+x"(sum[t]));
+            }
+        }
+#pragma GCC unroll 6
+        for (int t = 0; t < 6; ++t) {
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(acc[(t + 1) % 6], _mm256_set1_ps(1e-9f)),
+                                     acc[t]);
+        }
+        asm volatile("" : "+r"(x));
+}
+return _mm256_cvtss_f32(acc[0]);
+}
+double avx2_q8_mix_gops() {
+    constexpr long kSteps = 20000;
+    alignas(64) int32_t words[128] = {};
+    volatile float sink = 0.0f;
+    const double seconds = best_seconds(20, [&] { sink = avx2_q8_mix_loop(kSteps, words); });
+    return 2.0 * 6 * 8 * 32 * kSteps / seconds * 1e-9;
+}
+
+// Per 4 values of 16 rows and each of 8 tokens: vpbroadcastd, vpdpbusd; per 8 of those
+// vcvtdq2ps, vmulps, vfmadd (the AVX-512 panel micro-tile's mix).
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) float avx512_vnni_mix_loop(long kSteps, const int32_t* x) {
+    const __m512i levels = _mm512_set1_epi8(3);
+    __m512 acc[8];
+    for (__m512& a : acc) a = _mm512_setzero_ps();
+    for (long k = 0; k < kSteps; ++k) {
+        __m512i sum[8];
+#pragma GCC unroll 8
+        for (int t = 0; t < 8; ++t) sum[t] = _mm512_set1_epi32(x[64 + t]);
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; ++g) {
+#pragma GCC unroll 8
+            for (int t = 0; t < 8; ++t) {
+                sum[t] = _mm512_dpbusd_epi32(sum[t], levels, _mm512_set1_epi32(x[8 * t + g]));
+                asm("" : "+v"(sum[t]));
+            }
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < 8; ++t) {
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[t]), _mm512_mul_ps(acc[(t + 1) % 8], _mm512_set1_ps(1e-9f)),
+                                     acc[t]);
+        }
+        asm volatile("" : "+r"(x));
+}
+return _mm512_reduce_add_ps(acc[0]);
+}
+double avx512_vnni_mix_gops() {
+    constexpr long kSteps = 20000;
+    alignas(64) int32_t words[128] = {};
+    volatile float sink = 0.0f;
+    const double seconds = best_seconds(20, [&] { sink = avx512_vnni_mix_loop(kSteps, words); });
+    return 2.0 * 8 * 8 * 64 * kSteps / seconds * 1e-9;
 }
 #endif
 
@@ -1277,8 +1433,24 @@ struct GemmInputs {
 
 // Integer and float matmuls are both reported as GOPS: 2 operations (multiply, add) per weight
 // per token.
-void bench_gemm(const KernelTable& table, DType dtype, size_t rows, size_t cols, size_t n,
-                double peak_gflops) {
+// This core's peaks now (0 where not measured): fp32 FMA, and the synthetic integer mixes above.
+struct Peaks {
+    double fma = 0.0, avx2_q4 = 0.0, avx2_q8 = 0.0, avx512_vnni = 0.0;
+
+    // The peak a `table` GEMM of `dtype` is read against: its micro-tile's mix (the AVX-512
+    // table's K-quants other than Q4_K and Q6_K use AVX2-style rows, not read against any).
+    double for_gemm(const KernelTable& table, DType dtype) const {
+        if (!lfmrt::is_quantized(dtype)) return fma;
+#if defined(__x86_64__) || defined(_M_X64)
+        if (&table == &lfmrt::cpu::avx512_kernels()) return has_panel_kernels(table, dtype) ? avx512_vnni : 0.0;
+        if (&table == &lfmrt::cpu::avx2_kernels()) return dtype == DType::Q8_0 ? avx2_q8 : avx2_q4;
+#endif
+        return 0.0;
+    }
+};
+
+void bench_gemm(const KernelTable& table, DType dtype, size_t rows, size_t cols, size_t n, const Peaks& peaks) {
+    const double peak_gflops = peaks.for_gemm(table, dtype);
     GemmInputs operands(dtype, rows, cols, n, 1);
     const Layout layout = model_layout(table, dtype);
     const std::vector<uint8_t> panels =
@@ -1292,8 +1464,8 @@ void bench_gemm(const KernelTable& table, DType dtype, size_t rows, size_t cols,
     const double gops = 2.0 * rows * cols * n / seconds * 1e-9;
     std::printf("%s gemm %-4s %s rows=%zu cols=%zu n=%zu: %.1f GOPS (%.1f ms", kernel_label(table, get).c_str(),
                 lfmrt::dtype_name(dtype), layout_name(layout), rows, cols, n, gops, seconds * 1e3);
-    if (peak_gflops > 0.0 && !lfmrt::is_quantized(dtype)) {
-        std::printf(", %.0f%% of FMA peak", 100.0 * gops / peak_gflops);
+    if (peak_gflops > 0.0) {
+        std::printf(", %.0f%% of %s peak", 100.0 * gops / peak_gflops, lfmrt::is_quantized(dtype) ? "its mix's" : "FMA");
     }
     std::printf(")\n");
 }
@@ -1482,11 +1654,20 @@ void bench_read_bandwidth(const KernelTable& table, size_t bytes) {
 int run_benchmarks(bool argc_all) {
     const char* isa = std::getenv("LFMRT_ISA");
     const KernelTable& table = lfmrt::cpu::select_kernels(isa != nullptr ? isa : "");
-    double peak = 0.0;
+    Peaks peak;
 #if defined(__x86_64__) || defined(_M_X64)
     if (&table != &lfmrt::cpu::scalar_kernels()) {
-        peak = fma_peak_gflops();
-        std::printf("fma peak (one core, 8-wide fp32 FMA, now): %.1f GFLOP/s\n", peak);
+        peak.fma = fma_peak_gflops();
+        peak.avx2_q4 = avx2_q4_mix_gops();
+        peak.avx2_q8 = avx2_q8_mix_gops();
+        std::printf("fma peak (one core, 8-wide fp32 FMA, now): %.1f GFLOP/s\n", peak.fma);
+        std::printf("int8 mix peaks (one core, from registers): avx2 Q4_0/Q4_K/Q6_K tile %.1f GOPS, avx2 Q8_0 tile %.1f GOPS",
+                    peak.avx2_q4, peak.avx2_q8);
+        if (&table == &lfmrt::cpu::avx512_kernels()) {
+            peak.avx512_vnni = avx512_vnni_mix_gops();
+            std::printf(", avx512 vnni tile %.1f GOPS", peak.avx512_vnni);
+        }
+        std::printf("\n");
     }
 #endif
     // The LFM2-350M shapes: w1/w3 (4608 x 1024) and w2 (1024 x 4608), a 512-token prefill.
@@ -1528,12 +1709,87 @@ int run_benchmarks(bool argc_all) {
     return 0;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Instruction counting (--count): the matrix work of one LFM2-350M forward step, run `passes` times
+// on one thread, for QEMU's instruction-counting plugin (bench/qemu/): the difference between the
+// counts of two runs that differ by one pass is the instructions of one pass, which no timer on
+// an emulator gives. Weights are random bytes (these kernels' instruction counts do not depend on
+// the values, and the reference quantizers would take minutes under emulation), one matrix per
+// shape, in GGUF's rows or in panels where the table has panel kernels.
+
+// One step of n tokens: per layer the FFN (w1, w3: 4608 x 1024; w2: 1024 x 4608) and the operator's
+// projections (10 conv layers: in_proj 3072 x 1024, out_proj 1024 x 1024; 6 attention layers: q and
+// o 1024 x 1024, k and v 512 x 1024), each input quantized once per matrix shape group as the
+// backend does, and the tied LM head (65536 x 1024, `head`) on the last token.
+int run_count(DType dtype, DType head, size_t n, Layout wanted, int passes) {
+    const char* isa = std::getenv("LFMRT_ISA");
+    const KernelTable& table = lfmrt::cpu::select_kernels(isa != nullptr ? isa : "");
+    struct Use {
+        size_t rows, cols, per_step;
+        DType dtype;
+    };
+    const Use uses[] = {{4608, 1024, 32, dtype}, {1024, 4608, 16, dtype}, {3072, 1024, 10, dtype},
+                        {1024, 1024, 22, dtype}, {512, 1024, 12, dtype},  {65536, 1024, 1, head}};
+    std::mt19937_64 rng(7);
+    std::vector<std::vector<uint8_t>> matrices;
+    for (const Use& use : uses) {
+        std::vector<uint8_t> bytes(use.rows * lfmrt::row_bytes(use.dtype, use.cols));
+        for (size_t i = 0; i + 8 <= bytes.size(); i += 8) {
+            const uint64_t word = rng() & 0x3BFF3BFF3BFF3BFFull;  // every fp16 scale finite
+            std::memcpy(&bytes[i], &word, 8);
+        }
+        const Layout layout = wanted == Layout::Panels ? model_layout(table, use.dtype) : Layout::Rows;
+        if (layout == Layout::Panels) {
+            std::vector<uint8_t> packed(lfmrt::cpu::panel_matrix_bytes(use.dtype, use.rows, use.cols));
+            lfmrt::cpu::pack_panels(use.dtype, bytes.data(), use.rows, use.cols, 0, lfmrt::cpu::panel_rows(use.rows),
+                                    packed.data());
+            bytes.swap(packed);
+        }
+        matrices.push_back(std::move(bytes));
+    }
+    std::mt19937 frng(8);
+    const std::vector<float> x = random_floats(n * 4608, frng);
+    std::vector<uint8_t> xq(n * lfmrt::cpu::activation_row_bytes(DType::Q8_0, 4608));
+    std::vector<float> y(n * 65536);
+    std::vector<uint8_t> scratch(lfmrt::cpu::kGemmScratchBytes);
+    for (int pass = 0; pass < passes; ++pass) {
+        for (size_t u = 0; u < std::size(uses); ++u) {
+            const Use& use = uses[u];
+            const bool is_head = u + 1 == std::size(uses);
+            const size_t tokens = is_head ? 1 : n;
+            const Layout layout = wanted == Layout::Panels ? model_layout(table, use.dtype) : Layout::Rows;
+            const size_t stride = lfmrt::cpu::activation_row_bytes(use.dtype, use.cols);
+            const auto quantize = lfmrt::cpu::activation_quantizer(table, lfmrt::cpu::activation_format(use.dtype));
+            for (size_t i = 0; i < use.per_step; ++i) {
+                // The backend quantizes one input for the matrices that share it (w1 and w3, q/k/v):
+                // about one quantization per two matrices here.
+                if (i % 2 == 0) {
+                    for (size_t t = 0; t < tokens; ++t) quantize(x.data() + t * use.cols, xq.data() + t * stride, use.cols);
+                }
+                if (tokens == 1) {
+                    gemv_in(table, use.dtype, layout)(matrices[u].data(), use.cols, xq.data(), y.data(), 0, use.rows);
+                } else {
+                    gemm_in(table, use.dtype, layout)(matrices[u].data(), use.cols, xq.data(), stride, tokens, y.data(),
+                                                      use.rows, 0, use.rows, scratch.data());
+                }
+            }
+        }
+    }
+    std::printf("counted %s: %d pass(es) of a 350M step, %zu token(s), %s + %s head, %s\n", table.name, passes, n,
+                lfmrt::dtype_name(dtype), lfmrt::dtype_name(head), layout_name(wanted));
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);  // one line per check, as it finishes, even into a pipe
     if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) {
         return run_benchmarks(argc > 2 && std::strcmp(argv[2], "--all") == 0);
+    }
+    if (argc == 7 && std::strcmp(argv[1], "--count") == 0) {
+        return run_count(lfmrt::dtype_from_name(argv[2]), lfmrt::dtype_from_name(argv[3]), std::stoul(argv[4]),
+                         std::strcmp(argv[5], "panels") == 0 ? Layout::Panels : Layout::Rows, std::stoi(argv[6]));
     }
     return run_tests();
 }

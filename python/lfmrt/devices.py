@@ -81,7 +81,7 @@ def cpu_info() -> Dict[str, object]:
     - ``features``: the CPU features that matter to some kernel set (x86-64: ``avx2``, ``fma``,
       ``f16c``, ...; aarch64: ``neon``, ``dotprod``, ``fp16``, ``i8mm``);
     - ``kernel_sets``: the kernel sets of this build that this CPU runs, lowest first (x86-64:
-      ``scalar``, ``avx2``; aarch64: ``scalar``, ``neon``, ``neon_dotprod``);
+      ``scalar``, ``avx2``; aarch64: ``scalar``, ``neon``, ``neon_dotprod``, ``neon_i8mm``);
     - ``kernels``: the set a model loaded now gets, the best one unless ``$LFMRT_ISA`` asks for
       another (an unknown name, or one this CPU cannot run, raises ``ValueError``);
     - ``physical_cores``: see :func:`physical_core_count`.

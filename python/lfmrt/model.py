@@ -233,8 +233,9 @@ class Model:
             n_threads: compute threads (default: this machine's physical cores).
             device: where to run: ``"cpu"`` (the default, or ``$LFMRT_DEVICE``), ``"cpu:<kernel
                 set>"`` to force a CPU kernel set (``"cpu:scalar"``, ``"cpu:avx2"``,
-                ``"cpu:avx512"`` on x86-64, ``"cpu:neon"``, ``"cpu:neon_dotprod"`` on aarch64;
-                ``$LFMRT_ISA`` names one for plain ``"cpu"``), ``"opencl"`` / ``"opencl:N"``, or
+                ``"cpu:avx512"`` on x86-64, ``"cpu:neon"``, ``"cpu:neon_dotprod"``,
+                ``"cpu:neon_i8mm"`` on aarch64; ``$LFMRT_ISA`` names one for plain ``"cpu"``),
+                ``"opencl"`` / ``"opencl:N"``, or
                 ``"cuda"`` / ``"cuda:N"``. :func:`lfmrt.devices` lists what this machine has.
             max_context: the longest sequence a session may hold (default and upper bound:
                 the model's own context length).

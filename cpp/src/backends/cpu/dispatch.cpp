@@ -37,9 +37,9 @@ bool has_avx512_vnni() {
 
 #if defined(__aarch64__)
 // Optional aarch64 features, read from the OS (user space cannot read the ID registers
-// portably). Only dotprod selects a kernel table: fp16 arithmetic (FEAT_FP16) would round
+// portably). dotprod and i8mm select kernel tables: fp16 arithmetic (FEAT_FP16) would round
 // products and sums to half precision, and lfmrt accumulates in fp32; the f16 -> f32 widening
-// the kernels need is baseline NEON. fp16 and i8mm are reported for information.
+// the kernels need is baseline NEON. fp16 is reported for information.
 struct ArmFeatures {
     bool dotprod = false;  // SDOT / UDOT (FEAT_DotProd)
     bool fp16 = false;     // half-precision arithmetic, scalar and vector (FEAT_FP16)
@@ -89,7 +89,7 @@ ArmFeatures arm_features() { return {}; }  // no known way to ask this OS: basel
 #if defined(__x86_64__) || defined(_M_X64)
 constexpr const char* kBuiltKernelSets = "'scalar', 'avx2' or 'avx512'";
 #elif defined(__aarch64__)
-constexpr const char* kBuiltKernelSets = "'scalar', 'neon' or 'neon_dotprod'";
+constexpr const char* kBuiltKernelSets = "'scalar', 'neon', 'neon_dotprod' or 'neon_i8mm'";
 #else
 constexpr const char* kBuiltKernelSets = "'scalar'";
 #endif
@@ -129,7 +129,9 @@ std::vector<std::string> kernel_sets() {
     if (has_avx512_vnni()) sets.emplace_back("avx512");
 #elif defined(__aarch64__)
     sets.emplace_back("neon");
-    if (arm_features().dotprod) sets.emplace_back("neon_dotprod");
+    const ArmFeatures arm = arm_features();
+    if (arm.dotprod) sets.emplace_back("neon_dotprod");
+    if (arm.dotprod && arm.i8mm) sets.emplace_back("neon_i8mm");
 #endif
     return sets;
 }
@@ -150,8 +152,15 @@ const KernelTable& select_kernels(const std::string& isa) {
     }
 #elif defined(__aarch64__)
     if (isa == "neon") return neon_kernels();
+    const ArmFeatures arm = arm_features();
+    if (isa.empty() || isa == "neon_i8mm") {
+        if (arm.dotprod && arm.i8mm) return neon_i8mm_kernels();
+        if (isa == "neon_i8mm") {
+            throw InvalidArgument("the neon_i8mm kernel set (device cpu:neon_i8mm or LFMRT_ISA=neon_i8mm) needs the int8 matrix-multiply and dot-product instructions, which this CPU lacks");
+        }
+    }
     if (isa.empty() || isa == "neon_dotprod") {
-        if (arm_features().dotprod) return neon_dotprod_kernels();
+        if (arm.dotprod) return neon_dotprod_kernels();
         if (isa == "neon_dotprod") {
             throw InvalidArgument("the neon_dotprod kernel set (device cpu:neon_dotprod or LFMRT_ISA=neon_dotprod) needs the dot-product instructions, which this CPU lacks");
         }
@@ -171,7 +180,7 @@ const KvKernels& kv_kernels_for(const KernelTable& table) {
     // attention's fp32 loops gain nothing from 512 bits at head size 64: both take the AVX2 ones.
     return avx2_kv_kernels();
 #elif defined(__aarch64__)
-    // Attention is fp32 arithmetic: both NEON tables share the baseline KV kernels.
+    // Attention is fp32 arithmetic: every NEON table shares the baseline KV kernels.
     return neon_kv_kernels();
 #else
     return scalar_kv_kernels();

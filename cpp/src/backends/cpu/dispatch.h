@@ -17,8 +17,8 @@ std::string cpu_features();
 std::vector<std::string> kernel_sets();
 
 // The best table this CPU supports, or the one named by `isa` ("scalar", "avx2", "avx512", "neon",
-// "neon_dotprod"; empty means best, and the LFMRT_ISA environment variable is read by the
-// caller). Throws InvalidArgument for an unknown name or a table the CPU cannot run.
+// "neon_dotprod", "neon_i8mm"; empty means best, and the LFMRT_ISA environment variable is read
+// by the caller). Throws InvalidArgument for an unknown name or a table the CPU cannot run.
 const KernelTable& select_kernels(const std::string& isa);
 
 // The KV-cache kernels of the same ISA as `table` (a table chosen by select_kernels).

@@ -54,7 +54,7 @@ inline constexpr size_t kGemmScratchBytes = 256 * 1024;
 inline constexpr size_t kRowBlock = 16;
 
 struct KernelTable {
-    const char* name;  // "scalar", "avx2", "avx512", "neon", "neon_dotprod", ...
+    const char* name;  // "scalar", "avx2", "avx512", "neon", "neon_dotprod", "neon_i8mm"
 
     GemvFn gemv[kNumDTypes];  // indexed by DType
     GemmFn gemm[kNumDTypes];
@@ -91,6 +91,7 @@ const KernelTable& avx512_kernels();
 #if defined(__aarch64__)
 const KernelTable& neon_kernels();          // armv8-a Advanced SIMD: every aarch64 CPU
 const KernelTable& neon_dotprod_kernels();  // needs the dot-product instructions (SDOT) at run time
+const KernelTable& neon_i8mm_kernels();     // needs SDOT and the int8 matrix multiply (SMMLA) at run time
 #endif
 
 }  // namespace lfmrt::cpu

@@ -1,25 +1,31 @@
-// AVX2 kernels for Q4_0, Q8_0 and Q6_K weights in 16-row panels (backends/cpu/panels.h) times BlockQ8A
-// activations: the GEMV (decode) and the GEMM (batched decode, prefill), both reading the panels
-// where they lie. Compiled with -mavx2 -mfma -mf16c; like avx2_kernels.cpp it instantiates no STL
-// and keeps every helper in an anonymous namespace.
+// AVX2 kernels for Q4_0, Q8_0, Q4_K and Q6_K weights in 16-row panels (backends/cpu/panels.h) times
+// BlockQ8A activations: the GEMV (decode) and the GEMM (batched decode, prefill), both reading the
+// panels where they lie. Compiled with -mavx2 -mfma -mf16c; like avx2_kernels.cpp it instantiates
+// no STL and keeps every helper in an anonymous namespace.
 //
 // A panel block's 16 rows are two ymm halves of 8 rows (lanes), each lane 4 levels of its row
 // against the token's 4 activation bytes broadcast. Without VNNI the byte dot is vpmaddubsw
-// (u8 x s8 -> s16 pairs) then vpmaddwd with ones (-> s32), both exact here:
-// - Q4_0: unsigned levels 0..15, so a pair is at most 2 * 15 * 128 = 3840 and the 8 vpmaddubsw of
-//   a block (4 words x 2 nibbles) add up in int16 (at most 30720) before one vpmaddwd. The int32
-//   sum starts at -8 * (sum of the block's activations), computed once per call, so it ends at the
-//   exact dot of the signed levels (level - 8).
+// (u8 x s8 -> pairs summed to s16) then vpmaddwd with ones (-> s32). An int16 lane of the
+// vpmaddubsw output gathers the products of one row's bytes 0-1 (even lanes) or 2-3 (odd lanes)
+// of each 4-byte word, and wrapping int16 adds are exact as long as the final sum fits, however
+// far the partial sums wander: so the offset of unsigned levels is folded into the int16 sums'
+// starting value (corrections_of: -offset * the sum of the activations that lane meets, as a
+// pair of int16), and one vpmaddwd per scale turns the exact int16 lanes into the int32 dot.
+// - Q4_0: levels 0..15 (offset 8); a pair is at most 2 * 15 * 127 = 3810 (no saturation), and an
+//   int16 lane ends at the dot of 16 signed levels (level - 8), at most 16 * 8 * 127 = 16256.
+// - Q6_K: levels 0..63 (offset 32, one int8 scale per 16 values); a pair is at most 16002, a lane
+//   ends at the dot of 8 signed levels, at most 8 * 32 * 127 = 32512.
+// - Q4_K: levels 0..15 with no offset (its minima come off in fp32, as in the AVX-512 kernels);
+//   the 8 words of a 32-value block add up to at most 8 * 3810 = 30480.
 // - Q8_0: the signed level s = (level + 128) ^ 0x80 is taken apart as |s| (unsigned, <= 128) and
 //   its sign moved onto the activation (vpsignb, |x| <= 127), as llama.cpp's AVX2 Q8_0 does: a
-//   pair is at most 2 * 128 * 127 = 32512, so each vpmaddubsw is exact; one vpmaddwd per word.
-// - Q6_K: unsigned levels 0..63 (offset 32, one int8 scale per 16 values): pairs of vpmaddubsw
-//   add up in int16 (at most 2 * 2 * 63 * 128 = 32256), and each 16 values' int32 sum starts at
-//   -32 * (sum of their activations).
-// Then acc += float(dot) * (scale * x.d), one fmadd per 8 rows, scale and token. That arithmetic is
-// the same for a row whatever the token count, the row range or the chunking (partial sums go
-// through y unchanged), so the GEMM equals the GEMV per token bit for bit, and row splits change
-// nothing.
+//   pair is at most 2 * 128 * 127 = 32512, so each vpmaddubsw is exact but cannot be summed in
+//   int16: one vpmaddwd per word.
+// Then acc += float(dot) * (scale * x.d), one fmadd per 8 rows, scale and token (Q4_K also
+// acc -= min * x.dsum, with the AVX-512 kernels' products: it matches them bit for bit). That
+// arithmetic is the same for a row whatever the token count, the tile shape, the row range or the
+// chunking (partial sums go through y unchanged), so the GEMM equals the GEMV per token bit for
+// bit, and row splits change nothing.
 #include "backends/cpu/kernels/avx2/panel_kernels.h"
 
 #include <immintrin.h>
@@ -39,34 +45,49 @@ using quant::BlockQ8A;
 using cpu::kPanelRows;
 using quant::kQ32;
 using cpu::PanelQ4_0;
+using cpu::PanelQ4_K;
 using cpu::PanelQ6_K;
 using cpu::PanelQ8_0;
 
+// kBlocks: 32-value blocks per panel block; kCorrections: int16-pair corrections per 32-value
+// block (0: the type has none), each over 32 / kCorrections values, with kOffset.
+// The GEMM's micro-tile is kRowHalves halves of 8 rows x up to kMaxTileTokens tokens: the shape
+// that measured fastest (Zen 5 running this file, 4608 x 1024, 16-512 tokens; 2 x 3, 1 x 4, 1 x 6
+// and 2 x 2 tried) where int16 sums and fp32 accumulators share the 16 ymm registers.
 template <DType D>
 struct PanelTraits;
-// kBlocks: 32-value blocks per panel block; kHalves: scales per 32-value block of a row.
 template <>
 struct PanelTraits<DType::Q4_0> {
     using Panel = PanelQ4_0;
-    static constexpr size_t kBlocks = 1, kHalves = 1;
+    static constexpr size_t kBlocks = 1, kCorrections = 1, kRowHalves = 2, kMaxTileTokens = 3;
+    static constexpr int16_t kOffset = 8;
 };
 template <>
 struct PanelTraits<DType::Q8_0> {
     using Panel = PanelQ8_0;
-    static constexpr size_t kBlocks = 1, kHalves = 1;
+    static constexpr size_t kBlocks = 1, kCorrections = 0, kRowHalves = 1, kMaxTileTokens = 6;
+    static constexpr int16_t kOffset = 0;
+};
+template <>
+struct PanelTraits<DType::Q4_K> {
+    using Panel = PanelQ4_K;
+    static constexpr size_t kBlocks = 8, kCorrections = 0, kRowHalves = 1, kMaxTileTokens = 6;
+    static constexpr int16_t kOffset = 0;
 };
 template <>
 struct PanelTraits<DType::Q6_K> {
     using Panel = PanelQ6_K;
-    static constexpr size_t kBlocks = 8, kHalves = 2;
+    static constexpr size_t kBlocks = 8, kCorrections = 2, kRowHalves = 1, kMaxTileTokens = 6;
+    static constexpr int16_t kOffset = 32;
 };
 template <DType D>
 using Panel = typename PanelTraits<D>::Panel;
 template <DType D>
 constexpr size_t kBlocks = PanelTraits<D>::kBlocks;
 template <DType D>
-constexpr size_t kHalves = PanelTraits<D>::kHalves;
+constexpr size_t kCorrections = PanelTraits<D>::kCorrections;
 
+__m128i load8(const void* p) { return _mm_loadl_epi64(static_cast<const __m128i*>(p)); }
 __m128i load16(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
 __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
@@ -77,24 +98,31 @@ __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m2
     return _mm256_set1_epi32(word);
 }
 
-int32_t hsum4(__m128i v) {
-    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4E));
-    return _mm_cvtsi128_si32(_mm_add_epi32(v, _mm_shuffle_epi32(v, 0xB1)));
+// Keeps a running sum a chain: without it GCC reassociates the adds of a block into a tree that
+// keeps every product live at once, and spills them (measured: 84 -> 131 GMAC/s, Q4_0).
+[[gnu::always_inline]] inline void keep_chain(__m256i& v) { asm("" : "+x"(v)); }
+
+// Lanes 4w + 0..1 and 4w + 2..3 of 8 words summed: the int16 pair (even, odd) in every word.
+__m128i sum_words_epi16(__m128i v) {
+    v = _mm_add_epi16(v, _mm_shuffle_epi32(v, 0x4E));
+    return _mm_add_epi16(v, _mm_shuffle_epi32(v, 0xB1));
 }
 
-// -offset * (sum of the activation bytes under each scale) of blocks [0, n_blocks): Q4_0 out[b]
-// per block (offset 8), Q6_K out[2b + h] per half h of the block (offset 32). Q8_0 has none.
+// The starting int16 pair of each corrected sum: -offset * (sum of the activation bytes the even
+// and the odd int16 lanes meet), for blocks [0, n_blocks) of x: out[b] per block (Q4_0), or
+// out[2b + h] per 16 values (Q6_K).
 template <DType D>
 void corrections_of(const BlockQ8A* x, size_t n_blocks, int32_t* out) {
-    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    const __m256i pairs_of = _mm256_set1_epi8(1);
+    const __m128i minus_offset = _mm_set1_epi16(static_cast<int16_t>(-PanelTraits<D>::kOffset));
     for (size_t b = 0; b < n_blocks; ++b) {
-        const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, load32(x[b].qs)), ones16);
-        const __m128i first = _mm256_castsi256_si128(sums), second = _mm256_extracti128_si256(sums, 1);
-        if constexpr (D == DType::Q6_K) {
-            out[2 * b] = -32 * hsum4(first);
-            out[2 * b + 1] = -32 * hsum4(second);
+        const __m256i pairs = _mm256_maddubs_epi16(pairs_of, load32(x[b].qs));  // bytes 2i + 2i+1
+        const __m128i first = _mm256_castsi256_si128(pairs), second = _mm256_extracti128_si256(pairs, 1);
+        if constexpr (kCorrections<D> == 2) {
+            out[2 * b] = _mm_cvtsi128_si32(_mm_mullo_epi16(sum_words_epi16(first), minus_offset));
+            out[2 * b + 1] = _mm_cvtsi128_si32(_mm_mullo_epi16(sum_words_epi16(second), minus_offset));
         } else {
-            out[b] = -8 * hsum4(_mm_add_epi32(first, second));
+            out[b] = _mm_cvtsi128_si32(_mm_mullo_epi16(sum_words_epi16(_mm_add_epi16(first, second)), minus_offset));
         }
     }
 }
@@ -109,98 +137,251 @@ __m256i lane_mask(size_t p, size_t h, size_t row_begin, size_t row_end) {
     return _mm256_and_si256(_mm256_cmpgt_epi32(lane, lo), _mm256_cmpgt_epi32(hi, lane));
 }
 
-// acc[t] (+)= half h (rows 8h..8h+7) of panel block p dotted with token t's activation block
-// xb[t], the Q4_0 integer sum starting at corrections[t * stride].
-template <DType D, size_t kT>
-[[gnu::always_inline]] inline void block_half(const Panel<D>& p, size_t h, const BlockQ8A* const* xb,
-                                              const int32_t* corrections, size_t stride, __m256* acc) {
+// The block functions below, GEMV (kR = 2, kT = 1) and GEMM alike: acc[r][t] (+)= rows
+// 8(h0 + r)..8(h0 + r) + 7 of a panel block dotted with token t's activation block xb[t].
+// Corrected sums start at corrections[t * stride + ...].
+
+// acc[r][t] += float(sum[r][t] as int16 pairs) * (scale[r] * xb[t]->d).
+template <size_t kR, size_t kT>
+[[gnu::always_inline]] inline void scale_pairs(const __m256i (&sum)[kR][kT], const __m256 (&scale)[kR],
+                                               const BlockQ8A* const* xb, __m256 (&acc)[kR][kT]) {
     const __m256i ones16 = _mm256_set1_epi16(1);
-    __m256i sum[kT];
-    if constexpr (D == DType::Q4_0) {
-        const __m256i nibble = _mm256_set1_epi8(0x0F);
-        __m256i sum16[kT];
-#pragma GCC unroll 4
-        for (size_t g = 0; g < 4; ++g) {
-            const __m256i v = load32(p.qs[g][8 * h]);
-            const __m256i low = _mm256_and_si256(v, nibble);
-            const __m256i high = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
-#pragma GCC unroll 8
-            for (size_t t = 0; t < kT; ++t) {
-                const __m256i both = _mm256_add_epi16(_mm256_maddubs_epi16(low, broadcast_word(xb[t], g)),
-                                                      _mm256_maddubs_epi16(high, broadcast_word(xb[t], g + 4)));
-                sum16[t] = g == 0 ? both : _mm256_add_epi16(sum16[t], both);
-            }
-        }
+#pragma GCC unroll 2
+    for (size_t r = 0; r < kR; ++r) {
 #pragma GCC unroll 8
         for (size_t t = 0; t < kT; ++t) {
-            sum[t] = _mm256_add_epi32(_mm256_madd_epi16(sum16[t], ones16), _mm256_set1_epi32(corrections[t * stride]));
+            acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(sum[r][t], ones16)),
+                                        _mm256_mul_ps(scale[r], _mm256_set1_ps(xb[t]->d)), acc[r][t]);
         }
-    } else {
-        const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));
-#pragma GCC unroll 8
-        for (size_t g = 0; g < 8; ++g) {
-            const __m256i s = _mm256_xor_si256(load32(p.qs[g][8 * h]), bias);
-            const __m256i a = _mm256_abs_epi8(s);
-#pragma GCC unroll 8
-            for (size_t t = 0; t < kT; ++t) {
-                const __m256i dot = _mm256_madd_epi16(
-                    _mm256_maddubs_epi16(a, _mm256_sign_epi8(broadcast_word(xb[t], g), s)), ones16);
-                sum[t] = g == 0 ? dot : _mm256_add_epi32(sum[t], dot);
-            }
-        }
-    }
-    const __m256 scale = _mm256_cvtph_ps(load16(p.d + 8 * h));
-#pragma GCC unroll 8
-    for (size_t t = 0; t < kT; ++t) {
-        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(scale, _mm256_set1_ps(xb[t]->d)), acc[t]);
     }
 }
 
-// Q6_K, GEMV and GEMM alike: acc[t] (+)= half `rh` (rows 8rh..8rh+7) of 32-value block j of
-// super-block panel `p` (d: those rows' fp16 scales, converted) dotted with token t's activation
-// block xb[t], the integer sum of value half h starting at corrections[t * stride + h]. Levels are
-// 0..63, so a vpmaddubsw pair is at most 2 * 63 * 128 = 16128 and two add up exactly in int16.
-template <size_t kT>
-[[gnu::always_inline]] inline void q6_k_block_half(const PanelQ6_K& p, __m256 d, size_t j, size_t rh,
-                                                   const BlockQ8A* const* xb, const int32_t* corrections,
-                                                   size_t stride, __m256* acc) {
-    const __m256i ones16 = _mm256_set1_epi16(1), low_bits = _mm256_set1_epi8(0x0F), high_bits = _mm256_set1_epi8(0x30);
-    const __m256i qh[2] = {load32(p.blocks[j].qh[0][8 * rh]), load32(p.blocks[j].qh[1][8 * rh])};
+// sum[r][t] += the level vectors levels[r] against activation word g of every token.
+template <size_t kR, size_t kT>
+[[gnu::always_inline]] inline void add_word(const __m256i (&levels)[kR], const BlockQ8A* const* xb, size_t g,
+                                            __m256i (&sum)[kR][kT]) {
+#pragma GCC unroll 8
+    for (size_t t = 0; t < kT; ++t) {
+        const __m256i x = broadcast_word(xb[t], g);
+#pragma GCC unroll 2
+        for (size_t r = 0; r < kR; ++r) {
+            sum[r][t] = _mm256_add_epi16(sum[r][t], _mm256_maddubs_epi16(levels[r], x));
+            keep_chain(sum[r][t]);
+        }
+    }
+}
+
+template <size_t kR, size_t kT>
+[[gnu::always_inline]] inline void start_sums(const int32_t* corrections, size_t stride, __m256i (&sum)[kR][kT]) {
+#pragma GCC unroll 8
+    for (size_t t = 0; t < kT; ++t) {
+        const __m256i start = corrections ? _mm256_set1_epi32(corrections[t * stride]) : _mm256_setzero_si256();
+#pragma GCC unroll 2
+        for (size_t r = 0; r < kR; ++r) sum[r][t] = start;
+    }
+}
+
+template <size_t kR>
+[[gnu::always_inline]] inline void half_scales(const uint16_t* d, size_t h0, __m256 (&scale)[kR]) {
+#pragma GCC unroll 2
+    for (size_t r = 0; r < kR; ++r) scale[r] = _mm256_cvtph_ps(load16(d + 8 * (h0 + r)));
+}
+
+template <size_t kR, size_t kT>
+[[gnu::always_inline]] inline void q4_0_block(const PanelQ4_0& p, size_t h0, const BlockQ8A* const* xb,
+                                              const int32_t* corrections, size_t stride, __m256 (&acc)[kR][kT]) {
+    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    __m256i sum[kR][kT];
+    start_sums<kR, kT>(corrections, stride, sum);
+#pragma GCC unroll 4
+    for (size_t g = 0; g < 4; ++g) {
+        __m256i levels[kR];
+#pragma GCC unroll 2
+        for (size_t r = 0; r < kR; ++r) levels[r] = _mm256_and_si256(load32(p.qs[g][8 * (h0 + r)]), nibble);
+        add_word<kR, kT>(levels, xb, g, sum);
+#pragma GCC unroll 2
+        for (size_t r = 0; r < kR; ++r) {
+            levels[r] = _mm256_and_si256(_mm256_srli_epi16(load32(p.qs[g][8 * (h0 + r)]), 4), nibble);
+        }
+        add_word<kR, kT>(levels, xb, g + 4, sum);
+    }
+    __m256 scale[kR];
+    half_scales<kR>(p.d, h0, scale);
+    scale_pairs<kR, kT>(sum, scale, xb, acc);
+}
+
+template <size_t kR, size_t kT>
+[[gnu::always_inline]] inline void q8_0_block(const PanelQ8_0& p, size_t h0, const BlockQ8A* const* xb,
+                                              __m256 (&acc)[kR][kT]) {
+    const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80)), ones16 = _mm256_set1_epi16(1);
+    __m256i sum[kR][kT];
+#pragma GCC unroll 8
+    for (size_t g = 0; g < 8; ++g) {
+        __m256i level[kR], magnitude[kR];
+#pragma GCC unroll 2
+        for (size_t r = 0; r < kR; ++r) {
+            level[r] = _mm256_xor_si256(load32(p.qs[g][8 * (h0 + r)]), bias);
+            magnitude[r] = _mm256_abs_epi8(level[r]);
+        }
+#pragma GCC unroll 8
+        for (size_t t = 0; t < kT; ++t) {
+            const __m256i x = broadcast_word(xb[t], g);
+#pragma GCC unroll 2
+            for (size_t r = 0; r < kR; ++r) {
+                const __m256i dot = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(magnitude[r], _mm256_sign_epi8(x, level[r])), ones16);
+                sum[r][t] = g == 0 ? dot : _mm256_add_epi32(sum[r][t], dot);
+                keep_chain(sum[r][t]);
+            }
+        }
+    }
+    __m256 scale[kR];
+    half_scales<kR>(p.d, h0, scale);
+#pragma GCC unroll 2
+    for (size_t r = 0; r < kR; ++r) {
+#pragma GCC unroll 8
+        for (size_t t = 0; t < kT; ++t) {
+            acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[r][t]), _mm256_mul_ps(scale[r], _mm256_set1_ps(xb[t]->d)),
+                                        acc[r][t]);
+        }
+    }
+}
+
+// Q6_K: 32-value block j of super-block panel `p` (d: the halves' fp16 scales, converted).
+template <size_t kR, size_t kT>
+[[gnu::always_inline]] inline void q6_k_block(const PanelQ6_K& p, const __m256 (&d)[kR], size_t h0, size_t j,
+                                              const BlockQ8A* const* xb, const int32_t* corrections, size_t stride,
+                                              __m256 (&acc)[kR][kT]) {
+    const __m256i low_bits = _mm256_set1_epi8(0x0F), high_bits = _mm256_set1_epi8(0x30);
 #pragma GCC unroll 2
     for (size_t h = 0; h < 2; ++h) {
-        __m256i sum[kT], pair[kT];
-#pragma GCC unroll 8
-        for (size_t t = 0; t < kT; ++t) sum[t] = _mm256_set1_epi32(corrections[t * stride + h]);
+        __m256i sum[kR][kT];
+        start_sums<kR, kT>(corrections + h, stride, sum);
 #pragma GCC unroll 4
         for (size_t g = 0; g < 4; ++g) {
             // Levels 16h+4g..16h+4g+3: nibble h of the 4-bit plane's word g, or-ed with bits
             // 2g..2g+1 of the 2-bit plane's word h moved to bits 4-5 (the 16-bit shifts carry
             // bits across bytes only into bits the 0x30 mask drops).
-            const __m256i ql = load32(p.blocks[j].ql[g][8 * rh]);
-            const __m256i low = _mm256_and_si256(h == 0 ? ql : _mm256_srli_epi16(ql, 4), low_bits);
-            const __m256i high = g == 0   ? _mm256_slli_epi16(qh[h], 4)
-                                 : g == 1 ? _mm256_slli_epi16(qh[h], 2)
-                                 : g == 2 ? qh[h]
-                                          : _mm256_srli_epi16(qh[h], 2);
-            const __m256i levels = _mm256_or_si256(low, _mm256_and_si256(high, high_bits));
-#pragma GCC unroll 8
-            for (size_t t = 0; t < kT; ++t) {
-                const __m256i prod = _mm256_maddubs_epi16(levels, broadcast_word(xb[t], 4 * h + g));
-                if (g % 2 == 0) {
-                    pair[t] = prod;
-                } else {
-                    sum[t] = _mm256_add_epi32(sum[t], _mm256_madd_epi16(_mm256_add_epi16(pair[t], prod), ones16));
-                }
+            __m256i levels[kR];
+#pragma GCC unroll 2
+            for (size_t r = 0; r < kR; ++r) {
+                const __m256i ql = load32(p.blocks[j].ql[g][8 * (h0 + r)]);
+                const __m256i qh = load32(p.blocks[j].qh[h][8 * (h0 + r)]);
+                const __m256i low = _mm256_and_si256(h == 0 ? ql : _mm256_srli_epi16(ql, 4), low_bits);
+                const __m256i high = g == 0   ? _mm256_slli_epi16(qh, 4)
+                                     : g == 1 ? _mm256_slli_epi16(qh, 2)
+                                     : g == 2 ? qh
+                                              : _mm256_srli_epi16(qh, 2);
+                levels[r] = _mm256_or_si256(low, _mm256_and_si256(high, high_bits));
             }
+            add_word<kR, kT>(levels, xb, 4 * h + g, sum);
         }
-        const __m256 scale = _mm256_mul_ps(
-            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
-                reinterpret_cast<const __m128i*>(p.scales[2 * j + h] + 8 * rh)))),
-            d);
+        __m256 scale[kR];
+#pragma GCC unroll 2
+        for (size_t r = 0; r < kR; ++r) {
+            scale[r] = _mm256_mul_ps(
+                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(load8(p.scales[2 * j + h] + 8 * (h0 + r)))), d[r]);
+        }
+        scale_pairs<kR, kT>(sum, scale, xb, acc);
+    }
+}
+
+// Q4_K's 6-bit scale and minimum of 32-value block j (0..7) of rows 8h..8h+7, as fp32 times d and
+// dmin: the unpacking of quant::scale_min_k4, 8 rows at a time (the AVX-512 kernels' products).
+[[gnu::always_inline]] inline void q4_k_scale_min(const PanelQ4_K& p, size_t h, size_t j, __m256 d, __m256 dmin,
+                                                  __m256* scale, __m256* min) {
+    const __m128i low6 = _mm_set1_epi8(63), low4 = _mm_set1_epi8(0x0F), bits45 = _mm_set1_epi8(0x30);
+    __m128i sc, m;
+    if (j < 4) {
+        sc = _mm_and_si128(load8(p.scales[j] + 8 * h), low6);
+        m = _mm_and_si128(load8(p.scales[j + 4] + 8 * h), low6);
+    } else {
+        // Low 4 bits from byte j + 4, the top 2 from bits 6-7 of bytes j - 4 (scale) and j
+        // (minimum): a 16-bit shift by 2 moves them to bits 4-5, where nothing of the
+        // neighbouring byte lands.
+        const __m128i packed = load8(p.scales[j + 4] + 8 * h);
+        sc = _mm_or_si128(_mm_and_si128(packed, low4), _mm_and_si128(_mm_srli_epi16(load8(p.scales[j - 4] + 8 * h), 2), bits45));
+        m = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(packed, 4), low4),
+                         _mm_and_si128(_mm_srli_epi16(load8(p.scales[j] + 8 * h), 2), bits45));
+    }
+    *scale = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sc)), d);
+    *min = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(m)), dmin);
+}
+
+// Q4_K: 32-value block j of super-block panel `p` (d, dmin: the halves' fp16 scales, converted):
+// the low nibbles of block pair j / 2's words for even j, the high ones for odd j.
+template <size_t kR, size_t kT>
+[[gnu::always_inline]] inline void q4_k_block(const PanelQ4_K& p, const __m256 (&d)[kR], const __m256 (&dmin)[kR],
+                                              size_t h0, size_t j, const BlockQ8A* const* xb, __m256 (&acc)[kR][kT]) {
+    const __m256i nibble = _mm256_set1_epi8(0x0F), ones16 = _mm256_set1_epi16(1);
+    __m256i sum[kR][kT];
+    start_sums<kR, kT>(nullptr, 0, sum);
+#pragma GCC unroll 8
+    for (size_t g = 0; g < 8; ++g) {
+        __m256i levels[kR];
+#pragma GCC unroll 2
+        for (size_t r = 0; r < kR; ++r) {
+            const __m256i v = load32(p.qs[j / 2][g][8 * (h0 + r)]);
+            levels[r] = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, nibble);
+        }
+        add_word<kR, kT>(levels, xb, g, sum);
+    }
+#pragma GCC unroll 2
+    for (size_t r = 0; r < kR; ++r) {
+        __m256 scale, min;
+        q4_k_scale_min(p, h0 + r, j, d[r], dmin[r], &scale, &min);
 #pragma GCC unroll 8
         for (size_t t = 0; t < kT; ++t) {
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(scale, _mm256_set1_ps(xb[t]->d)),
-                                     acc[t]);
+            acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(sum[r][t], ones16)),
+                                        _mm256_mul_ps(scale, _mm256_set1_ps(xb[t]->d)), acc[r][t]);
+            acc[r][t] = _mm256_fnmadd_ps(min, _mm256_set1_ps(xb[t]->dsum), acc[r][t]);
+        }
+    }
+}
+
+// How far ahead of the panel block in use the GEMM asks for weights: into L2, about 8 KiB ahead, so
+// that the reads of the first tile over a row block overlap its arithmetic instead of stalling it
+// (see avx512/panel_kernels.cpp). Only the first tile over a row block asks: the others find the
+// weights in L2. The GEMV asks for K-quants only, whose unpacking is heavy enough per byte that the
+// hardware prefetcher alone falls behind (one thread from DRAM, 4608 x 1024: Q4_K 13-20 -> 20-28
+// GB/s, Q6_K 18-21 -> 21-24); Q4_0 and Q8_0 keep up without it.
+constexpr size_t kPrefetchBytes = 8192;
+
+// acc[r][t] (+)= panel blocks [0, n_blocks / kBlocks) (32-value blocks [0, n_blocks) of the rows)
+// dotted with token t's activation blocks, which block_of(b, xb) gives; corrections of block b at
+// corrections + b * kCorrections (token stride `stride`). With `prefetch`, each panel block asks
+// for the one kPrefetchBytes further on.
+template <DType D, size_t kR, size_t kT, bool kPrefetch, typename BlockOf>
+[[gnu::always_inline]] inline void dot_panels(const Panel<D>* panel, size_t h0, size_t n_blocks, BlockOf block_of,
+                       const int32_t* corrections, size_t stride, __m256 (&acc)[kR][kT]) {
+    for (size_t s = 0; s < n_blocks / kBlocks<D>; ++s) {
+        const Panel<D>& p = panel[s];
+        if constexpr (kPrefetch) {
+            x86_prefetch::prefetch_stream_to_l2(reinterpret_cast<const char*>(&p) + kPrefetchBytes, sizeof p);
+        }
+        if constexpr (D == DType::Q4_0 || D == DType::Q8_0) {
+            const BlockQ8A* xb[kT];
+            block_of(s, xb);
+            if constexpr (D == DType::Q4_0) {
+                q4_0_block<kR, kT>(p, h0, xb, corrections + s, stride, acc);
+            } else {
+                q8_0_block<kR, kT>(p, h0, xb, acc);
+            }
+        } else {
+            __m256 d[kR], dmin[kR];
+            half_scales<kR>(p.d, h0, d);
+            if constexpr (D == DType::Q4_K) half_scales<kR>(p.dmin, h0, dmin);
+#pragma GCC unroll 1
+            for (size_t j = 0; j < kBlocks<D>; ++j) {
+                const size_t b = s * kBlocks<D> + j;
+                const BlockQ8A* xb[kT];
+                block_of(b, xb);
+                if constexpr (D == DType::Q4_K) {
+                    q4_k_block<kR, kT>(p, d, dmin, h0, j, xb, acc);
+                } else {
+                    q6_k_block<kR, kT>(p, d, h0, j, xb, corrections + 2 * b, stride, acc);
+                }
+            }
         }
     }
 }
@@ -217,113 +398,90 @@ void gemv(const void* w, size_t cols, const void* x, float* y, size_t row_begin,
         for (size_t r = row_begin; r < row_end; ++r) y[r] = 0.0f;
         return;
     }
-    int32_t corrections[kGemvChunkBlocks * kHalves<D>] = {};
+    int32_t corrections[kGemvChunkBlocks * (kCorrections<D> ? kCorrections<D> : 1)];
     for (size_t kb = 0; kb < blocks; kb += kGemvChunkBlocks) {
         const size_t kc = blocks - kb < kGemvChunkBlocks ? blocks - kb : kGemvChunkBlocks;
-        if constexpr (D != DType::Q8_0) corrections_of<D>(xq + kb, kc, corrections);
+        if constexpr (kCorrections<D> != 0) corrections_of<D>(xq + kb, kc, corrections);
+        const auto block_of = [&](size_t b, const BlockQ8A** xb) { xb[0] = xq + kb + b; };
         for (size_t p = row_begin / kPanelRows; p * kPanelRows < row_end; ++p) {
             const Panel<D>* panel = cpu::panel_row<Panel<D>>(w, blocks / kBlocks<D>, p) + kb / kBlocks<D>;
             const __m256i mask[2] = {lane_mask(p, 0, row_begin, row_end), lane_mask(p, 1, row_begin, row_end)};
             float* out = y + p * kPanelRows;
-            __m256 acc[2];
+            __m256 acc[2][1];
             for (size_t h = 0; h < 2; ++h) {
-                acc[h] = kb > 0 ? _mm256_maskload_ps(out + 8 * h, mask[h]) : _mm256_setzero_ps();
+                acc[h][0] = kb > 0 ? _mm256_maskload_ps(out + 8 * h, mask[h]) : _mm256_setzero_ps();
             }
-            if constexpr (D == DType::Q6_K) {
-                for (size_t s = 0; s < kc / kBlocks<D>; ++s) {
-                    const __m256 d[2] = {_mm256_cvtph_ps(load16(panel[s].d)), _mm256_cvtph_ps(load16(panel[s].d + 8))};
-                    for (size_t j = 0; j < kBlocks<D>; ++j) {
-                        const size_t b = s * kBlocks<D> + j;
-                        const BlockQ8A* xb = xq + kb + b;
-                        q6_k_block_half<1>(panel[s], d[0], j, 0, &xb, corrections + 2 * b, 0, &acc[0]);
-                        q6_k_block_half<1>(panel[s], d[1], j, 1, &xb, corrections + 2 * b, 0, &acc[1]);
-                    }
-                }
-            } else {
-                for (size_t b = 0; b < kc; ++b) {
-                    const BlockQ8A* xb = xq + kb + b;
-                    block_half<D, 1>(panel[b], 0, &xb, corrections + b, 0, &acc[0]);
-                    block_half<D, 1>(panel[b], 1, &xb, corrections + b, 0, &acc[1]);
-                }
-            }
-            for (size_t h = 0; h < 2; ++h) _mm256_maskstore_ps(out + 8 * h, mask[h], acc[h]);
+            dot_panels<D, 2, 1, kBlocks<D> == 8>(panel, 0, kc, block_of, corrections, 0, acc);
+            for (size_t h = 0; h < 2; ++h) _mm256_maskstore_ps(out + 8 * h, mask[h], acc[h][0]);
         }
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-// GEMM: 8 rows (half a panel-row) x up to 4 tokens per micro-tile, each level vector (unpacked
-// once for Q4_0) serving every token of the tile.
+// GEMM: micro-tiles of kRowHalves x 8 rows x up to kMaxTileTokens tokens, each level vector
+// (unpacked once) serving every token of the tile and each broadcast activation word every half.
 
-constexpr size_t kMcPanels = 8;       // panel-rows per row block: their column chunk stays in L2
-constexpr size_t kKcBlocks = 32;      // blocks per column chunk: a tile's activations stay in L1
-constexpr size_t kMaxTileTokens = 4;  // tokens per micro-tile
+constexpr size_t kMcPanels = 8;   // panel-rows per row block: their column chunk stays in L2
+constexpr size_t kKcBlocks = 32;  // blocks per column chunk: a tile's activations stay in L1
+constexpr size_t kMaxTokens = 6;  // the largest kMaxTileTokens
 static_assert(kKcBlocks % PanelTraits<DType::Q6_K>::kBlocks == 0 && kGemvChunkBlocks % kKcBlocks == 0);
 
-// corrections[t][b * halves + h] for the tile's tokens and the chunk's blocks.
-using TileCorrections = int32_t[kMaxTileTokens][kKcBlocks * 2];
+// corrections[t][b * kCorrections + h] for the tile's tokens and the chunk's blocks.
+using TileCorrections = int32_t[kMaxTokens][kKcBlocks * 2];
 
-// How far ahead of the panel block in use the micro-kernel asks for weights: into L2, about 8 KiB
-// ahead, so that the reads of the first tile over a row block overlap its arithmetic instead of
-// stalling it (see avx512/panel_kernels.cpp). Only the first half-panel pass (h = 0) asks: the
-// second reads the same panel blocks.
-constexpr size_t kPrefetchBytes = 8192;
-
-// Asks for the panel block `bytes` long at `p`, kPrefetchBytes further on, into L2.
-[[gnu::always_inline]] inline void prefetch_ahead(const void* p, size_t bytes) {
-    x86_prefetch::prefetch_stream_to_l2(static_cast<const char*>(p) + kPrefetchBytes, bytes);
-}
-
-// Y[t][rows 8h..8h+7 of the panel-row] (+)= panel . X[t] for kT tokens over n_blocks blocks; `x`
+// Y[t][rows 8(h0 + r).. of the panel-row] (+)= panel . X[t] for kT tokens over n_blocks blocks; `x`
 // points at the first token's first block of the chunk, `y` at the panel-row's row 0 of token 0.
-template <DType D, size_t kT>
-void micro_kernel(const Panel<D>* panel, size_t h, size_t n_blocks, const uint8_t* x, size_t x_stride,
-                  const TileCorrections& corrections, float* y, size_t ldy, bool accumulate, __m256i mask) {
-    __m256 acc[kT];
+template <DType D, size_t kT, bool kPrefetch>
+void micro_kernel(const Panel<D>* panel, size_t h0, size_t n_blocks, const uint8_t* x, size_t x_stride,
+                  const TileCorrections& corrections, float* y, size_t ldy, bool accumulate, const __m256i* mask) {
+    constexpr size_t kR = PanelTraits<D>::kRowHalves;
+    __m256 acc[kR][kT];
+#pragma GCC unroll 2
+    for (size_t r = 0; r < kR; ++r) {
 #pragma GCC unroll 8
-    for (size_t t = 0; t < kT; ++t) {
-        acc[t] = accumulate ? _mm256_maskload_ps(y + t * ldy + 8 * h, mask) : _mm256_setzero_ps();
+        for (size_t t = 0; t < kT; ++t) {
+            acc[r][t] = accumulate ? _mm256_maskload_ps(y + t * ldy + 8 * (h0 + r), mask[h0 + r]) : _mm256_setzero_ps();
+        }
     }
-    const auto token_blocks = [&](size_t b, const BlockQ8A** xb) {
+    const auto block_of = [&](size_t b, const BlockQ8A** xb) {
 #pragma GCC unroll 8
         for (size_t t = 0; t < kT; ++t) xb[t] = reinterpret_cast<const BlockQ8A*>(x + t * x_stride) + b;
     };
-    if constexpr (D == DType::Q6_K) {
-        for (size_t s = 0; s < n_blocks / kBlocks<D>; ++s) {
-            if (h == 0) prefetch_ahead(&panel[s], sizeof(Panel<D>));
-            const __m256 d = _mm256_cvtph_ps(load16(panel[s].d + 8 * h));
-            for (size_t j = 0; j < kBlocks<D>; ++j) {
-                const size_t b = s * kBlocks<D> + j;
-                const BlockQ8A* xb[kT];
-                token_blocks(b, xb);
-                q6_k_block_half<kT>(panel[s], d, j, h, xb, &corrections[0][2 * b], kKcBlocks * 2, acc);
-            }
-        }
-    } else {
-        for (size_t b = 0; b < n_blocks; ++b) {
-            if (h == 0) prefetch_ahead(&panel[b], sizeof(Panel<D>));
-            const BlockQ8A* xb[kT];
-            token_blocks(b, xb);
-            block_half<D, kT>(panel[b], h, xb, &corrections[0][b], kKcBlocks * 2, acc);
-        }
-    }
+    dot_panels<D, kR, kT, kPrefetch>(panel, h0, n_blocks, block_of, corrections[0], kKcBlocks * 2, acc);
+#pragma GCC unroll 2
+    for (size_t r = 0; r < kR; ++r) {
 #pragma GCC unroll 8
-    for (size_t t = 0; t < kT; ++t) _mm256_maskstore_ps(y + t * ldy + 8 * h, mask, acc[t]);
+        for (size_t t = 0; t < kT; ++t) _mm256_maskstore_ps(y + t * ldy + 8 * (h0 + r), mask[h0 + r], acc[r][t]);
+    }
 }
 
 template <DType D>
 using MicroKernelFn = void (*)(const Panel<D>*, size_t, size_t, const uint8_t*, size_t, const TileCorrections&,
-                               float*, size_t, bool, __m256i);
+                               float*, size_t, bool, const __m256i*);
 
-// Indexed by the tile's token count; tiles have 2 to 4 (one token goes to the GEMV).
-template <DType D>
-constexpr MicroKernelFn<D> kMicroKernels[kMaxTileTokens + 1] = {
-    nullptr, nullptr, micro_kernel<D, 2>, micro_kernel<D, 3>, micro_kernel<D, 4>,
+// The micro-kernel for tiles of kT tokens: 2 to kMaxTileTokens (one token goes to the GEMV).
+template <DType D, bool kPrefetch, size_t kT>
+constexpr MicroKernelFn<D> micro_kernel_for() {
+    if constexpr (kT >= 2 && kT <= PanelTraits<D>::kMaxTileTokens) {
+        return micro_kernel<D, kT, kPrefetch>;
+    } else {
+        return nullptr;
+    }
+}
+
+// Indexed by the tile's token count.
+template <DType D, bool kPrefetch>
+constexpr MicroKernelFn<D> kMicroKernels[kMaxTokens + 1] = {
+    micro_kernel_for<D, kPrefetch, 0>(), micro_kernel_for<D, kPrefetch, 1>(), micro_kernel_for<D, kPrefetch, 2>(),
+    micro_kernel_for<D, kPrefetch, 3>(), micro_kernel_for<D, kPrefetch, 4>(), micro_kernel_for<D, kPrefetch, 5>(),
+    micro_kernel_for<D, kPrefetch, 6>(),
 };
 
 template <DType D>
 void gemm(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, float* y, size_t ldy,
           size_t row_begin, size_t row_end, void* /*scratch*/) {
+    constexpr size_t kMaxTileTokens = PanelTraits<D>::kMaxTileTokens, kR = PanelTraits<D>::kRowHalves;
+    static_assert(kMaxTileTokens <= kMaxTokens);
     const auto* xq = static_cast<const uint8_t*>(x);
     const size_t blocks = cols / kQ32;
     if (n == 1 || blocks == 0 || row_begin >= row_end) {
@@ -336,24 +494,31 @@ void gemm(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, 
         const size_t pe = p_end - pb < kMcPanels ? p_end : pb + kMcPanels;
         for (size_t kb = 0; kb < blocks; kb += kKcBlocks) {
             const size_t kc = blocks - kb < kKcBlocks ? blocks - kb : kKcBlocks;
-            // Tokens in ceil(n / 4) tiles of near-equal size, so no tile is left with 1 token.
+            // Tokens in ceil(n / kMaxTileTokens) tiles of near-equal size, so no tile is left with
+            // 1 token.
             const size_t tiles = (n + kMaxTileTokens - 1) / kMaxTileTokens;
             for (size_t tile = 0, t0 = 0; tile < tiles; ++tile) {
                 const size_t tokens = (n - t0) / (tiles - tile);
                 const uint8_t* x_chunk = xq + t0 * x_stride + kb * sizeof(BlockQ8A);
-                if constexpr (D != DType::Q8_0) {
+                if constexpr (kCorrections<D> != 0) {
                     for (size_t t = 0; t < tokens; ++t) {
                         corrections_of<D>(reinterpret_cast<const BlockQ8A*>(x_chunk + t * x_stride), kc,
                                           corrections[t]);
                     }
                 }
-                const MicroKernelFn<D> kernel = kMicroKernels<D>[tokens];
+                const MicroKernelFn<D> kernel =
+                    tile == 0 ? kMicroKernels<D, true>[tokens] : kMicroKernels<D, false>[tokens];
                 for (size_t p = pb; p < pe; ++p) {
                     const Panel<D>* panel = cpu::panel_row<Panel<D>>(w, blocks / kBlocks<D>, p) + kb / kBlocks<D>;
-                    for (size_t h = 0; h < 2; ++h) {
-                        if (p * kPanelRows + 8 * h >= row_end || p * kPanelRows + 8 * h + 8 <= row_begin) continue;
-                        kernel(panel, h, kc, x_chunk, x_stride, corrections, y + t0 * ldy + p * kPanelRows, ldy,
-                               kb > 0, lane_mask(p, h, row_begin, row_end));
+                    const __m256i mask[2] = {lane_mask(p, 0, row_begin, row_end), lane_mask(p, 1, row_begin, row_end)};
+                    for (size_t h0 = 0; h0 < 2; h0 += kR) {
+                        // A half outside the row range (a range starting or ending mid-panel).
+                        if (kR == 1 &&
+                            (p * kPanelRows + 8 * h0 >= row_end || p * kPanelRows + 8 * h0 + 8 <= row_begin)) {
+                            continue;
+                        }
+                        kernel(panel, h0, kc, x_chunk, x_stride, corrections, y + t0 * ldy + p * kPanelRows, ldy,
+                               kb > 0, mask);
                     }
                 }
                 t0 += tokens;
@@ -370,6 +535,9 @@ void gemv_panels_q4_0(const void* w, size_t cols, const void* x, float* y, size_
 void gemv_panels_q8_0(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end) {
     gemv<DType::Q8_0>(w, cols, x, y, row_begin, row_end);
 }
+void gemv_panels_q4_k(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end) {
+    gemv<DType::Q4_K>(w, cols, x, y, row_begin, row_end);
+}
 void gemv_panels_q6_k(const void* w, size_t cols, const void* x, float* y, size_t row_begin, size_t row_end) {
     gemv<DType::Q6_K>(w, cols, x, y, row_begin, row_end);
 }
@@ -381,7 +549,10 @@ void gemm_panels_q8_0(const void* w, size_t cols, const void* x, size_t x_stride
                       size_t row_begin, size_t row_end, void* scratch) {
     gemm<DType::Q8_0>(w, cols, x, x_stride, n, y, ldy, row_begin, row_end, scratch);
 }
-
+void gemm_panels_q4_k(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, float* y, size_t ldy,
+                      size_t row_begin, size_t row_end, void* scratch) {
+    gemm<DType::Q4_K>(w, cols, x, x_stride, n, y, ldy, row_begin, row_end, scratch);
+}
 void gemm_panels_q6_k(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, float* y, size_t ldy,
                       size_t row_begin, size_t row_end, void* scratch) {
     gemm<DType::Q6_K>(w, cols, x, x_stride, n, y, ldy, row_begin, row_end, scratch);

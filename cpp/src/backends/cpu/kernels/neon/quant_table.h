@@ -1,9 +1,12 @@
 // The NEON quantized matmuls (block weights times BlockQ8A activations, see kernels.h) and the
 // KernelTable that combines them with the shared kernels of neon.h.
 //
-// One implementation, built twice: neon_kernels.cpp includes this with -march=armv8-a, where
-// an integer dot of 16 byte pairs is SMULL + SADALP; neon_dotprod_kernels.cpp includes it with
-// -march=armv8.2-a+dotprod, where it is one SDOT (__ARM_FEATURE_DOTPROD). Everything here has
+// One implementation, built twice: neon_kernels.cpp includes this with -march=armv8-a, where an
+// integer dot of 16 byte pairs is SMULL + SADALP; neon_dotprod_kernels.cpp includes it with
+// -march=armv8.2-a+dotprod, where it is one SDOT (__ARM_FEATURE_DOTPROD). (The neon_i8mm table is
+// the dotprod one with SMMLA panel GEMMs.) Q4_0, Q8_0, Q4_K and Q6_K matrices are read in 16-row
+// panels (panel_kernels.h); the row kernels here are the fallback for a matrix left in GGUF's rows,
+// and Q5_K's kernels. Everything here has
 // internal linkage, so each translation unit keeps its own copy compiled with its own flags,
 // and no STL is included (see avx2_kernels.cpp for why).
 //
@@ -21,6 +24,7 @@
 
 #include "backends/cpu/kernels/kernels.h"
 #include "backends/cpu/kernels/neon/neon.h"
+#include "backends/cpu/kernels/neon/panel_kernels.h"
 #include "formats/blocks.h"
 
 namespace lfmrt::cpu {
@@ -241,8 +245,10 @@ constexpr KernelTable make_table(const char* name) {
          gemv<DType::Q5_K>, gemv<DType::Q6_K>},
         {neon::gemm_f32, neon::gemm_f16, neon::gemm_bf16, gemm<DType::Q8_0>, gemm<DType::Q4_0>, gemm<DType::Q4_K>,
          gemm<DType::Q5_K>, gemm<DType::Q6_K>},
-        {},  // no panel kernels: matrices stay in GGUF's rows
-        {},
+        {nullptr, nullptr, nullptr, neon_panels::gemv<DType::Q8_0>, neon_panels::gemv<DType::Q4_0>,
+         neon_panels::gemv<DType::Q4_K>, nullptr, neon_panels::gemv<DType::Q6_K>},
+        {nullptr, nullptr, nullptr, neon_panels::gemm<DType::Q8_0>, neon_panels::gemm<DType::Q4_0>,
+         neon_panels::gemm<DType::Q4_K>, nullptr, neon_panels::gemm<DType::Q6_K>},
         neon::quantize_q8a,
         neon::quantize_q8a_k,
         neon::dot,
