@@ -28,4 +28,12 @@ public:
     using std::runtime_error::runtime_error;
 };
 
+// A device (a GPU's memory, an OpenCL or CUDA allocation) is out of memory; the message names
+// the device, what was being allocated and how much was in use. Becomes `MemoryError` in Python.
+// The process and other devices stay usable.
+class OutOfDeviceMemory : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
 }  // namespace lfmrt

@@ -215,6 +215,8 @@ PYBIND11_MODULE(_core, m) {
         } catch (const ConstraintError& e) {
             py::object cls = py::module_::import("lfmrt.errors").attr("ConstraintError");
             PyErr_SetString(cls.ptr(), e.what());
+        } catch (const OutOfDeviceMemory& e) {
+            PyErr_SetString(PyExc_MemoryError, e.what());
         }
     });
 
