@@ -19,6 +19,7 @@ import llguidance  # noqa: F401 - the grammar engine: a missing one is a failure
 import pytest
 
 import lfmrt
+import lfmrt.generation.state as generation_state
 from lfmrt.text.structured import Constraint
 from lfmrt.text.tool_calls import TOOL_CALL_START
 
@@ -166,7 +167,10 @@ def test_tool_choice_auto_with_a_format_gives_a_call_or_the_format(model):
     jsonschema.validate(json.loads(answered.text), small)
 
 
-def test_scheduler_takes_a_constraint_per_request_and_masks_beside_the_forward_step(model):
+@pytest.mark.parametrize("offload", ["always", "never"])
+def test_scheduler_takes_a_constraint_per_request_and_masks_beside_the_forward_step(model, monkeypatch, offload):
+    # Masks on the worker thread, overlapping each forward step, or all inline: the same answers.
+    monkeypatch.setattr(generation_state, "OFFLOAD_ABOVE_SECONDS", 0.0 if offload == "always" else float("inf"))
     scheduler = lfmrt.Scheduler(model, max_batch=3)  # five requests through three slots
     person = model.constraint(response_format=PERSON_FORMAT)
     requests = [
@@ -177,6 +181,7 @@ def test_scheduler_takes_a_constraint_per_request_and_masks_beside_the_forward_s
         scheduler.submit("Once", max_tokens=20, grammar='start: ("a" | "b") ("a" | "b")? "!"', temperature=1.0, seed=2),
     ]
     scheduler.run()
+    assert (scheduler._masks._executor is not None) == (offload == "always")  # the worker thread ran
     texts = [request.completion.text for request in requests]
     jsonschema.validate(json.loads(texts[0]), PERSON)
     jsonschema.validate(json.loads(texts[3]), PERSON)

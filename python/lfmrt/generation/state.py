@@ -240,40 +240,61 @@ class GenerationState:
         )
 
 
-def _prepare_masks(states: Sequence[GenerationState]) -> None:
+# Masks that take less than this are computed inline: handing work to a thread and joining it
+# costs about 20-40 us of its own on this class of machine, more than llguidance takes for most
+# masks on LFM2's vocabulary (2-7 us per token for a JSON schema, measured by
+# bench/bench_structured.py's --masks-only). Slower ones (large grammars, big batches) overlap the
+# forward step.
+OFFLOAD_ABOVE_SECONDS = 50e-6
+
+
+def _prepare_masks(states: Sequence[GenerationState]) -> float:
+    """Computes each state's pending mask; returns the seconds it took."""
+    start = time.perf_counter()
     for state in states:
         try:
             state.prepare_mask()
         except Exception:  # noqa: BLE001 - sample() computes the mask again and raises it there
             pass
+    return time.perf_counter() - start
 
 
 class MaskWorker:
-    """Computes constraint masks on a thread of its own while a forward step runs.
+    """Computes constraint masks while a forward step runs, on a thread of its own, when they
+    take long enough for that to pay.
 
     The mask for a generation's next token depends only on the tokens it accepted, not on the
     logits, so it can be computed while the model runs the last accepted token (the engine and
-    the forward pass both release the GIL). ``start`` hands it the generations whose mask is
-    pending, ``wait`` joins it; an engine error is left for ``sample()`` to raise.
+    the forward pass both release the GIL). ``start`` is given the generations about to run a
+    forward step and computes their pending masks: inline when the last masks took less than
+    :data:`OFFLOAD_ABOVE_SECONDS`, else on the worker thread, which ``wait`` joins. An engine
+    error is left for ``sample()`` to raise.
     """
 
     def __init__(self) -> None:
         self._executor: Optional[ThreadPoolExecutor] = None
-        self._job: Optional["Future[None]"] = None
+        self._job: Optional["Future[float]"] = None
+        self._seconds = 0.0  # a moving average of the time one start()'s masks took
 
     def start(self, states: Sequence[GenerationState]) -> None:
+        self.wait()
         pending = [state for state in states if state.mask_pending]
         if not pending:
             return
+        if self._seconds < OFFLOAD_ABOVE_SECONDS:
+            self._note(_prepare_masks(pending))
+            return
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lfmrt-mask")
-        self.wait()
         self._job = self._executor.submit(_prepare_masks, pending)
 
     def wait(self) -> None:
         if self._job is not None:
             job, self._job = self._job, None
-            job.result()
+            self._note(job.result())
+
+    def _note(self, seconds: float) -> None:
+        self._seconds += 0.25 * (seconds - self._seconds)
 
     def close(self) -> None:
         """Joins the work under way and ends the thread."""
