@@ -224,7 +224,9 @@ def test_submit_is_thread_safe_while_the_scheduler_runs(model):
             with lock:
                 requests.append(request)
 
-    threads = [threading.Thread(target=submit_some) for _ in range(3)]
+    long_one = scheduler.submit("Hi", max_tokens=10_000, ignore_eos=True)
+    cancel_soon = threading.Timer(0.2, long_one.cancel)  # from another thread, mid-run
+    threads = [threading.Thread(target=submit_some) for _ in range(3)] + [cancel_soon]
     for thread in threads:
         thread.start()
     while any(thread.is_alive() for thread in threads) or scheduler.active:
@@ -233,6 +235,7 @@ def test_submit_is_thread_safe_while_the_scheduler_runs(model):
         thread.join()
     assert len(requests) == 15
     assert all(re.fullmatch("[a-z]{3}", request.completion.text) for request in requests)
+    assert long_one.completion.finish_reason == "cancelled" and 0 < len(long_one.completion.tokens) < 10_000
 
 
 def test_logprobs_come_with_the_completion_and_the_request(model):

@@ -123,6 +123,7 @@ class ConstraintState:
         if constraint._allowed is not None:
             self.mask &= constraint._allowed
         self.mask_ready = matcher is None  # a ban-only mask never changes
+        self._mask_address = self.mask.ctypes.data  # looked up once: ndarray.ctypes is slow
 
     def compute_mask(self) -> None:
         """Writes the tokens allowed next into :attr:`mask`.
@@ -132,7 +133,7 @@ class ConstraintState:
         """
         if self.mask_ready:
             return
-        self._matcher.unsafe_compute_mask_ptr(self.mask.ctypes.data, self.mask.nbytes)
+        self._matcher.unsafe_compute_mask_ptr(self._mask_address, self.mask.nbytes)
         if self._matcher.is_error():
             raise ConstraintError(f"{self.constraint.description}: {self._matcher.get_error()}")
         if self.constraint._allowed is not None:
