@@ -24,7 +24,8 @@ shared machine disturb less than wall time (with --threads 1 it holds no spin-wa
 
 --offload auto,always,never adds constrained arms with the mask worker's policy forced
 (``lfmrt.generation.state.OFFLOAD_ABOVE_SECONDS``: auto = the default threshold, always = every
-mask on the worker thread, overlapping the forward step, never = every mask inline).
+mask on the worker thread, overlapping the forward step, where the forward pass leaves a core
+free (--threads below the physical cores), never = every mask inline).
 --masks-only times the engine alone: ``compute_mask`` and ``advance`` per token along one
 constrained answer of --gen-tokens tokens (no model step in between).
 

@@ -171,6 +171,7 @@ def test_tool_choice_auto_with_a_format_gives_a_call_or_the_format(model):
 def test_scheduler_takes_a_constraint_per_request_and_masks_beside_the_forward_step(model, monkeypatch, offload):
     # Masks on the worker thread, overlapping each forward step, or all inline: the same answers.
     monkeypatch.setattr(generation_state, "OFFLOAD_ABOVE_SECONDS", 0.0 if offload == "always" else float("inf"))
+    monkeypatch.setattr(generation_state, "physical_core_count", lambda: model.n_threads + 1)  # a core to spare
     scheduler = lfmrt.Scheduler(model, max_batch=3)  # five requests through three slots
     person = model.constraint(response_format=PERSON_FORMAT)
     requests = [

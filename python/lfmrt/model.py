@@ -424,7 +424,8 @@ class Model:
             generation_state(
                 self, tokens, max_tokens=max_tokens, stop=stop, ignore_eos=ignore_eos, sampling=sampling,
                 session=session, skip_special_tokens=skip_special_tokens, constraint=constraint,
-            )
+            ),
+            compute_threads=self.n_threads,
         )
 
     def generate(

@@ -30,6 +30,7 @@ class GenerationModel(Protocol):
 
     config: "Lfm2Config"
     max_context: int
+    n_threads: int
     eos_token_ids: List[int]
     default_sampling: SamplingOptions
 

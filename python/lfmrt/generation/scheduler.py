@@ -103,7 +103,7 @@ class Scheduler:
         self._running: List[Request] = []  # guarded by _step_lock
         self._queue_lock = threading.Lock()
         self._step_lock = threading.RLock()
-        self._masks = MaskWorker()
+        self._masks = MaskWorker(model.n_threads)
 
     def submit(
         self,

@@ -12,6 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, AbstractSet, Iterator, List, Optional, Sequence
 
 from .. import _core
+from ..devices import physical_core_count
 from ..session import Session
 from ..text.detokenizer import IncrementalDetokenizer, StopStringMatcher
 from .completion import Completion, Piece, Timings, TokenLogprob, TopLogprob
@@ -240,23 +241,24 @@ class GenerationState:
         )
 
 
-# Masks that take less than this are computed inline: handing work to a thread and joining it
-# costs about 20-40 us of its own on this class of machine, more than llguidance takes for most
-# masks on LFM2's vocabulary (2-7 us per token for a JSON schema, measured by
-# bench/bench_structured.py's --masks-only). Slower ones (large grammars, big batches) overlap the
-# forward step.
+# Masks that take less CPU time than this are computed inline: handing work to a thread and
+# joining it costs about 20-40 us of its own on this class of machine, more than llguidance
+# takes for most masks on LFM2's vocabulary (a median of 2 us per token for a JSON schema,
+# measured by bench/bench_structured.py's --masks-only). Slower ones (large grammars, big
+# batches) overlap the forward step, where a core is left for them.
 OFFLOAD_ABOVE_SECONDS = 50e-6
 
 
 def _prepare_masks(states: Sequence[GenerationState]) -> float:
-    """Computes each state's pending mask; returns the seconds it took."""
-    start = time.perf_counter()
+    """Computes each state's pending mask; returns the CPU seconds it took (the thread's own
+    time: on the worker, waiting for a core while the forward step runs is not the masks' cost)."""
+    start = time.thread_time()
     for state in states:
         try:
             state.prepare_mask()
         except Exception:  # noqa: BLE001 - sample() computes the mask again and raises it there
             pass
-    return time.perf_counter() - start
+    return time.thread_time() - start
 
 
 class MaskWorker:
@@ -266,22 +268,32 @@ class MaskWorker:
     The mask for a generation's next token depends only on the tokens it accepted, not on the
     logits, so it can be computed while the model runs the last accepted token (the engine and
     the forward pass both release the GIL). ``start`` is given the generations about to run a
-    forward step and computes their pending masks: inline when the last masks took less than
-    :data:`OFFLOAD_ABOVE_SECONDS`, else on the worker thread, which ``wait`` joins. An engine
-    error is left for ``sample()`` to raise.
+    forward step and computes their pending masks: on the worker thread, which ``wait`` joins,
+    when the last masks took more than :data:`OFFLOAD_ABOVE_SECONDS` and the forward step's
+    threads leave a core free; else inline. (With every core computing, the worker takes one
+    from the forward pass, whose other threads then wait for it at each barrier: on 2 cores and
+    2 compute threads, offloading raised CPU time per token by half at batch 8 on the demo
+    model.) An engine error is left for ``sample()`` to raise.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, compute_threads: int) -> None:
+        """Args:
+            compute_threads: the threads of the model's forward pass.
+        """
+        self._compute_threads = compute_threads
+        self._spare_core: Optional[bool] = None  # known once masks are slow enough to ask
         self._executor: Optional[ThreadPoolExecutor] = None
         self._job: Optional["Future[float]"] = None
-        self._seconds = 0.0  # a moving average of the time one start()'s masks took
+        self._seconds = 0.0  # a moving average of the CPU time one start()'s masks took
 
     def start(self, states: Sequence[GenerationState]) -> None:
         self.wait()
         pending = [state for state in states if state.mask_pending]
         if not pending:
             return
-        if self._seconds < OFFLOAD_ABOVE_SECONDS:
+        if self._seconds >= OFFLOAD_ABOVE_SECONDS and self._spare_core is None:
+            self._spare_core = self._compute_threads < physical_core_count()
+        if self._seconds < OFFLOAD_ABOVE_SECONDS or not self._spare_core:
             self._note(_prepare_masks(pending))
             return
         if self._executor is None:
@@ -307,13 +319,18 @@ class MaskWorker:
 class Generation:
     """One generation run alone: iterate it for text pieces; ``completion`` once it is done."""
 
-    def __init__(self, state: GenerationState) -> None:
+    def __init__(self, state: GenerationState, compute_threads: int) -> None:
+        """Args:
+            state: the generation.
+            compute_threads: the threads of the model's forward pass (see :class:`MaskWorker`).
+        """
         self._state = state
+        self._compute_threads = compute_threads
         self.completion: Optional[Completion] = None
 
     def __iter__(self) -> Iterator[Piece]:
         state = self._state
-        masks = MaskWorker()
+        masks = MaskWorker(self._compute_threads)
         try:
             masks.start([state])  # the first mask, while the prompt is prefilled
             state.prefill()
