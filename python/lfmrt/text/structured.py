@@ -19,8 +19,8 @@ engine behind llama.cpp's ``%llguidance`` grammars and the guidance library), in
   transformers and triton at install time (gigabytes, for a CPU runtime that needs none);
 - it ships one abi3 wheel per platform for every CPython from 3.10, with no dependencies;
 - it writes the mask into memory the caller owns, with the GIL released, computing it lazily
-  per step (2-7 us a token on LFM2's 65k vocabulary for a JSON schema, measured by
-  bench/bench_structured.py --masks-only), and checks a
+  per step (about 1 us a token at the median, 3 us on average, on LFM2's 65k vocabulary for
+  a JSON schema: bench/bench_structured.py --masks-only), and checks a
   schema or grammar up front, reporting unsatisfiable schemas (``minimum > maximum``) and
   grammar errors with their position;
 - one engine covers JSON schema, Lark (with inline ``%json`` and special tokens by id, which
