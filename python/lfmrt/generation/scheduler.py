@@ -100,7 +100,7 @@ class Scheduler:
         self.max_batch = max_batch
         self.prefill_chunk = prefill_chunk
         self._waiting: Deque[Request] = deque()  # guarded by _queue_lock
-        self._running: List[Request] = []  # guarded by _step_lock
+        self._running: List[Request] = []  # replaced under both locks; read under either
         self._queue_lock = threading.Lock()
         self._step_lock = threading.RLock()
         self._masks = MaskWorker(model.n_threads)
