@@ -21,7 +21,7 @@ import harness
 
 # jinja2 too: its lexer and parser are where a template's text goes.
 with atheris.instrument_imports(include=["lfmrt", "jinja2"]):
-    from lfmrt.chat_template import ChatTemplate
+    from lfmrt.text.chat_template import ChatTemplate
 
 CONVERSATION = [
     {"role": "system", "content": "Be brief."},

@@ -41,10 +41,10 @@ sys.path.insert(0, str(FUZZ))
 
 import harness  # noqa: E402  (fuzz/harness.py: the mode byte, the micro model's place)
 import lfmrt  # noqa: E402
-from lfmrt.chat_template import ChatTemplate, lfm2_default_template  # noqa: E402
+from lfmrt.text.chat_template import ChatTemplate, lfm2_default_template  # noqa: E402
 from lfmrt.loaders import load_gguf_checkpoint, load_hf_checkpoint, read_safetensors  # noqa: E402
-from lfmrt.loaders.gguf_writer import write_gguf  # noqa: E402
-from lfmrt.tools import format_tool_calls, parse_tool_calls  # noqa: E402
+from lfmrt.quantization.gguf_writer import write_gguf  # noqa: E402
+from lfmrt.text.tool_calls import format_tool_calls, parse_tool_calls  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures"
 TOKENIZER_DIR = FIXTURES / "tokenizer"

@@ -20,7 +20,8 @@ python3 -c "import pybind11" 2>/dev/null || python3 -m pip install --quiet "pybi
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLFMRT_SANITIZE=address,undefined \
       -DLFMRT_BUILD_PYTHON=ON -DLFMRT_BUILD_TESTS=ON -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" \
       -DPython_EXECUTABLE="$(command -v python3)" >/dev/null
-cmake --build "$build" --target _core lfmrt_kernel_tests lfmrt_forward_test lfmrt_session_thread_test -j "$jobs" >/dev/null
+cmake --build "$build" --target _core lfmrt_kernel_tests lfmrt_backend_ops_test lfmrt_forward_test \
+    lfmrt_session_thread_test -j "$jobs" >/dev/null
 
 # The sanitizer reports go to stderr and end the process with a non-zero status; a C++ test that
 # passes ends its output with "0 failed".
@@ -33,6 +34,7 @@ run_cpp() {
     tail -n 1 "$build/last.log" | grep -qE "(^| )0 failed$" || { tail -n 60 "$build/last.log"; exit 1; }
 }
 run_cpp "$build/lfmrt_kernel_tests"
+run_cpp "$build/lfmrt_backend_ops_test"
 run_cpp "$build/lfmrt_session_thread_test"
 
 site=$(tools/stage_module.sh "$build")
