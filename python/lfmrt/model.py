@@ -187,6 +187,13 @@ class Model:
         """The device the model runs on, with its kernel set or index: ``"cpu:avx512"``, ``"opencl:0"``."""
         return self._core.device
 
+    @property
+    def kernel_set(self) -> str:
+        """What runs the model: the CPU's kernel set (``"avx512"``), or an OpenCL device's name,
+        platform and kernel paths (subgroup or local-memory reductions, fp16 loads, images) and
+        whether its program came from the on-disk cache."""
+        return self._core.kernel_set
+
     @classmethod
     def load(
         cls,

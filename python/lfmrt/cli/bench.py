@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         "model": args.model,
         "threads": model.n_threads,
         "device": model.device,
+        "kernels": model.kernel_set,
         "load_seconds": round(load_seconds, 3),
         "prompt_tokens": args.prompt_tokens,
         "gen_tokens": args.gen_tokens,
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    print(f"model            {results['model']}  ({model.n_threads} threads, {results['device']})")
+    print(f"model            {results['model']}  (on {results['device']}: {results['kernels']}; {model.n_threads} threads)")
     print(f"load             {load_seconds:.2f} s")
     print(f"prefill          {results['prefill_tokens_per_s']:.1f} tok/s  ({args.prompt_tokens} tokens, best of {args.repeat})")
     print(f"decode           {results['decode_tokens_per_s']:.1f} tok/s  ({args.gen_tokens} tokens, best of {args.repeat})")
