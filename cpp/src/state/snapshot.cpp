@@ -53,8 +53,7 @@ public:
                             " values where this model needs " + std::to_string(expected));
         }
         need(count * sizeof(T), what);
-        std::memcpy(out, data_ + offset_, count * sizeof(T));
-        offset_ += count * sizeof(T);
+        get_raw(out, count * sizeof(T));
     }
     // A length-prefixed array of at most `limit` elements.
     template <typename T>
@@ -63,12 +62,13 @@ public:
         if (count > limit) throw LoadError(std::string("session snapshot: ") + what + " is too long");
         std::vector<T> values(count);
         need(count * sizeof(T), what);
-        std::memcpy(values.data(), data_ + offset_, count * sizeof(T));
-        offset_ += count * sizeof(T);
+        get_raw(values.data(), count * sizeof(T));
         return values;
     }
+    // An empty vector's data() may be null, and memcpy's pointers must not be, even for 0 bytes:
+    // each copy here skips empty arrays.
     void get_raw(void* out, size_t bytes) {
-        std::memcpy(out, data_ + offset_, bytes);
+        if (bytes != 0) std::memcpy(out, data_ + offset_, bytes);
         offset_ += bytes;
     }
     bool done() const { return offset_ == size_; }

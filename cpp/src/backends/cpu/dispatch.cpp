@@ -2,7 +2,9 @@
 
 #include "lfmrt/error.h"
 
-#if defined(__aarch64__) && defined(__linux__)
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#elif defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
 #elif defined(__aarch64__) && defined(__APPLE__)
 #include <sys/sysctl.h>
@@ -13,10 +15,18 @@ namespace lfmrt::cpu {
 namespace {
 
 #if defined(__x86_64__) || defined(_M_X64)
+#if defined(__GNUC__) || defined(__clang__)
+// From CPUID leaf 1 (ECX bit 29): __builtin_cpu_supports knows "f16c" in GCC but not before Clang 16.
+bool has_f16c() {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C) != 0;
+}
+#endif
+
 bool has_avx2_fma_f16c() {
 #if defined(__GNUC__) || defined(__clang__)
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
 #else
     return false;
 #endif
@@ -107,7 +117,7 @@ std::string cpu_features() {
     add(__builtin_cpu_supports("avx"), "avx");
     add(__builtin_cpu_supports("avx2"), "avx2");
     add(__builtin_cpu_supports("fma"), "fma");
-    add(__builtin_cpu_supports("f16c"), "f16c");
+    add(has_f16c(), "f16c");
     add(__builtin_cpu_supports("avx512f"), "avx512f");
     add(__builtin_cpu_supports("avx512bw"), "avx512bw");
     add(__builtin_cpu_supports("avx512vl"), "avx512vl");
