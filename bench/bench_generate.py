@@ -23,6 +23,13 @@ in), starts a fresh sequence, and then times:
 With --lfmrt-api generate, the lfmrt child instead reports the timings of
 `Model.generate(prompt, max_tokens=N, temperature=0, ignore_eos=True)`.
 
+--device runs lfmrt on another device than the CPU (`opencl`, `opencl:1`, ...; `lfmrt.devices()`
+lists them); llama.cpp still runs on the CPU, so measure lfmrt alone there (--runtimes lfmrt) unless
+the comparison across devices is the point. "device MiB" is the memory the lfmrt backend holds
+itself: all weights on a device (only the CPU's repacked panels on the CPU, which reads other
+weights in place from the mapped file) plus the session's KV pages and conv states. On a CPU
+OpenCL runtime (PoCL, Intel's) the speeds are a smoke test of the OpenCL path, not GPU figures.
+
 llama.cpp is measured when `llama_cpp` (llama-cpp-python) imports and a GGUF of the same model
 is available: --gguf FILE, else MODEL-f16.gguf next to MODEL (made with convert_to_gguf.py
 when missing). Use --runtimes to measure only one side.
@@ -85,16 +92,21 @@ def child_lfmrt(args: argparse.Namespace, prompt: list[int]) -> dict:
     import lfmrt
 
     t0 = time.perf_counter()
-    model = lfmrt.Model.load(args.gguf if args.lfmrt_gguf else args.model, n_threads=args.threads)
+    model = lfmrt.Model.load(args.gguf if args.lfmrt_gguf else args.model, n_threads=args.threads,
+                             device=args.device)
     load_s = time.perf_counter() - t0
+
+    def device_mb(session) -> float:
+        return (model.weight_bytes + session.memory_bytes) / 2**20
 
     if args.lfmrt_api == "generate":
         model.generate(prompt[:WARMUP_PROMPT], max_tokens=WARMUP_DECODE, temperature=0, ignore_eos=True)
-        c = model.generate(prompt, max_tokens=args.gen_tokens, temperature=0, ignore_eos=True)
+        session = model.session()
+        c = model.generate(prompt, max_tokens=args.gen_tokens, temperature=0, ignore_eos=True, session=session)
         t = c.timings
         assert t.prompt_tokens == len(prompt), (t.prompt_tokens, len(prompt))
         return dict(load_s=load_s, prefill_tok_s=t.prefill_tokens_per_s, decode_tok_s=t.decode_tokens_per_s,
-                    tokens=list(c.tokens))
+                    tokens=list(c.tokens), device=model.device, device_mb=device_mb(session))
 
     session = model.session()
     logits = session.append(prompt[:WARMUP_PROMPT])
@@ -106,7 +118,7 @@ def child_lfmrt(args: argparse.Namespace, prompt: list[int]) -> dict:
     prefill_s = time.perf_counter() - t0
     tokens, decode_s = timed_decode(logits, session.decode, args.gen_tokens)
     return dict(load_s=load_s, prefill_tok_s=len(prompt) / prefill_s, decode_tok_s=len(tokens) / decode_s,
-                tokens=tokens)
+                tokens=tokens, device=model.device, device_mb=device_mb(session))
 
 
 def child_llama_cpp(args: argparse.Namespace, prompt: list[int]) -> dict:
@@ -221,7 +233,7 @@ def busy_cpus(seconds: float = 1.0) -> float:
 def spawn(runtime: str, args: argparse.Namespace, prompt_file: Path) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), str(args.model), "--child", runtime,
            "--prompt-file", str(prompt_file), "--threads", str(args.threads),
-           "--gen-tokens", str(args.gen_tokens), "--lfmrt-api", args.lfmrt_api]
+           "--gen-tokens", str(args.gen_tokens), "--lfmrt-api", args.lfmrt_api, "--device", args.device]
     if args.gguf is not None:
         cmd += ["--gguf", str(args.gguf)]
     if args.lfmrt_gguf:
@@ -262,6 +274,8 @@ def print_table(results: dict[str, list[dict]], args: argparse.Namespace) -> Non
         ("load s", "load_s", "{:.2f}", ""),
     ]
     names = [rt for rt in results if results.get(rt)]
+    if results.get("lfmrt") and "device_mb" in results["lfmrt"][0]:
+        rows.insert(3, ("device MiB", "device_mb", "{:.0f}", ""))
     both = len(names) >= 2
     ratio_label = f"{names[0]}/{names[1]}" if both else ""
     header = f"{'':16}" + "".join(f"{n:>14}" for n in names) + (f"{ratio_label:>18}" if both else "")
@@ -269,10 +283,13 @@ def print_table(results: dict[str, list[dict]], args: argparse.Namespace) -> Non
     print(f"model {args.model}" + (f"  |  gguf {args.gguf}" if "llama.cpp" in names or args.lfmrt_gguf else ""))
     print(f"prompt {args.prompt_tokens} tokens, decode {args.gen_tokens} tokens, {args.threads} threads, "
           f"median of {args.repeats} interleaved repeat(s)")
+    if results.get("lfmrt"):
+        print(f"lfmrt on {results['lfmrt'][0].get('device', 'cpu')}"
+              + ("" if args.device.startswith("cpu") else "; llama.cpp, if measured, on the CPU"))
     print(header)
     print("-" * len(header))
     for label, key, fmt, note in rows:
-        vals = [median(results[n], key) for n in names]
+        vals = [median(results[n], key) if key in results[n][0] else float("nan") for n in names]
         line = f"{label:16}" + "".join(f"{fmt.format(v):>14}" for v in vals)
         if both and vals[1] > 0:
             line += f"{vals[0] / vals[1]:>17.2f}x  {note}"
@@ -394,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("model", type=Path, help="lfmrt model (Hugging Face directory)")
     ap.add_argument("--gguf", type=Path, default=None, help="the same model as GGUF, for llama.cpp")
     ap.add_argument("--threads", type=int, default=2, help="compute threads for both runtimes (default 2)")
+    ap.add_argument("--device", default="cpu",
+                    help="where lfmrt runs: cpu (default), cpu:avx2, opencl, opencl:N, ... (lfmrt.devices())")
     ap.add_argument("--prompt-tokens", type=int, default=512, help="prompt length for prefill (default 512)")
     ap.add_argument("--gen-tokens", type=int, default=128, help="greedy decode steps (default 128)")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats per runtime (default 3)")
@@ -469,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         return results
 
     meta = dict(model=str(args.model), gguf=str(args.gguf) if args.gguf else None, threads=args.threads,
+                device=args.device,
                 prompt_tokens=args.prompt_tokens, gen_tokens=args.gen_tokens, repeats=args.repeats,
                 lfmrt_api=args.lfmrt_api, llama_cpp_version=llama_version, machine=platform.machine(),
                 processor=_cpu_name(), cpus=os.cpu_count())

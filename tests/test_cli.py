@@ -281,10 +281,14 @@ def test_bench_reports_speeds_and_memory(tiny_model_dir, capsys):
     results = json.loads(capsys.readouterr().out)
     assert results["prefill_tokens_per_s"] > 0 and results["decode_tokens_per_s"] > 0
     assert results["peak_rss_bytes"] > 10 * 2**20
-    assert results["threads"] == 1 and results["kernels"] == lfmrt.cpu_info()["kernels"]
+    assert results["threads"] == 1 and results["device"] == "cpu:" + lfmrt.cpu_info()["kernels"]
+    memory = results["memory_bytes"]
+    # The parts are the model's and session's own counts, and they add up to the peak.
+    assert memory["session_state"] > 0 and memory["activations"] > 0 and memory["python_and_libraries"] > 0
+    assert sum(v for k, v in memory.items() if k != "peak") == memory["peak"] == results["peak_rss_bytes"]
     assert lfmrt_main.main(["bench", str(tiny_model_dir), "-p", "16", "-n", "4", "-r", "1"]) == 0
     text = capsys.readouterr().out
-    assert "prefill" in text and "decode" in text and "peak memory" in text
+    assert "prefill" in text and "decode" in text and "peak memory" in text and "session state (KV, conv)" in text
 
 
 def test_info(tiny_model_dir, capsys):

@@ -3,6 +3,7 @@
 // a backend is right op by op before it runs a whole model.
 //
 //   lfmrt_backend_ops_test [DEVICE ...]
+//   lfmrt_backend_ops_test --devices    (every device but the CPU; exits 2 when there is none)
 //
 // Default: every CPU kernel set this CPU runs, then every other device lfmrt::list_devices()
 // reports. The reference is always "cpu:scalar". For the CPU's SIMD sets a quantized matmul's
@@ -433,7 +434,7 @@ void test_short_conv(Report& report, const Pair& p, std::mt19937& rng) {
 void test_attention(Report& report, const Pair& p, DType kv_dtype, std::mt19937& rng) {
     Check check;
     for (size_t head_dim : {32, 64}) {
-        for (auto [n_heads, n_kv_heads] : {std::pair<size_t, size_t>{2, 1}, {4, 2}, {6, 3}}) {
+        for (auto [n_heads, n_kv_heads] : {std::pair<size_t, size_t>{2, 1}, {4, 2}, {6, 3}, {18, 2}}) {
             StateLayout layout;
             layout.n_attention_layers = 2;
             layout.n_kv_heads = n_kv_heads;
@@ -599,12 +600,18 @@ void test_pools(Report& report, Backend& b, std::mt19937& rng) {
     check.finish(report, b.device() + " state pools");
 }
 
-std::vector<std::string> default_devices() {
+std::vector<std::string> other_devices() {
     std::vector<std::string> devices;
-    for (const std::string& set : lfmrt::cpu::kernel_sets()) devices.push_back("cpu:" + set);
     for (const lfmrt::DeviceInfo& info : lfmrt::list_devices()) {
         if (info.kind != "cpu") devices.push_back(info.id);
     }
+    return devices;
+}
+
+std::vector<std::string> default_devices() {
+    std::vector<std::string> devices;
+    for (const std::string& set : lfmrt::cpu::kernel_sets()) devices.push_back("cpu:" + set);
+    for (const std::string& device : other_devices()) devices.push_back(device);
     return devices;
 }
 
@@ -638,6 +645,13 @@ void test_device(Report& report, const std::string& device, std::mt19937& rng) {
 int main(int argc, char** argv) {
     std::vector<std::string> devices(argv + 1, argv + argc);
     if (devices.empty()) devices = default_devices();
+    if (devices.size() == 1 && devices[0] == "--devices") {
+        devices = other_devices();
+        if (devices.empty()) {
+            std::printf("no device but the CPU\n");
+            return 2;
+        }
+    }
     Report report;
     std::mt19937 rng(1234);
     for (const std::string& device : devices) {

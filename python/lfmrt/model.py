@@ -171,9 +171,28 @@ class Model:
         self.default_sampling = self._sampling_defaults(checkpoint)
 
     @property
+    def weight_bytes(self) -> int:
+        """Bytes of weights the backend holds beyond the loader's memory map: matrices repacked
+        at load on the CPU, everything on a device. (Weights used as stored are file pages of the
+        map, counted by the OS as they are touched.)"""
+        return self._core.weight_bytes
+
+    @property
+    def workspace_bytes(self) -> int:
+        """Bytes of activation buffers, grown to the largest step run so far (the prefill chunk)."""
+        return self._core.workspace_bytes
+
+    @property
     def device(self) -> str:
         """The device the model runs on, with its kernel set or index: ``"cpu:avx512"``, ``"opencl:0"``."""
         return self._core.device
+
+    @property
+    def kernel_set(self) -> str:
+        """What runs the model: the CPU's kernel set (``"avx512"``), or an OpenCL device's name,
+        platform and kernel paths (subgroup or local-memory reductions, fp16 loads, images) and
+        whether its program came from the on-disk cache."""
+        return self._core.kernel_set
 
     @classmethod
     def load(

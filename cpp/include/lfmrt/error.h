@@ -20,4 +20,12 @@ public:
     using std::invalid_argument::invalid_argument;
 };
 
+// A device (a GPU's memory, an OpenCL or CUDA allocation) is out of memory; the message names
+// the device, what was being allocated and how much was in use. Becomes `MemoryError` in Python.
+// The process and other devices stay usable.
+class OutOfDeviceMemory : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
 }  // namespace lfmrt

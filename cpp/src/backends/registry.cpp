@@ -3,6 +3,10 @@
 #include "backends/cpu/cpu_device.h"
 #include "lfmrt/error.h"
 
+#if defined(LFMRT_HAVE_OPENCL)
+#include "backends/opencl/opencl_device.h"
+#endif
+
 namespace lfmrt {
 
 namespace {
@@ -19,9 +23,22 @@ std::pair<std::string, std::string> split_device(const std::string& device) {
 std::unique_ptr<backend::Backend> make_backend(const std::string& device, const BackendOptions& options) {
     const auto [kind, rest] = split_device(device.empty() ? "cpu" : device);
     if (kind == "cpu") return cpu::make_cpu_backend(rest, options.n_threads);
+    if (kind == "opencl") {
+#if defined(LFMRT_HAVE_OPENCL)
+        return opencl::make_opencl_backend(rest);
+#else
+        throw InvalidArgument("device '" + device + "': this build of lfmrt has no OpenCL backend (built with LFMRT_OPENCL=OFF)");
+#endif
+    }
     throw InvalidArgument("unknown device '" + device + "' (expected cpu, cpu:<kernel set>, opencl[:N] or cuda[:N])");
 }
 
-std::vector<DeviceInfo> list_devices() { return {cpu::cpu_device_info()}; }
+std::vector<DeviceInfo> list_devices() {
+    std::vector<DeviceInfo> devices{cpu::cpu_device_info()};
+#if defined(LFMRT_HAVE_OPENCL)
+    for (DeviceInfo& info : opencl::opencl_device_infos()) devices.push_back(std::move(info));
+#endif
+    return devices;
+}
 
 }  // namespace lfmrt

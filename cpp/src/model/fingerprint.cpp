@@ -3,19 +3,16 @@
 #include <algorithm>
 #include <sstream>
 
+#include "core/hash.h"
+
 namespace lfmrt {
 
 // FNV-1a over the architecture summary and, per tensor, its name, type, shape and 64
 // evenly spaced 64-byte samples of its data: enough to tell models apart without reading every
 // weight.
 uint64_t weights_fingerprint(const ModelConfig& c, const std::map<std::string, TensorView>& tensors) {
-    uint64_t hash = 1469598103934665603ull;
-    const auto mix = [&hash](const void* data, size_t size) {
-        for (size_t i = 0; i < size; ++i) {
-            hash ^= static_cast<const unsigned char*>(data)[i];
-            hash *= 1099511628211ull;
-        }
-    };
+    uint64_t hash = kFnv1aBasis;
+    const auto mix = [&hash](const void* data, size_t size) { hash = fnv1a(data, size, hash); };
     const auto mix_value = [&mix](const auto& value) { mix(&value, sizeof value); };
     const std::string architecture = architecture_summary(c);
     mix(architecture.data(), architecture.size());

@@ -198,6 +198,8 @@ PYBIND11_MODULE(_core, m) {
             PyErr_SetString(cls.ptr(), e.what());
         } catch (const InvalidArgument& e) {
             PyErr_SetString(PyExc_ValueError, e.what());
+        } catch (const OutOfDeviceMemory& e) {
+            PyErr_SetString(PyExc_MemoryError, e.what());
         }
     });
 

@@ -4,6 +4,7 @@
 #include <map>
 #include <sstream>
 
+#include "core/hash.h"
 #include "formats/quantize.h"
 #include "lfmrt/error.h"
 
@@ -13,15 +14,6 @@ namespace {
 
 constexpr char kMagic[8] = {'L', 'F', 'M', 'R', 'T', 'S', 'E', 'S'};
 constexpr uint32_t kVersion = 2;
-
-uint64_t fnv1a(const char* data, size_t size) {
-    uint64_t hash = 1469598103934665603ull;
-    for (size_t i = 0; i < size; ++i) {
-        hash ^= static_cast<unsigned char>(data[i]);
-        hash *= 1099511628211ull;
-    }
-    return hash;
-}
 
 class Writer {
 public:

@@ -3,7 +3,10 @@
 Each run prefills ``--prompt-tokens`` tokens into a fresh session and decodes ``--gen-tokens``
 more (greedy, end-of-sequence ignored); the best of ``--repeat`` runs is reported, as
 llama-bench does. Peak memory is this process's peak resident set (weights are memory-mapped,
-so it counts the pages actually touched).
+so it counts the pages actually touched), followed by where it goes: Python and its libraries
+(before the model), the checkpoint's file pages and the tokenizer, weights repacked at load,
+the session's state (KV cache, conv states, checkpoints), the activation buffers, and what is
+left (allocator slack, the sampler, Python objects). The split needs Linux's /proc.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from ..devices import cpu_info
 from ..errors import LoadError
 from ..generation.completion import Timings
 from . import common
@@ -39,6 +41,36 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     parser.set_defaults(func=run)
 
 
+def memory_now() -> Dict[str, int]:
+    """This process's resident set now, and its file-backed part (Linux; empty elsewhere)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+    except OSError:
+        return {}
+    kib = lambda name: int(fields[name].split()[0]) * 1024 if name in fields else 0  # noqa: E731
+    return {"rss": kib("VmRSS"), "file": kib("RssFile")}
+
+
+def memory_breakdown(before: Dict[str, int], loaded: Dict[str, int], model: Any, session_bytes: int) -> Dict[str, int]:
+    """Where the peak resident set goes, from the resident sets before and after loading."""
+    peak = peak_rss_bytes()
+    if not before or not loaded:
+        return {"peak": peak}
+    parts = {
+        "python_and_libraries": before["rss"],
+        "repacked_weights": model.weight_bytes,
+        "session_state": session_bytes,
+        "activations": model.workspace_bytes,
+    }
+    # Loading adds the mapped checkpoint's touched pages, the tokenizer, the chat template and
+    # the repacked weights; the last are known exactly, the rest is what loading added besides.
+    parts["checkpoint_pages_and_tokenizer"] = max(0, loaded["rss"] - before["rss"] - model.weight_bytes)
+    parts["other"] = max(0, peak - sum(parts.values()))
+    parts["peak"] = peak
+    return parts
+
+
 def peak_rss_bytes() -> int:
     """This process's peak resident set size."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -50,8 +82,10 @@ def run(args: argparse.Namespace) -> int:
     if args.prompt_tokens < 1 or args.gen_tokens < 1 or args.repeat < 1:
         return common.fail(f"lfmrt {NAME}", ValueError("--prompt-tokens, --gen-tokens and --repeat must be at least 1"))
     try:
+        before = memory_now()
         start = time.perf_counter()
         model = common.load_model(args)
+        loaded = memory_now()
         load_seconds = time.perf_counter() - start
         rng = np.random.default_rng(0)
         high = max(FIRST_TEXT_TOKEN + 1, model.config.vocab_size - 2)
@@ -68,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     results: Dict[str, Any] = {
         "model": args.model,
         "threads": model.n_threads,
-        "kernels": cpu_info()["kernels"],
+        "device": model.device,
+        "kernels": model.kernel_set,
         "load_seconds": round(load_seconds, 3),
         "prompt_tokens": args.prompt_tokens,
         "gen_tokens": args.gen_tokens,
@@ -76,14 +111,26 @@ def run(args: argparse.Namespace) -> int:
         "decode_tokens_per_s": round(max(t.decode_tokens_per_s for t in runs), 2),
         "session_state_bytes": session_bytes,
         "peak_rss_bytes": peak_rss_bytes(),
+        "memory_bytes": memory_breakdown(before, loaded, model, session_bytes),
     }
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    print(f"model            {results['model']}  ({model.n_threads} threads, {results['kernels']} kernels)")
+    print(f"model            {results['model']}  (on {results['device']}: {results['kernels']}; {model.n_threads} threads)")
     print(f"load             {load_seconds:.2f} s")
     print(f"prefill          {results['prefill_tokens_per_s']:.1f} tok/s  ({args.prompt_tokens} tokens, best of {args.repeat})")
     print(f"decode           {results['decode_tokens_per_s']:.1f} tok/s  ({args.gen_tokens} tokens, best of {args.repeat})")
     print(f"session state    {session_bytes / 2**20:.1f} MiB")
     print(f"peak memory      {results['peak_rss_bytes'] / 2**20:.1f} MiB (resident)")
+    labels = {
+        "python_and_libraries": "Python and libraries",
+        "checkpoint_pages_and_tokenizer": "checkpoint pages, tokenizer",
+        "repacked_weights": "weights repacked at load",
+        "session_state": "session state (KV, conv)",
+        "activations": "activation buffers",
+        "other": "other",
+    }
+    for key, label in labels.items():
+        if key in results["memory_bytes"]:
+            print(f"  {label:30} {results['memory_bytes'][key] / 2**20:8.1f} MiB")
     return 0
