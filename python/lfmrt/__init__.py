@@ -5,7 +5,7 @@
     print(model.chat([{"role": "user", "content": "Hello!"}]).text)
 """
 
-from .errors import LoadError
+from .errors import ConstraintError, LoadError
 from .devices import cpu_info, devices
 from .demo import demo_model_path
 from .generation.completion import Completion, Timings
@@ -14,5 +14,5 @@ from .generation.scheduler import Request, Scheduler
 from .model import Model
 from .session import Session
 
-__all__ = ["Completion", "LoadError", "Model", "Request", "SamplingOptions", "Scheduler", "Session", "Timings", "cpu_info", "demo_model_path", "devices"]
+__all__ = ["Completion", "ConstraintError", "LoadError", "Model", "Request", "SamplingOptions", "Scheduler", "Session", "Timings", "cpu_info", "demo_model_path", "devices"]
 __version__ = "0.1.0"

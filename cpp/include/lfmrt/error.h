@@ -28,4 +28,12 @@ public:
     using std::runtime_error::runtime_error;
 };
 
+// Constrained decoding cannot go on: the grammar's token mask allows no token (or logit_bias
+// took every allowed one away), so any token the sampler picked would break the constraint.
+// Becomes `lfmrt.ConstraintError` in Python.
+class ConstraintError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
 }  // namespace lfmrt

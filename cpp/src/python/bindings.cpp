@@ -7,6 +7,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -185,6 +186,19 @@ py::array_t<float> to_numpy(const std::vector<float>& values, size_t rows, size_
     return array;
 }
 
+// A token mask from Python (a 1-D C-contiguous array of 4-byte integers, as a grammar engine
+// writes it), viewed in place; the caller keeps the array alive while the view is used.
+std::optional<TokenMask> mask_view(const std::optional<py::array>& mask) {
+    if (!mask || mask->is_none()) return std::nullopt;
+    const py::array& array = *mask;
+    const char kind = array.dtype().kind();
+    if (array.ndim() != 1 || array.itemsize() != 4 || (kind != 'i' && kind != 'u') ||
+        !(array.flags() & py::array::c_style)) {
+        throw InvalidArgument("a token mask is a 1-D C-contiguous array of 32-bit integers");
+    }
+    return TokenMask{static_cast<const uint32_t*>(array.data()), static_cast<size_t>(array.size())};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -200,6 +214,9 @@ PYBIND11_MODULE(_core, m) {
             PyErr_SetString(PyExc_ValueError, e.what());
         } catch (const OutOfDeviceMemory& e) {
             PyErr_SetString(PyExc_MemoryError, e.what());
+        } catch (const ConstraintError& e) {
+            py::object cls = py::module_::import("lfmrt.errors").attr("ConstraintError");
+            PyErr_SetString(cls.ptr(), e.what());
         }
     });
 
@@ -341,30 +358,46 @@ PYBIND11_MODULE(_core, m) {
         .def_readwrite("frequency_penalty", &SamplingParams::frequency_penalty)
         .def_readwrite("seed", &SamplingParams::seed)
         .def_readwrite("logit_bias", &SamplingParams::logit_bias)
+        .def_readwrite("logprobs", &SamplingParams::logprobs)
         .def("validate", &SamplingParams::validate, py::arg("vocab_size"));
 
     py::class_<Sampler>(m, "Sampler")
         .def(py::init<SamplingParams>(), py::arg("params"))
         .def(
             "sample",
-            [](Sampler& sampler, const Session& session) {
+            [](Sampler& sampler, const Session& session, const std::optional<py::array>& mask) {
+                const std::optional<TokenMask> token_mask = mask_view(mask);
                 py::gil_scoped_release release;
                 return session.read_state([&](const std::vector<float>& logits, const std::vector<int32_t>& tokens) {
                     if (logits.empty()) throw InvalidArgument("the session has no logits yet: append tokens first");
-                    return sampler.sample(logits.data(), logits.size(), tokens);
+                    return sampler.sample(logits.data(), logits.size(), tokens, token_mask ? &*token_mask : nullptr);
                 });
             },
-            py::arg("session"), "Samples the next token from the session's last logits.")
+            py::arg("session"), py::arg("mask") = py::none(),
+            "Samples the next token from the session's last logits; `mask` (32-bit words, bit t % 32 of\n"
+            "word t / 32 set = token t allowed) restricts it before every other step.")
         .def(
             "sample_logits",
             [](Sampler& sampler, py::array_t<float, py::array::c_style | py::array::forcecast> logits,
-               const std::vector<int32_t>& history) {
+               const std::vector<int32_t>& history, const std::optional<py::array>& mask) {
                 if (logits.ndim() != 1 || logits.size() == 0) throw InvalidArgument("logits must be a non-empty 1-D array");
+                const std::optional<TokenMask> token_mask = mask_view(mask);
                 py::gil_scoped_release release;
-                return sampler.sample(logits.data(), static_cast<size_t>(logits.size()), history);
+                return sampler.sample(logits.data(), static_cast<size_t>(logits.size()), history,
+                                      token_mask ? &*token_mask : nullptr);
             },
-            py::arg("logits"), py::arg("history") = std::vector<int32_t>(),
-            "Samples a token from the given logits; `history` is the context, for penalties.");
+            py::arg("logits"), py::arg("history") = std::vector<int32_t>(), py::arg("mask") = py::none(),
+            "Samples a token from the given logits; `history` is the context, for penalties; `mask` as\n"
+            "for sample().")
+        .def_property_readonly(
+            "last_logprobs",
+            [](const Sampler& sampler) -> py::object {
+                if (sampler.params().logprobs < 0) return py::none();
+                const TokenLogprobs& recorded = sampler.last_logprobs();
+                return py::make_tuple(recorded.logprob, recorded.top);
+            },
+            "(logprob of the last sampled token, [(token, logprob), ...] most likely first), or None\n"
+            "when the sampler records no log-probabilities (params.logprobs = -1).");
 
     m.def("quantize", &quantize_rows, py::arg("array"), py::arg("dtype"),
           "Quantizes each row of a 2-D float32 array to a GGUF block type (or F32/F16/BF16): a\n"

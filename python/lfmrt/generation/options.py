@@ -26,6 +26,13 @@ class SamplingOptions:
         presence_penalty, frequency_penalty: OpenAI's rules (0 = off).
         seed: random seed in [0, 2**64); ``None`` (the default) draws one per generation.
         logit_bias: token id -> value added to its logit.
+        logprobs: record each generated token's log-probability (``Completion.logprobs``, and
+            on each streamed :class:`~lfmrt.generation.completion.Piece`).
+        top_logprobs: with ``logprobs``, also the this many most likely tokens at each step
+            (0 to 20, as OpenAI's API allows). Log-probabilities are the log-softmax of the
+            logits the sampler draws from after a constraint's mask, ``logit_bias`` and the
+            penalties, before temperature and top-k / top-p / min-p: the model's own
+            log-softmax, as OpenAI reports it, when none of those three is in use.
     """
 
     temperature: float = 0.3
@@ -37,6 +44,8 @@ class SamplingOptions:
     frequency_penalty: float = 0.0
     seed: Optional[int] = None
     logit_bias: Dict[int, float] = field(default_factory=dict)
+    logprobs: bool = False
+    top_logprobs: int = 0
 
     def seeded(self) -> "SamplingOptions":
         """These options with a seed: this one's, or one drawn from the operating system."""
@@ -58,5 +67,8 @@ class SamplingOptions:
             raise ValueError(f"seed must be in [0, 2**64), got {seed}")
         params.seed = seed
         params.logit_bias = [(int(token), float(bias)) for token, bias in self.logit_bias.items()]
+        if self.top_logprobs and not self.logprobs:
+            raise ValueError("top_logprobs needs logprobs=True")
+        params.logprobs = int(self.top_logprobs) if self.logprobs else -1
         params.validate(vocab_size)
         return params
