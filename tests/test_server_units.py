@@ -1,5 +1,5 @@
 """The server's pure parts, without HTTP: the tool-call splitter that keeps calls out of
-content while streaming, and the session pool that reuses sessions by longest token prefix."""
+content while streaming, and the configuration's checks."""
 from __future__ import annotations
 
 import json
@@ -8,9 +8,7 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the server extra (pip install 'lfmrt[server]') is not installed")
 
-import lfmrt  # noqa: E402
 from lfmrt.server.config import ServerConfig, parse_size  # noqa: E402
-from lfmrt.server.session_pool import SessionPool, common_prefix  # noqa: E402
 from lfmrt.server.tool_stream import ToolCallSplitter, split_answer  # noqa: E402
 from lfmrt.text.tool_calls import TOOL_CALL_END, TOOL_CALL_START  # noqa: E402
 
@@ -67,55 +65,3 @@ def test_parse_size():
         parse_size("lots")
     with pytest.raises(ValueError, match="max_sequences"):
         ServerConfig(model_name="m", max_sequences=0)
-
-
-# --- the session pool ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def demo():
-    return lfmrt.Model.load("demo", n_threads=1)
-
-
-def _held(demo, tokens):
-    session = demo.session()
-    session.append(tokens)
-    return session
-
-
-def test_common_prefix():
-    import numpy as np
-
-    assert common_prefix(np.array([1, 2, 3]), np.array([1, 2, 4, 5])) == 2
-    assert common_prefix(np.array([1, 2]), np.array([1, 2, 3])) == 2
-    assert common_prefix(np.array([], dtype=np.int64), np.array([1])) == 0
-
-
-def test_pool_hands_out_the_longest_prefix_and_forks_a_shared_start(demo):
-    pool = SessionPool(demo.session, max_sessions=8, max_bytes=2**30)
-    a = _held(demo, [1, 10, 11, 12, 13, 14, 15, 16])
-    b = _held(demo, [1, 20, 21, 22, 23])
-    pool.release(a)
-    pool.release(b)
-    session, held = pool.acquire([1, 10, 11, 12, 13, 14, 15, 16, 17, 18])  # a's next turn
-    assert session is a and held == 8 and len(pool) == 1
-    pool.release(a)
-    session, held = pool.acquire([1, 20, 99])  # shares only [1, 20] of b's 5 tokens: forked
-    assert session is not b and held == 2 and session.tokens == b.tokens
-    assert len(pool) == 2  # b stays for its own conversation
-    session, held = pool.acquire([5, 6])  # nothing shared: a new session
-    assert session.n_tokens == 0 and held == 0
-
-
-def test_pool_drops_the_least_recently_used_beyond_its_bounds(demo):
-    pool = SessionPool(demo.session, max_sessions=2, max_bytes=2**30)
-    sessions = [_held(demo, [30 + i, 40 + i, 50]) for i in range(3)]
-    for session in sessions:
-        pool.release(session)
-    assert len(pool) == 2
-    assert pool.acquire([30, 40, 50, 7])[1] == 0  # the oldest went first
-    assert pool.acquire([32, 42, 50, 7])[1] == 3
-    small = SessionPool(demo.session, max_sessions=8, max_bytes=sessions[0].memory_bytes + 1)
-    for session in sessions:
-        small.release(session)
-    assert len(small) == 1 and small.memory_bytes <= sessions[0].memory_bytes + 1

@@ -12,6 +12,7 @@ from .generation.completion import Completion
 from .generation.options import SamplingOptions
 from .generation.requests import Prompt, generation_state, prompt_tokens
 from .generation.scheduler import Scheduler
+from .generation.session_pool import PooledGeneration, SessionPool
 from .generation.state import Generation
 from .hub import resolve_model
 from .session import (
@@ -165,6 +166,8 @@ class Model:
             requested_device(device),
             _kv_cache_dtype(kv_cache, checkpoint),
         )
+        # Calls without session= take the session sharing their longest prefix from here.
+        self.session_pool = SessionPool(self.session)
         self.tokenizer: Optional[Tokenizer] = checkpoint.tokenizer
         self.chat_template: Optional[ChatTemplate] = _chat_template(checkpoint)
         self.eos_token_ids: List[int] = list(checkpoint.generation.eos_token_id)
@@ -369,6 +372,37 @@ class Model:
 
         return np.concatenate(slices)
 
+    def _generation(
+        self,
+        tokens: Sequence[int],
+        *,
+        max_tokens: int,
+        stop: Union[str, Sequence[str], None],
+        ignore_eos: bool,
+        session: Optional[Session],
+        skip_special_tokens: bool,
+        sampling: Mapping[str, Any],
+    ) -> Generation:
+        """One generation; without ``session``, on the pooled session sharing the longest prefix
+        with ``tokens``, given back to :attr:`session_pool` when the generation ends."""
+        if session is not None:
+            return Generation(
+                generation_state(
+                    self, tokens, max_tokens=max_tokens, stop=stop, ignore_eos=ignore_eos, sampling=sampling,
+                    session=session, skip_special_tokens=skip_special_tokens,
+                )
+            )
+        pooled, _ = self.session_pool.acquire(tokens)
+        try:
+            state = generation_state(
+                self, tokens, max_tokens=max_tokens, stop=stop, ignore_eos=ignore_eos, sampling=sampling,
+                session=pooled, skip_special_tokens=skip_special_tokens,
+            )
+        except BaseException:
+            self.session_pool.release(pooled)
+            raise
+        return PooledGeneration(state, self.session_pool)
+
     def generate(
         self,
         prompt: Prompt,
@@ -389,7 +423,8 @@ class Model:
             ignore_eos: keep going past end-of-sequence tokens (for benchmarks and tests).
             session: continue in this session, reusing the longest common prefix of what it
                 holds and the prompt (only the rest is prefilled); afterwards it holds the
-                prompt and the answer. Default: a fresh session.
+                prompt and the answer. Default: the session of :attr:`session_pool` sharing the
+                longest prefix with the prompt (a new one when none does), back in the pool after.
             skip_special_tokens: leave special tokens (``<|im_end|>``, ``<|startoftext|>``, ...)
                 out of the text, all but the answer's own markup (tool-call markers and
                 reasoning tags); ``Completion.tokens`` has every token either way.
@@ -398,11 +433,9 @@ class Model:
                 ``frequency_penalty``, ``seed``, ``logit_bias``); unset ones come from the
                 checkpoint's ``generation_config.json``, else LFM2's recommended values.
         """
-        generation = Generation(
-            generation_state(
-                self, prompt_tokens(self, prompt), max_tokens=max_tokens, stop=stop, ignore_eos=ignore_eos,
-                sampling=sampling, session=session, skip_special_tokens=skip_special_tokens,
-            )
+        generation = self._generation(
+            prompt_tokens(self, prompt), max_tokens=max_tokens, stop=stop, ignore_eos=ignore_eos, session=session,
+            skip_special_tokens=skip_special_tokens, sampling=sampling,
         )
         for _ in generation:
             pass
@@ -426,11 +459,9 @@ class Model:
         string is held back until it is known not to. The generator's return value
         (``StopIteration.value``) is the finished :class:`Completion`.
         """
-        generation = Generation(
-            generation_state(
-                self, prompt_tokens(self, prompt), max_tokens=max_tokens, stop=stop, ignore_eos=ignore_eos,
-                sampling=sampling, session=session, skip_special_tokens=skip_special_tokens,
-            )
+        generation = self._generation(
+            prompt_tokens(self, prompt), max_tokens=max_tokens, stop=stop, ignore_eos=ignore_eos, session=session,
+            skip_special_tokens=skip_special_tokens, sampling=sampling,
         )
         yield from generation
         assert generation.completion is not None
@@ -521,7 +552,9 @@ class Model:
             session: a session to keep across turns. Each turn reuses the longest common token
                 prefix with what the session holds, so turn N costs its new tokens, not the
                 whole conversation (also when the template re-renders an earlier turn
-                differently, e.g. dropping old reasoning).
+                differently, e.g. dropping old reasoning). Without it, the turn takes the
+                session of :attr:`session_pool` sharing the longest prefix, so a longer history
+                sent again reuses the earlier turns just the same (within the pool's bounds).
             context_policy: ``"error"`` (default) raises ValueError when the conversation does
                 not fit the context; ``"drop_oldest"`` drops the oldest turns (after any system
                 message) until it does.
@@ -534,11 +567,9 @@ class Model:
         """
         messages, args = self._chat_inputs(messages, template_args, tools)
         tokens = self._chat_tokens(messages, args, max_tokens, context_policy)
-        generation = Generation(
-            generation_state(
-                self, tokens, max_tokens=max_tokens, stop=stop, ignore_eos=False, sampling=sampling, session=session,
-                skip_special_tokens=skip_special_tokens,
-            )
+        generation = self._generation(
+            tokens, max_tokens=max_tokens, stop=stop, ignore_eos=False, session=session,
+            skip_special_tokens=skip_special_tokens, sampling=sampling,
         )
         for _ in generation:
             pass
@@ -565,11 +596,9 @@ class Model:
         """
         messages, args = self._chat_inputs(messages, template_args, tools)
         tokens = self._chat_tokens(messages, args, max_tokens, context_policy)
-        generation = Generation(
-            generation_state(
-                self, tokens, max_tokens=max_tokens, stop=stop, ignore_eos=False, sampling=sampling, session=session,
-                skip_special_tokens=skip_special_tokens,
-            )
+        generation = self._generation(
+            tokens, max_tokens=max_tokens, stop=stop, ignore_eos=False, session=session,
+            skip_special_tokens=skip_special_tokens, sampling=sampling,
         )
         yield from generation
         assert generation.completion is not None

@@ -3,8 +3,8 @@
 - :mod:`.config`: :class:`ServerConfig`, limits and pool sizes.
 - :mod:`.protocol`: the request bodies (pydantic), which are also the OpenAPI document.
 - :mod:`.jobs`: a request checked, rendered and tokenized into an engine job (400s come from here).
-- :mod:`.engine`: one model, one scheduler stepped by one thread, continuous batching.
-- :mod:`.session_pool`: finished conversations' sessions, reused by longest token prefix.
+- :mod:`.engine`: one model, one scheduler stepped by one thread, continuous batching, and the
+  model's session pool (``lfmrt.generation.session_pool``) reused by longest token prefix.
 - :mod:`.tool_stream`: answer text split into content and tool calls as it streams.
 - :mod:`.responses`: engine events written as OpenAI response objects and SSE chunks.
 - :mod:`.metrics`, :mod:`.errors`: Prometheus metrics; OpenAI-style error objects.

@@ -5,7 +5,8 @@ Every in-flight request is one sequence of the scheduler, so concurrent requests
 forward step (continuous batching: a request joins between steps, its prompt is prefilled in
 chunks while the others decode, and it leaves as soon as it finishes). Other threads (the HTTP
 server's event loop) only queue commands, submit and cancel, under a lock; the engine thread
-alone touches the scheduler and the pool, between steps, so neither needs to be thread-safe.
+alone touches the scheduler, between steps, so it need not be thread-safe; the session pool is
+the model's (``Model.session_pool``, thread-safe), shared with in-process calls.
 Each request's output comes back as events passed to the callback it was submitted with, on
 the engine thread: :class:`Started`, then :class:`Delta` pieces, then one of
 :class:`Finished`, :class:`Failed` or :class:`Cancelled`.
@@ -27,7 +28,6 @@ from ..session import Session
 from .config import ServerConfig
 from .errors import APIError
 from .metrics import Metrics
-from .session_pool import SessionPool
 
 log = logging.getLogger("lfmrt.server")
 
@@ -128,8 +128,9 @@ class Engine:
         self.config = config
         self._metrics = metrics
         self._scheduler = Scheduler(model, max_batch=config.max_sequences)
-        self._pool = SessionPool(model.session, max_sessions=config.max_sessions,
-                                 max_bytes=config.session_memory_bytes)
+        # The model's own pool, so in-process calls and requests reuse each other's prefixes.
+        self._pool = model.session_pool
+        self._pool.set_bounds(max_sessions=config.max_sessions, max_bytes=config.session_memory_bytes)
         self._wake = threading.Condition()
         self._commands: Deque[Tuple[str, Ticket]] = deque()  # guarded by _wake
         self._accepting = True  # guarded by _wake
@@ -206,30 +207,53 @@ class Engine:
 
     def _run(self) -> None:
         while True:
-            with self._wake:
-                while not (self._commands or self._stopping or self._pending or self._running):
-                    self._wake.wait()
-                commands = list(self._commands)
-                self._commands.clear()
-                stopping = self._stopping
-                deadline = self._drain_deadline
-            for kind, ticket in commands:
-                if kind == "submit":
-                    self._pending.append(ticket)
-                else:
-                    self._cancel(ticket, "cancelled by the client")
-            if deadline is not None and time.monotonic() >= deadline:
-                for ticket in [*self._pending, *self._running]:
-                    self._cancel(ticket, "the server is shutting down")
-            if stopping:
-                for ticket in [*self._pending, *self._running]:
-                    self._cancel(ticket, "the server is shutting down")
-                self._pool.clear()
-                return
-            self._admit()
-            if self._running:
-                self._step()
-            self._update_gauges()
+            try:
+                if not self._iteration():
+                    return
+            except Exception as error:  # a fault here must not kill the engine: fail what it held
+                log.exception("the engine failed; failing its %d requests", len(self._running) + len(self._pending))
+                self._fail_everything(error)
+
+    def _iteration(self) -> bool:
+        """Takes the queued commands, admits what fits, runs one step; False once stopped."""
+        with self._wake:
+            while not (self._commands or self._stopping or self._pending or self._running):
+                self._wake.wait()
+            commands = list(self._commands)
+            self._commands.clear()
+            stopping = self._stopping
+            deadline = self._drain_deadline
+        for kind, ticket in commands:
+            if kind == "submit":
+                self._pending.append(ticket)
+            else:
+                self._cancel(ticket, "cancelled by the client")
+        if deadline is not None and time.monotonic() >= deadline:
+            for ticket in [*self._pending, *self._running]:
+                self._cancel(ticket, "the server is shutting down")
+        if stopping:
+            for ticket in [*self._pending, *self._running]:
+                self._cancel(ticket, "the server is shutting down")
+            self._pool.clear()
+            return False
+        self._admit()
+        if self._running:
+            self._step()
+        self._update_gauges()
+        return True
+
+    def _fail_everything(self, error: Exception) -> None:
+        """Fails every queued and running request with a 500 and starts on a fresh scheduler
+        (the failed requests' sessions are dropped, not pooled: their state is unknown)."""
+        failure = APIError(500, f"generation failed: {type(error).__name__}: {error}", type="server_error")
+        for ticket in [*self._pending, *self._running]:
+            ticket.emit(Failed(failure))
+        with self._wake:
+            self._queued -= len(self._pending)
+        self._pending.clear()
+        self._running = []
+        self._scheduler = Scheduler(self.model, max_batch=self.config.max_sequences)
+        self._update_gauges()
 
     def _admit(self) -> None:
         """Gives waiting jobs a session and a place in the scheduler while it has room."""
@@ -259,15 +283,7 @@ class Engine:
     def _step(self) -> None:
         if self._metrics is not None:
             self._metrics.step_sequences.observe(len(self._running))
-        try:
-            self._scheduler.step()
-        except Exception as error:  # a fault in the runtime: fail what was running, keep serving
-            log.exception("a scheduler step failed; failing its %d requests", len(self._running))
-            for ticket in self._running:
-                ticket.emit(Failed(APIError(500, f"generation failed: {error}", type="server_error")))
-            self._running = []
-            self._scheduler = Scheduler(self.model, max_batch=self.config.max_sequences)
-            return
+        self._scheduler.step()
         now = time.perf_counter()
         still_running = []
         for ticket in self._running:

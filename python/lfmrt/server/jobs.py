@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..model import Model
-from ..session import token_ids
 from .config import ServerConfig
 from .engine import Job
 from .errors import APIError
@@ -243,7 +242,7 @@ def _completion_prompt(model: Model, prompt: Any) -> Tuple[List[int], str]:
         prompt = prompt[0]
     if isinstance(prompt, str):
         return model.tokenize(prompt), prompt
-    ids = token_ids(prompt)
+    ids = list(prompt)
     vocab = model.config.vocab_size
     for index, token in enumerate(ids):
         if not 0 <= token < vocab:

@@ -3,7 +3,9 @@ port 0 included), with a graceful shutdown on SIGTERM or Ctrl-C."""
 
 from __future__ import annotations
 
+import signal
 import socket
+import threading
 from typing import Callable, List, Optional
 
 import uvicorn
@@ -72,4 +74,15 @@ def serve(model: Model, config: ServerConfig, *, host: str = "127.0.0.1", port: 
     server = make_server(model, config, log_level=log_level)
     if on_ready is not None:
         on_ready(url_of(sock))
-    server.run(sockets=[sock])
+    if threading.current_thread() is not threading.main_thread():
+        server.run(sockets=[sock])
+        return
+    # uvicorn handles SIGTERM and Ctrl-C itself, then raises the signal again once it has shut
+    # down; with these handlers in place that second signal is a no-op, so a graceful shutdown
+    # ends in a normal return (exit status 0), not in death by signal or a KeyboardInterrupt.
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
