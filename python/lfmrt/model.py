@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import TYPE_CHECKING, Any, Dict, Generator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _core
 from .devices import physical_core_count, requested_device
 from .errors import LoadError
-from .generation.completion import Completion
+from .generation.completion import Completion, Piece
 from .generation.options import SamplingOptions
-from .generation.requests import Prompt, generation_state, prompt_tokens
+from .generation.requests import Prompt, generation_state, prompt_tokens, request_constraint
 from .generation.scheduler import Scheduler
 from .generation.session_pool import PooledGeneration, SessionPool
 from .generation.state import Generation
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from .loaders.config import Lfm2Config
     from .loaders.safetensors import TensorRef
     from .text.chat_template import ChatTemplate
+    from .text.structured import Constraint, ConstraintCompiler, ToolChoice
 
 Message = Mapping[str, Any]
 
@@ -172,6 +174,8 @@ class Model:
         self.chat_template: Optional[ChatTemplate] = _chat_template(checkpoint)
         self.eos_token_ids: List[int] = list(checkpoint.generation.eos_token_id)
         self.default_sampling = self._sampling_defaults(checkpoint)
+        self._compiler: Optional[ConstraintCompiler] = None  # made by the first constraint()
+        self._compiler_lock = threading.Lock()
 
     @property
     def weight_bytes(self) -> int:
@@ -372,6 +376,41 @@ class Model:
 
         return np.concatenate(slices)
 
+    def constraint(
+        self,
+        *,
+        response_format: Optional[Mapping[str, Any]] = None,
+        grammar: Union[str, Mapping[str, Any], None] = None,
+        regex: Optional[str] = None,
+        tools: Optional[Sequence[ToolDefinition]] = None,
+        tool_choice: Optional[ToolChoice] = None,
+    ) -> Optional[Constraint]:
+        """Builds (checks and compiles) an output constraint once, for any number of generations:
+        pass it as ``constraint=`` to :meth:`generate`, :meth:`chat`, ``Scheduler.submit``, ...
+        Returns ``None`` when the options ask for no constraint.
+
+        The options are those of :meth:`lfmrt.text.structured.ConstraintCompiler.compile`:
+        ``response_format`` (OpenAI's ``json_object`` / ``json_schema`` / ``text``), ``grammar``
+        (Lark or GBNF), ``regex``, and ``tools`` with ``tool_choice`` (``"auto"``, ``"none"``,
+        ``"required"``, or one named function, forced in LFM2's call syntax with arguments
+        valid against the tool's schema). Needs ``pip install "lfmrt[structured]"`` for all but
+        ``tool_choice="none"``; the first constraint builds the grammar engine's token table
+        (about a second on a 65k vocabulary).
+
+        Raises:
+            ValueError: a bad option, an invalid or unsatisfiable schema, grammar or regex
+                (the message names the field).
+            ImportError: the grammar engine (llguidance) is not installed.
+        """
+        with self._compiler_lock:
+            if self._compiler is None:
+                from .text.structured import Constraint, ConstraintCompiler, ToolChoice
+
+                self._compiler = ConstraintCompiler(self.require_tokenizer, self.config.vocab_size, self.eos_token_ids)
+        return self._compiler.compile(
+            response_format=response_format, grammar=grammar, regex=regex, tools=tools, tool_choice=tool_choice
+        )
+
     def _generation(
         self,
         tokens: Sequence[int],
@@ -381,6 +420,7 @@ class Model:
         ignore_eos: bool,
         session: Optional[Session],
         skip_special_tokens: bool,
+        constraint: Optional[Constraint],
         sampling: Mapping[str, Any],
     ) -> Generation:
         """One generation; without ``session``, on the pooled session sharing the longest prefix
@@ -389,14 +429,14 @@ class Model:
             return Generation(
                 generation_state(
                     self, tokens, max_tokens=max_tokens, stop=stop, ignore_eos=ignore_eos, sampling=sampling,
-                    session=session, skip_special_tokens=skip_special_tokens,
+                    session=session, skip_special_tokens=skip_special_tokens, constraint=constraint,
                 )
             )
         pooled, _ = self.session_pool.acquire(tokens)
         try:
             state = generation_state(
                 self, tokens, max_tokens=max_tokens, stop=stop, ignore_eos=ignore_eos, sampling=sampling,
-                session=pooled, skip_special_tokens=skip_special_tokens,
+                session=pooled, skip_special_tokens=skip_special_tokens, constraint=constraint,
             )
         except BaseException:
             self.session_pool.release(pooled)
@@ -412,6 +452,10 @@ class Model:
         ignore_eos: bool = False,
         session: Optional[Session] = None,
         skip_special_tokens: bool = True,
+        response_format: Optional[Mapping[str, Any]] = None,
+        grammar: Union[str, Mapping[str, Any], None] = None,
+        regex: Optional[str] = None,
+        constraint: Optional[Constraint] = None,
         **sampling: Any,
     ) -> Completion:
         """Continues ``prompt`` (text, or token ids) and returns the whole completion.
@@ -428,14 +472,26 @@ class Model:
             skip_special_tokens: leave special tokens (``<|im_end|>``, ``<|startoftext|>``, ...)
                 out of the text, all but the answer's own markup (tool-call markers and
                 reasoning tags); ``Completion.tokens`` has every token either way.
+            response_format, grammar, regex: constrain the answer (see :meth:`constraint`):
+                OpenAI's ``{"type": "json_object"}`` or ``{"type": "json_schema",
+                "json_schema": {"name": ..., "schema": {...}}}``, a Lark / GBNF grammar, or a
+                regular expression. The generation ends where the constrained answer is
+                complete (``finish_reason`` ``"stop"``); stop strings and ``max_tokens`` still
+                apply (``"length"``: the answer is incomplete).
+            constraint: a constraint built earlier with :meth:`constraint` (instead of the three above).
             **sampling: any field of :class:`SamplingOptions` (``temperature``, ``top_k``,
                 ``top_p``, ``min_p``, ``repetition_penalty``, ``presence_penalty``,
-                ``frequency_penalty``, ``seed``, ``logit_bias``); unset ones come from the
-                checkpoint's ``generation_config.json``, else LFM2's recommended values.
+                ``frequency_penalty``, ``seed``, ``logit_bias``, ``logprobs``,
+                ``top_logprobs``); unset ones come from the checkpoint's
+                ``generation_config.json``, else LFM2's recommended values.
+
+        Raises:
+            ConstraintError: the constraint cannot go on (see :class:`lfmrt.ConstraintError`).
         """
+        constraint = request_constraint(self, constraint, response_format=response_format, grammar=grammar, regex=regex)
         generation = self._generation(
             prompt_tokens(self, prompt), max_tokens=max_tokens, stop=stop, ignore_eos=ignore_eos, session=session,
-            skip_special_tokens=skip_special_tokens, sampling=sampling,
+            skip_special_tokens=skip_special_tokens, constraint=constraint, sampling=sampling,
         )
         for _ in generation:
             pass
@@ -451,17 +507,24 @@ class Model:
         ignore_eos: bool = False,
         session: Optional[Session] = None,
         skip_special_tokens: bool = True,
+        response_format: Optional[Mapping[str, Any]] = None,
+        grammar: Union[str, Mapping[str, Any], None] = None,
+        regex: Optional[str] = None,
+        constraint: Optional[Constraint] = None,
         **sampling: Any,
-    ) -> Generator[str, None, Completion]:
+    ) -> Generator[Piece, None, Completion]:
         """Like :meth:`generate`, but yields text pieces as they are produced.
 
         A piece never ends inside a multi-byte character, and text that might begin a stop
-        string is held back until it is known not to. The generator's return value
+        string is held back until it is known not to. Each piece is a :class:`Piece` (a
+        ``str``) whose ``logprobs`` hold, with ``logprobs=True``, the log-probabilities of the
+        tokens sampled since the previous piece. The generator's return value
         (``StopIteration.value``) is the finished :class:`Completion`.
         """
+        constraint = request_constraint(self, constraint, response_format=response_format, grammar=grammar, regex=regex)
         generation = self._generation(
             prompt_tokens(self, prompt), max_tokens=max_tokens, stop=stop, ignore_eos=ignore_eos, session=session,
-            skip_special_tokens=skip_special_tokens, sampling=sampling,
+            skip_special_tokens=skip_special_tokens, constraint=constraint, sampling=sampling,
         )
         yield from generation
         assert generation.completion is not None
@@ -476,20 +539,42 @@ class Model:
         ignore_eos: bool = False,
         max_batch: int = 64,
         skip_special_tokens: bool = True,
+        response_format: Optional[Mapping[str, Any]] = None,
+        grammar: Union[str, Mapping[str, Any], None] = None,
+        regex: Optional[str] = None,
+        constraint: Union[Constraint, Sequence[Optional[Constraint]], None] = None,
         **sampling: Any,
     ) -> List[Completion]:
         """Generates for many prompts together (continuous batching: each decode step runs all
         active sequences through the model at once, reading the weights once). Greedy results
-        equal :meth:`generate`'s for each prompt alone."""
+        equal :meth:`generate`'s for each prompt alone.
+
+        ``response_format`` / ``grammar`` / ``regex`` (or one ``constraint``) constrain every
+        answer; ``constraint`` may instead be a list with one constraint (or ``None``) per
+        prompt."""
+        from .text.structured import Constraint  # numpy, loaded on first use
+
+        if constraint is None or isinstance(constraint, Constraint):
+            constraint = request_constraint(self, constraint, response_format=response_format, grammar=grammar, regex=regex)
+            constraints: List[Optional[Constraint]] = [constraint] * len(prompts)
+        else:
+            constraints = list(constraint)
+            if len(constraints) != len(prompts):
+                raise ValueError(f"constraint: {len(constraints)} constraints for {len(prompts)} prompts")
+            if any(value is not None for value in (response_format, grammar, regex)):
+                raise ValueError("per-prompt constraints already say what each answer must follow: leave out response_format, grammar and regex")
         scheduler = Scheduler(self, max_batch=max_batch)
         requests = [
             scheduler.submit(
                 prompt, max_tokens=max_tokens, stop=stop, ignore_eos=ignore_eos,
-                skip_special_tokens=skip_special_tokens, **sampling,
+                skip_special_tokens=skip_special_tokens, constraint=prompt_constraint, **sampling,
             )
-            for prompt in prompts
+            for prompt, prompt_constraint in zip(prompts, constraints)
         ]
         scheduler.run()
+        for request in requests:
+            if request.error is not None:
+                raise request.error
         return [request.completion for request in requests]  # type: ignore[misc]
 
     def apply_chat_template(
@@ -540,7 +625,12 @@ class Model:
         context_policy: str = "error",
         template_args: Optional[Dict[str, Any]] = None,
         tools: Optional[Sequence[ToolDefinition]] = None,
+        tool_choice: Optional[ToolChoice] = None,
         skip_special_tokens: bool = True,
+        response_format: Optional[Mapping[str, Any]] = None,
+        grammar: Union[str, Mapping[str, Any], None] = None,
+        regex: Optional[str] = None,
+        constraint: Optional[Constraint] = None,
         **sampling: Any,
     ) -> Completion:
         """Answers a conversation (``[{"role": "user", "content": "..."}, ...]``).
@@ -563,13 +653,18 @@ class Model:
             tools: tools the model may call: JSON-schema definitions (OpenAI-style or bare) or
                 Python functions (see :mod:`lfmrt.text.tool_calls`). The answer's calls come back parsed
                 in ``Completion.tool_calls``; ``tool`` messages carry their results.
+            tool_choice: ``"auto"`` (the default: the model decides), ``"none"`` (no call: the
+                call-start token is banned), ``"required"`` (the answer is one or more calls),
+                or ``{"type": "function", "function": {"name": ...}}`` (one call of that tool).
+                Forced calls follow LFM2's syntax with arguments valid against each tool's
+                schema, so ``Completion.tool_calls`` always parses (see :meth:`constraint`).
+            response_format, grammar, regex, constraint: constrain the answer, as for
+                :meth:`generate` (with ``tool_choice="auto"`` and tools: a call or such an answer).
             **sampling: as for :meth:`generate`.
         """
-        messages, args = self._chat_inputs(messages, template_args, tools)
-        tokens = self._chat_tokens(messages, args, max_tokens, context_policy)
-        generation = self._generation(
-            tokens, max_tokens=max_tokens, stop=stop, ignore_eos=False, session=session,
-            skip_special_tokens=skip_special_tokens, sampling=sampling,
+        generation = self._chat_generation(
+            messages, max_tokens, stop, session, context_policy, template_args, tools, tool_choice,
+            skip_special_tokens, response_format, grammar, regex, constraint, sampling,
         )
         for _ in generation:
             pass
@@ -586,23 +681,56 @@ class Model:
         context_policy: str = "error",
         template_args: Optional[Dict[str, Any]] = None,
         tools: Optional[Sequence[ToolDefinition]] = None,
+        tool_choice: Optional[ToolChoice] = None,
         skip_special_tokens: bool = True,
+        response_format: Optional[Mapping[str, Any]] = None,
+        grammar: Union[str, Mapping[str, Any], None] = None,
+        regex: Optional[str] = None,
+        constraint: Optional[Constraint] = None,
         **sampling: Any,
-    ) -> Generator[str, None, Completion]:
-        """Like :meth:`chat`, but yields the answer's text pieces as they are produced.
+    ) -> Generator[Piece, None, Completion]:
+        """Like :meth:`chat`, but yields the answer's text pieces (:class:`Piece`, as
+        :meth:`stream` does) as they are produced.
 
         The generator's return value (``StopIteration.value``, or the value of ``yield from``)
         is the finished :class:`Completion`, timings and tool calls included.
         """
-        messages, args = self._chat_inputs(messages, template_args, tools)
-        tokens = self._chat_tokens(messages, args, max_tokens, context_policy)
-        generation = self._generation(
-            tokens, max_tokens=max_tokens, stop=stop, ignore_eos=False, session=session,
-            skip_special_tokens=skip_special_tokens, sampling=sampling,
+        generation = self._chat_generation(
+            messages, max_tokens, stop, session, context_policy, template_args, tools, tool_choice,
+            skip_special_tokens, response_format, grammar, regex, constraint, sampling,
         )
         yield from generation
         assert generation.completion is not None
         return with_tool_calls(generation.completion)
+
+    def _chat_generation(
+        self,
+        messages: Sequence[Message],
+        max_tokens: int,
+        stop: Union[str, Sequence[str], None],
+        session: Optional[Session],
+        context_policy: str,
+        template_args: Optional[Dict[str, Any]],
+        tools: Optional[Sequence[ToolDefinition]],
+        tool_choice: Optional[ToolChoice],
+        skip_special_tokens: bool,
+        response_format: Optional[Mapping[str, Any]],
+        grammar: Union[str, Mapping[str, Any], None],
+        regex: Optional[str],
+        constraint: Optional[Constraint],
+        sampling: Mapping[str, Any],
+    ) -> Generation:
+        """Checks everything (the constraint included) before the conversation runs."""
+        constraint = request_constraint(
+            self, constraint, response_format=response_format, grammar=grammar, regex=regex, tools=tools,
+            tool_choice=tool_choice,
+        )
+        messages, args = self._chat_inputs(messages, template_args, tools)
+        tokens = self._chat_tokens(messages, args, max_tokens, context_policy)
+        return self._generation(
+            tokens, max_tokens=max_tokens, stop=stop, ignore_eos=False, session=session,
+            skip_special_tokens=skip_special_tokens, constraint=constraint, sampling=sampling,
+        )
 
     def _chat_inputs(
         self,

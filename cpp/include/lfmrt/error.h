@@ -20,18 +20,18 @@ public:
     using std::invalid_argument::invalid_argument;
 };
 
-// A device (a GPU's memory, an OpenCL or CUDA allocation) is out of memory; the message names
-// the device, what was being allocated and how much was in use. Becomes `MemoryError` in Python.
-// The process and other devices stay usable.
-class OutOfDeviceMemory : public std::runtime_error {
-public:
-    using std::runtime_error::runtime_error;
-};
-
 // Constrained decoding cannot go on: the grammar's token mask allows no token (or logit_bias
 // took every allowed one away), so any token the sampler picked would break the constraint.
 // Becomes `lfmrt.ConstraintError` in Python.
 class ConstraintError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// A device (a GPU's memory, an OpenCL or CUDA allocation) is out of memory; the message names
+// the device, what was being allocated and how much was in use. Becomes `MemoryError` in Python.
+// The process and other devices stay usable.
+class OutOfDeviceMemory : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;
 };

@@ -212,11 +212,11 @@ PYBIND11_MODULE(_core, m) {
             PyErr_SetString(cls.ptr(), e.what());
         } catch (const InvalidArgument& e) {
             PyErr_SetString(PyExc_ValueError, e.what());
-        } catch (const OutOfDeviceMemory& e) {
-            PyErr_SetString(PyExc_MemoryError, e.what());
         } catch (const ConstraintError& e) {
             py::object cls = py::module_::import("lfmrt.errors").attr("ConstraintError");
             PyErr_SetString(cls.ptr(), e.what());
+        } catch (const OutOfDeviceMemory& e) {
+            PyErr_SetString(PyExc_MemoryError, e.what());
         }
     });
 

@@ -1,9 +1,59 @@
-"""What a finished generation returns: :class:`Completion`, with its :class:`Timings`."""
+"""What a generation returns: the finished :class:`Completion` (with its :class:`Timings` and,
+when asked for, the :class:`TokenLogprob` of each token) and the streamed :class:`Piece`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
+
+
+@dataclass(frozen=True)
+class TopLogprob:
+    """One of the most likely tokens at a step: its id, its text and its log-probability."""
+
+    token: int
+    text: str
+    logprob: float
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A generated token's log-probability, and the most likely tokens at its step.
+
+    Log-probabilities are the log-softmax of the logits the sampler drew from after a
+    constraint's mask, ``logit_bias`` and the penalties, before temperature and truncation
+    (see :class:`~lfmrt.SamplingOptions`). ``text`` is the token decoded alone (a token holding
+    part of a multi-byte character decodes to U+FFFD); special tokens keep their text.
+
+    Attributes:
+        token: the token id.
+        text: its text.
+        logprob: its log-probability.
+        top_logprobs: the ``top_logprobs`` most likely tokens, most likely first (empty when
+            ``top_logprobs=0``).
+    """
+
+    token: int
+    text: str
+    logprob: float
+    top_logprobs: List[TopLogprob]
+
+
+class Piece(str):
+    """A streamed piece of text (a ``str``), with the log-probabilities of the tokens sampled
+    since the previous piece in ``logprobs`` (``None`` unless ``logprobs=True``).
+
+    With ``logprobs=True`` a piece comes at every token, with empty text while the token's
+    text is held back (part of a character, or perhaps the start of a stop string), so each
+    token's log-probability is streamed as it is sampled. Without, pieces are never empty.
+    """
+
+    logprobs: Optional[List[TokenLogprob]]
+
+    def __new__(cls, text: str = "", logprobs: Optional[List[TokenLogprob]] = None) -> "Piece":
+        piece = super().__new__(cls, text)
+        piece.logprobs = logprobs
+        return piece
 
 
 @dataclass(frozen=True)
@@ -47,7 +97,11 @@ class Completion:
     Attributes:
         text: the generated text (stop strings and end-of-turn tokens excluded).
         tokens: the generated token ids (the stop token excluded).
-        finish_reason: ``"stop"`` (end-of-sequence token or stop string) or ``"length"``.
+        finish_reason: ``"stop"`` (end-of-sequence token, stop string, or the end of a
+            constraint's answer), ``"length"`` (``max_tokens`` or the context ran out first:
+            a constrained answer is then incomplete), ``"cancelled"`` (``Request.cancel``) or
+            ``"error"`` (a ``Scheduler`` request whose constraint could not go on; see
+            ``Request.error``).
         timings: prefill and decode speed.
         tool_calls: from ``Model.chat``: the answer's tool calls, OpenAI-style
             (``{"id", "type": "function", "function": {"name", "arguments": "<json>"}}``), or
@@ -60,6 +114,8 @@ class Completion:
             (The tool-call parser fills it in; left out, it is ``text``.)
         seed: the sampling seed this generation used (drawn from the operating system when
             none was given): pass it as ``seed=`` to repeat the run.
+        logprobs: with ``logprobs=True``, one :class:`TokenLogprob` per token of ``tokens``;
+            else ``None``.
     """
 
     text: str
@@ -70,6 +126,7 @@ class Completion:
     tool_parse_error: Optional[str] = None
     content: Optional[str] = None
     seed: Optional[int] = None
+    logprobs: Optional[List[TokenLogprob]] = None
 
     def __post_init__(self) -> None:
         if self.content is None:

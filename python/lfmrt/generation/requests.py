@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
     from ..loaders.config import Lfm2Config
+    from ..text.structured import Constraint
 
 Prompt = Union[str, Sequence[int]]
 
@@ -40,6 +41,17 @@ class GenerationModel(Protocol):
 
     def session(self) -> Session:
         """A new, empty session on the model."""
+
+    def constraint(
+        self,
+        *,
+        response_format: Optional[Mapping[str, Any]] = None,
+        grammar: Union[str, Mapping[str, Any], None] = None,
+        regex: Optional[str] = None,
+        tools: Optional[Sequence[Any]] = None,
+        tool_choice: Union[str, Mapping[str, Any], None] = None,
+    ) -> Optional["Constraint"]:
+        """The constraint these options ask for (see ``lfmrt.text.structured``), or None."""
 
 
 def prompt_tokens(model: GenerationModel, prompt: Prompt) -> List[int]:
@@ -97,6 +109,43 @@ def sampling_options(defaults: SamplingOptions, overrides: Mapping[str, Any]) ->
     return SamplingOptions(**{**defaults.__dict__, **overrides}).seeded()
 
 
+def request_constraint(
+    model: GenerationModel,
+    constraint: Optional["Constraint"],
+    *,
+    response_format: Optional[Mapping[str, Any]] = None,
+    grammar: Union[str, Mapping[str, Any], None] = None,
+    regex: Optional[str] = None,
+    tools: Optional[Sequence[Any]] = None,
+    tool_choice: Union[str, Mapping[str, Any], None] = None,
+) -> Optional["Constraint"]:
+    """The constraint of one request: ``constraint`` as given (built earlier with
+    ``Model.constraint``), or the one the other options ask for, compiled now.
+
+    Raises:
+        ValueError: ``constraint`` together with options that would build another, a
+            constraint made for another vocabulary, or a bad option (see ``Model.constraint``).
+        TypeError: ``constraint`` is not a Constraint.
+    """
+    if constraint is None:
+        return model.constraint(
+            response_format=response_format, grammar=grammar, regex=regex, tools=tools, tool_choice=tool_choice
+        )
+    from ..text.structured import Constraint
+
+    given = [name for name, value in (("response_format", response_format), ("grammar", grammar), ("regex", regex),
+                                      ("tool_choice", tool_choice)) if value is not None]
+    if given:
+        raise ValueError(f"constraint= already says what the answer must follow: leave out {', '.join(given)}")
+    if not isinstance(constraint, Constraint):
+        raise TypeError(f"constraint must be a Constraint (Model.constraint(...)), got {type(constraint).__name__}")
+    if constraint.vocab_size != model.config.vocab_size:
+        raise ValueError(
+            f"constraint was built for a vocabulary of {constraint.vocab_size} tokens; this model has {model.config.vocab_size}"
+        )
+    return constraint
+
+
 def generation_state(
     model: GenerationModel,
     tokens: Sequence[int],
@@ -107,6 +156,7 @@ def generation_state(
     sampling: Mapping[str, Any],
     session: Optional[Session],
     skip_special_tokens: bool = True,
+    constraint: Optional["Constraint"] = None,
 ) -> GenerationState:
     """The generation of up to ``max_tokens`` tokens after the prompt ``tokens``.
 
@@ -114,6 +164,7 @@ def generation_state(
     continues ``session`` (reusing its longest common prefix with the prompt) or a new one.
     With ``skip_special_tokens`` its text leaves out special tokens other than the answer's
     own markup (tool-call markers, reasoning tags: see ``text.detokenizer.ANSWER_MARKUP``).
+    With a ``constraint`` (see :func:`request_constraint`) every token follows it.
 
     Raises:
         ValueError: an empty prompt, a token outside the vocabulary, a prompt the context cannot
@@ -141,4 +192,5 @@ def generation_state(
         stop_token_ids=[] if ignore_eos else model.eos_token_ids,
         vocab_size=model.config.vocab_size,
         hidden_token_ids=hidden_special_ids(tokenizer) if skip_special_tokens else frozenset(),
+        constraint=constraint,
     )

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
-from typing import Any, Deque, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Deque, List, Mapping, Optional, Sequence, Union
 
+from ..errors import ConstraintError
 from ..session import DEFAULT_CHUNK_SIZE, Session, append_batch, decode_batch
-from .completion import Completion
-from .requests import GenerationModel, Prompt, generation_state, prompt_tokens
-from .state import GenerationState
+from .completion import Completion, Piece, TokenLogprob
+from .requests import GenerationModel, Prompt, generation_state, prompt_tokens, request_constraint
+from .state import GenerationState, MaskWorker
+
+if TYPE_CHECKING:
+    from ..text.structured import Constraint
 
 
 class Request:
@@ -17,17 +22,42 @@ class Request:
 
     Attributes:
         text: the text produced so far.
-        completion: the result, once ``done``.
+        logprobs: with ``logprobs=True``, the :class:`TokenLogprob` of each token so far; else ``None``.
+        completion: the result, once ``done`` (``finish_reason`` ``"cancelled"`` after
+            :meth:`cancel`, ``"error"`` when the constraint could not go on).
+        error: the :class:`~lfmrt.ConstraintError` that ended the request, or ``None``.
     """
 
-    def __init__(self, state: GenerationState) -> None:
+    def __init__(self, scheduler: "Scheduler", state: GenerationState, logprobs: bool) -> None:
+        self._scheduler = scheduler
         self._state = state
         self.text = ""
+        self.logprobs: Optional[List[TokenLogprob]] = [] if logprobs else None
         self.completion: Optional[Completion] = None
+        self.error: Optional[ConstraintError] = None
 
     @property
     def done(self) -> bool:
         return self.completion is not None
+
+    def cancel(self) -> None:
+        """Ends the request now (from any thread; waits for a step under way to end): it is
+        ``done`` with ``finish_reason == "cancelled"`` and the text so far, and the scheduler no
+        longer touches its session, which may be reused at once. No-op once done."""
+        self._scheduler._cancel(self)
+
+    def _add(self, piece: Piece) -> None:
+        self.text += piece
+        if self.logprobs is not None and piece.logprobs:
+            self.logprobs.extend(piece.logprobs)
+
+    def _finish(self, reason: Optional[str] = None) -> None:
+        """Records the completion; ``reason`` ends the generation early first."""
+        if reason is not None:
+            self._add(Piece(self._state.finish(reason)))
+        else:
+            self._state.session.checkpoint()  # a turn boundary: a later turn may diverge here
+        self.completion = self._state.completion()
 
 
 class Scheduler:
@@ -39,6 +69,11 @@ class Scheduler:
     prompt tokens per step: a long prompt takes several steps while the other requests keep
     decoding.
     Greedy results equal those of running each request alone.
+
+    Each request may have its own constraint (``constraint=``, ``response_format=``, ...);
+    the constraint masks for the next tokens are computed on a worker thread while the batch's
+    forward step runs. ``submit`` and ``Request.cancel`` may be called from any thread, also
+    while another thread runs :meth:`step`; steps themselves run one at a time.
 
     Example::
 
@@ -64,8 +99,11 @@ class Scheduler:
         self._model = model
         self.max_batch = max_batch
         self.prefill_chunk = prefill_chunk
-        self._waiting: Deque[Request] = deque()
-        self._running: List[Request] = []
+        self._waiting: Deque[Request] = deque()  # guarded by _queue_lock
+        self._running: List[Request] = []  # guarded by _step_lock
+        self._queue_lock = threading.Lock()
+        self._step_lock = threading.RLock()
+        self._masks = MaskWorker()
 
     def submit(
         self,
@@ -76,15 +114,22 @@ class Scheduler:
         ignore_eos: bool = False,
         session: Optional[Session] = None,
         skip_special_tokens: bool = True,
+        response_format: Optional[Mapping[str, Any]] = None,
+        grammar: Union[str, Mapping[str, Any], None] = None,
+        regex: Optional[str] = None,
+        constraint: Optional["Constraint"] = None,
         **sampling: Any,
     ) -> Request:
-        """Queues a generation (same options as ``Model.generate``); it starts at the next step.
+        """Queues a generation (same options as ``Model.generate``, a constraint included); it
+        starts at the next step. Safe to call from any thread.
 
         A ``session`` is continued as ``Model.generate`` does (only the prompt's tokens after
         the prefix it already holds are prefilled); no other active request may use it.
+
+        Raises:
+            ValueError: a bad option (prompt, sampling, constraint), or a session in use.
         """
-        if session is not None and any(r._state.session is session for r in (*self._running, *self._waiting)):
-            raise ValueError("the session is already in use by an unfinished request")
+        constraint = request_constraint(self._model, constraint, response_format=response_format, grammar=grammar, regex=regex)
         state = generation_state(
             self._model,
             prompt_tokens(self._model, prompt),
@@ -94,26 +139,50 @@ class Scheduler:
             sampling=sampling,
             session=session,
             skip_special_tokens=skip_special_tokens,
+            constraint=constraint,
         )
-        request = Request(state)
-        self._waiting.append(request)
+        request = Request(self, state, logprobs=bool(sampling.get("logprobs")))
+        with self._queue_lock:
+            if session is not None and any(
+                r._state.session is session and not r.done for r in (*self._running, *self._waiting)
+            ):
+                raise ValueError("the session is already in use by an unfinished request")
+            self._waiting.append(request)
         return request
 
     @property
     def active(self) -> int:
         """Requests running or waiting."""
-        return len(self._running) + len(self._waiting)
+        with self._queue_lock:
+            return len(self._running) + len(self._waiting)
+
+    def _cancel(self, request: Request) -> None:
+        with self._step_lock:
+            if request.done:
+                return
+            with self._queue_lock:
+                if request in self._waiting:
+                    self._waiting.remove(request)
+                else:
+                    self._running = [r for r in self._running if r is not request]
+            request._finish("cancelled")
 
     def step(self) -> List[Request]:
         """Admits waiting requests up to max_batch, prefills the next slice of the prompts not
         yet prefilled, samples one token for each request past its prompt, and runs those
         tokens through the model in one batched step. Returns the requests that finished in
         this step."""
-        self._admit()
-        self._prefill()
-        finished = self._decode()
-        self._running = [r for r in self._running if not r.done]
-        return finished
+        with self._step_lock:
+            self._admit()
+            self._masks.start([request._state for request in self._running])  # during the prefill
+            try:
+                self._prefill()
+            finally:
+                self._masks.wait()
+            finished = self._decode()
+            with self._queue_lock:
+                self._running = [r for r in self._running if not r.done]
+            return finished
 
     def run(self) -> None:
         """Steps until every submitted request has finished."""
@@ -121,10 +190,13 @@ class Scheduler:
             self.step()
 
     def _admit(self) -> None:
-        while self._waiting and len(self._running) < self.max_batch:
-            request = self._waiting.popleft()
+        with self._queue_lock:
+            admitted = []
+            while self._waiting and len(self._running) + len(admitted) < self.max_batch:
+                admitted.append(self._waiting.popleft())
+            self._running = [*self._running, *admitted]
+        for request in admitted:
             request._state.start_prefill()
-            self._running.append(request)
 
     def _prefill(self) -> None:
         """Runs up to prefill_chunk prompt tokens, earliest admitted first, in one batched
@@ -155,17 +227,26 @@ class Scheduler:
             state = request._state
             if state.prefilling:
                 continue
-            request.text += state.accept(state.sample())
+            try:
+                request._add(state.accept(state.sample()))
+            except ConstraintError as error:
+                request.error = error
+                request._finish("error")
+                finished.append(request)
+                continue
             if state.finished:
-                state.session.checkpoint()
-                request.completion = state.completion()
+                request._finish()
                 finished.append(request)
             else:
                 sessions.append(state.session)
                 tokens.append(state.pending_token)
                 stepping.append(state)
         if sessions:
-            decode_batch(sessions, tokens)
+            self._masks.start(stepping)  # the next tokens' masks, while the model runs these
+            try:
+                decode_batch(sessions, tokens)
+            finally:
+                self._masks.wait()
             for state in stepping:
                 state.stepped()
         return finished

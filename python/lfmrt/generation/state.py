@@ -8,16 +8,19 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, AbstractSet, Iterator, List, Optional, Sequence
 
 from .. import _core
 from ..session import Session
 from ..text.detokenizer import IncrementalDetokenizer, StopStringMatcher
-from .completion import Completion, Timings
+from .completion import Completion, Piece, Timings, TokenLogprob, TopLogprob
 from .options import SamplingOptions
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
+
+    from ..text.structured import Constraint
 
 
 class GenerationState:
@@ -28,6 +31,11 @@ class GenerationState:
     with ``Session.decode`` or batched with other generations. A scheduler that prefills many
     prompts together calls ``start_prefill()`` instead of ``prefill()``, runs ``prompt_to_run``
     in slices, and reports each with ``prompt_ran``.
+
+    With a constraint, ``sample()`` computes the constraint's mask for the next token first,
+    unless ``prepare_mask()`` already did (a scheduler calls it on another thread while the
+    batch's forward step runs); ``accept()`` advances the constraint and ends the generation
+    when the constrained answer is complete.
     """
 
     def __init__(
@@ -41,12 +49,18 @@ class GenerationState:
         stop_token_ids: Sequence[int],
         vocab_size: int,
         hidden_token_ids: AbstractSet[int] = frozenset(),
+        constraint: Optional["Constraint"] = None,
     ) -> None:
         self.session = session
         sampling = sampling.seeded()
         self.seed = sampling.seed  # reported in the Completion, so the run can be repeated
         self._prompt_tokens = list(prompt_tokens)
         self._sampler = _core.Sampler(sampling.to_core(vocab_size))
+        self._tokenizer = tokenizer
+        self._constraint = constraint.start() if constraint is not None else None
+        self._logprobs: Optional[List[TokenLogprob]] = [] if sampling.logprobs else None
+        self._sampled_logprob: Optional[TokenLogprob] = None  # of the token sample() returned
+        self._unstreamed = 0  # logprobs not yet handed out with a piece
         self._max_tokens = max_tokens
         self._stop_token_ids = set(stop_token_ids)
         self._hidden_token_ids = hidden_token_ids  # generated, kept in tokens, left out of the text
@@ -97,12 +111,67 @@ class GenerationState:
         self._prefilled = self.session.n_forwarded - self._forwarded_before_prefill
         self._prefill_seconds += seconds
 
-    def sample(self) -> int:
-        """The next token, from the session's last logits."""
-        return self._sampler.sample(self.session._core)
+    @property
+    def constrained(self) -> bool:
+        """Whether a constraint restricts this generation's tokens."""
+        return self._constraint is not None
 
-    def accept(self, token: int) -> str:
-        """Takes a sampled token; returns the text it completes (possibly empty)."""
+    @property
+    def mask_pending(self) -> bool:
+        """Whether a constraint's mask for the next token is still to compute."""
+        return self._constraint is not None and not self._constraint.mask_ready and not self.finished
+
+    def prepare_mask(self) -> None:
+        """Computes the constraint's mask for the next token, ahead of ``sample()`` (no-op
+        without a constraint). Safe to run on another thread while the session's forward step
+        runs, not while ``sample`` or ``accept`` does.
+
+        Raises:
+            ConstraintError: the constraint cannot go on.
+        """
+        if self._constraint is not None:
+            self._constraint.compute_mask()
+
+    def sample(self) -> int:
+        """The next token, from the session's last logits (and the constraint's mask).
+
+        Raises:
+            ConstraintError: the constraint allows no token here (or logit_bias removed all it allows).
+        """
+        mask = None
+        if self._constraint is not None:
+            self._constraint.compute_mask()
+            mask = self._constraint.mask
+        token = self._sampler.sample(self.session._core, mask)
+        if self._logprobs is not None:
+            logprob, top = self._sampler.last_logprobs
+            self._sampled_logprob = TokenLogprob(
+                token=token,
+                text=self._token_text(token),
+                logprob=logprob,
+                top_logprobs=[TopLogprob(t, self._token_text(t), lp) for t, lp in top],
+            )
+        return token
+
+    def _token_text(self, token: int) -> str:
+        return self._tokenizer.decode([token], skip_special_tokens=False)
+
+    def accept(self, token: int) -> Piece:
+        """Takes a sampled token; returns the text it completes (possibly empty), with the
+        log-probabilities not yet handed out when ``logprobs`` is on.
+
+        Raises:
+            ConstraintError: the constraint rejects the token (one ``sample()`` did not give).
+        """
+        text = self._accept(token)
+        if self._logprobs is None:
+            return Piece(text)
+        fresh = self._logprobs[self._unstreamed :]
+        self._unstreamed = len(self._logprobs)
+        return Piece(text, fresh)
+
+    def _accept(self, token: int) -> str:
+        sampled, self._sampled_logprob = self._sampled_logprob, None
         now = time.perf_counter()
         if not self._generated and self._decode_steps == 0:
             self._first_token_time = now
@@ -111,10 +180,19 @@ class GenerationState:
         if token in self._stop_token_ids:
             self.finish_reason = "stop"
             return self._flush()
+        if self._constraint is not None:
+            self._constraint.advance(token)
         self._generated.append(token)
+        if self._logprobs is not None and sampled is not None and sampled.token == token:
+            self._logprobs.append(sampled)
         text = "" if token in self._hidden_token_ids else self._stopper.push(self._detokenizer.push(token))
         if self._stopper.stopped:
             self.finish_reason = "stop"
+        elif self._constraint is not None and self._constraint.finished:
+            self.finish_reason = "stop"  # the constrained answer is complete
+            if text:
+                self._pieces.append(text)
+            return text + self._flush()
         elif len(self._generated) >= self._max_tokens:
             self.finish_reason = "length"
             if text:
@@ -136,10 +214,17 @@ class GenerationState:
             self._pieces.append(tail)
         return tail
 
+    def finish(self, reason: str) -> str:
+        """Ends the generation early (``"cancelled"``, ``"error"``); returns the text held back."""
+        self.finish_reason = reason
+        self.pending_token = None
+        return self._flush()
+
     def completion(self) -> Completion:
         """The finished generation's result."""
         assert self.finished, "the generation has not finished"
         return Completion(
+            logprobs=list(self._logprobs) if self._logprobs is not None else None,
             text="".join(self._pieces),
             tokens=list(self._generated),
             finish_reason=self.finish_reason or "length",
@@ -155,6 +240,49 @@ class GenerationState:
         )
 
 
+def _prepare_masks(states: Sequence[GenerationState]) -> None:
+    for state in states:
+        try:
+            state.prepare_mask()
+        except Exception:  # noqa: BLE001 - sample() computes the mask again and raises it there
+            pass
+
+
+class MaskWorker:
+    """Computes constraint masks on a thread of its own while a forward step runs.
+
+    The mask for a generation's next token depends only on the tokens it accepted, not on the
+    logits, so it can be computed while the model runs the last accepted token (the engine and
+    the forward pass both release the GIL). ``start`` hands it the generations whose mask is
+    pending, ``wait`` joins it; an engine error is left for ``sample()`` to raise.
+    """
+
+    def __init__(self) -> None:
+        self._executor: Optional[ThreadPoolExecutor] = None
+        self._job: Optional["Future[None]"] = None
+
+    def start(self, states: Sequence[GenerationState]) -> None:
+        pending = [state for state in states if state.mask_pending]
+        if not pending:
+            return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lfmrt-mask")
+        self.wait()
+        self._job = self._executor.submit(_prepare_masks, pending)
+
+    def wait(self) -> None:
+        if self._job is not None:
+            job, self._job = self._job, None
+            job.result()
+
+    def close(self) -> None:
+        """Joins the work under way and ends the thread."""
+        self.wait()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+
 class Generation:
     """One generation run alone: iterate it for text pieces; ``completion`` once it is done."""
 
@@ -162,17 +290,24 @@ class Generation:
         self._state = state
         self.completion: Optional[Completion] = None
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[Piece]:
         state = self._state
-        state.prefill()
-        while True:
-            text = state.accept(state.sample())
-            if text:
-                yield text
-            if state.finished:
-                break
-            state.session.decode(state.pending_token)
-            state.stepped()
+        masks = MaskWorker()
+        try:
+            masks.start([state])  # the first mask, while the prompt is prefilled
+            state.prefill()
+            while True:
+                masks.wait()
+                piece = state.accept(state.sample())
+                if piece or piece.logprobs:
+                    yield piece
+                if state.finished:
+                    break
+                masks.start([state])
+                state.session.decode(state.pending_token)
+                state.stepped()
+        finally:
+            masks.close()
         # The end of an answer is a turn boundary: a later turn may diverge right here.
         state.session.checkpoint()
         self.completion = state.completion()
