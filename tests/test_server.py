@@ -22,6 +22,7 @@ import pytest
 pytest.importorskip("fastapi", reason="the server extra (pip install 'lfmrt[server]') is not installed")
 openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
+jsonschema = pytest.importorskip("jsonschema")
 
 import lfmrt  # noqa: E402
 from lfmrt.server import ServerConfig  # noqa: E402
@@ -178,6 +179,96 @@ def test_tool_call_in_an_answer_is_never_left_in_content(client, model):
     assert again.choices[0].finish_reason in ("stop", "length", "tool_calls")
 
 
+# --- constrained answers and logprobs ------------------------------------------------------------
+
+TOOLS = [
+    {"type": "function", "function": {
+        "name": "get_weather", "description": "the weather forecast of a city",
+        "parameters": {"type": "object", "properties": {
+            "city": {"type": "string", "maxLength": 16}, "days": {"type": "integer", "minimum": 1, "maximum": 7}},
+            "required": ["city", "days"], "additionalProperties": False}}},
+    {"type": "function", "function": {
+        "name": "add", "description": "add two numbers",
+        "parameters": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+                       "required": ["a", "b"], "additionalProperties": False}}},
+]
+SCHEMAS = {tool["function"]["name"]: tool["function"]["parameters"] for tool in TOOLS}
+PERSON = {"type": "object", "additionalProperties": False, "required": ["name", "age", "tags"], "properties": {
+    "name": {"type": "string", "maxLength": 20}, "age": {"type": "integer", "minimum": 0, "maximum": 150},
+    "tags": {"type": "array", "maxItems": 3, "items": {"type": "string", "maxLength": 10}}}}
+STORY = [{"role": "user", "content": "Tell me a story about a cat."}]  # no reason to call a tool
+
+
+def _valid_calls(calls, only=None) -> List[str]:
+    names = []
+    for call in calls:
+        assert call.type == "function" and call.id.startswith("call_")
+        assert call.function.name in SCHEMAS and (only is None or call.function.name == only)
+        jsonschema.validate(json.loads(call.function.arguments), SCHEMAS[call.function.name])
+        names.append(call.function.name)
+    return names
+
+
+def test_tool_choice_required_always_gives_valid_tool_calls(client):
+    for seed in range(3):  # sampled, not only greedy
+        response = client.chat.completions.create(model=NAME, messages=STORY, tools=TOOLS, tool_choice="required",
+                                                  max_tokens=96, temperature=1.0, seed=seed)
+        choice = response.choices[0]
+        assert choice.finish_reason == "tool_calls", choice
+        assert _valid_calls(choice.message.tool_calls)
+        assert "<|tool_call" not in (choice.message.content or "")
+    named = client.chat.completions.create(
+        model=NAME, messages=STORY, tools=TOOLS, max_tokens=96, temperature=1.0, seed=7,
+        tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    assert _valid_calls(named.choices[0].message.tool_calls, only="get_weather") == ["get_weather"]
+    chunks = list(client.chat.completions.create(model=NAME, messages=STORY, tools=TOOLS, tool_choice="required",
+                                                 max_tokens=96, temperature=0, stream=True))
+    deltas = [d for c in chunks for d in (c.choices[0].delta.tool_calls or [])]
+    assert deltas and _valid_calls(deltas)
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_response_format_json_schema_answers_validate(client):
+    response_format = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}}
+    messages = [{"role": "user", "content": "Describe a person."}]
+    for seed in range(4):
+        response = client.chat.completions.create(model=NAME, messages=messages, response_format=response_format,
+                                                  max_tokens=120, temperature=0.8, seed=seed)
+        choice = response.choices[0]
+        assert choice.finish_reason == "stop", choice
+        jsonschema.validate(json.loads(choice.message.content), PERSON)
+    chunks = list(client.chat.completions.create(model=NAME, messages=messages, response_format=response_format,
+                                                 max_tokens=120, temperature=0, stream=True))
+    jsonschema.validate(json.loads("".join(c.choices[0].delta.content or "" for c in chunks if c.choices)), PERSON)
+    # json_object: any object; the demo model's greedy object runs past max_tokens, so check the start.
+    whole = client.chat.completions.create(model=NAME, messages=messages, response_format={"type": "json_object"},
+                                           max_tokens=40, temperature=0)
+    assert whole.choices[0].message.content.startswith("{") and whole.choices[0].finish_reason == "length"
+
+
+def test_chat_logprobs_whole_and_streamed(client, model):
+    request = dict(model=NAME, messages=HELLO, max_tokens=12, temperature=0, logprobs=True, top_logprobs=3,
+                   logit_bias=no_eos(model))
+    whole = client.chat.completions.create(**request)
+    entries = whole.choices[0].logprobs.content
+    assert len(entries) == whole.usage.completion_tokens == 12
+    assert "".join(entry.token for entry in entries) == whole.choices[0].message.content
+    for entry in entries:  # greedy: the sampled token is the most likely one
+        assert len(entry.top_logprobs) == 3 and entry.top_logprobs[0].token == entry.token
+        assert entry.logprob == pytest.approx(entry.top_logprobs[0].logprob) and entry.logprob <= 0
+        assert entry.bytes == list(entry.token.encode())
+    chunks = list(client.chat.completions.create(**request, stream=True))
+    streamed = [entry for c in chunks if c.choices and c.choices[0].logprobs for entry in c.choices[0].logprobs.content]
+    assert [e.token for e in streamed] == [e.token for e in entries]
+    # The second request reuses the first one's pooled session, re-running its last tokens in
+    # other batch shapes: the same tokens, log-probabilities equal to fp32 rounding.
+    assert [e.logprob for e in streamed] == pytest.approx([e.logprob for e in entries], abs=1e-4)
+    text = client.completions.create(model=NAME, prompt="The json module", max_tokens=6, temperature=0, logprobs=2)
+    legacy = text.choices[0].logprobs
+    assert len(legacy.tokens) == len(legacy.token_logprobs) == len(legacy.top_logprobs) == 6
+    assert all(len(top) <= 2 for top in legacy.top_logprobs) and legacy.text_offset[0] == 0
+
+
 # --- errors ---------------------------------------------------------------------------------------
 
 
@@ -223,6 +314,13 @@ def test_models(client, url):
      "messages.0.content.0.type"),
     ({"messages": [{"role": "user"}]}, 400, "messages.0.content"),
     ({"messages": [{"role": "user", "content": "x" * 30000}]}, 400, "messages"),  # over the 4096 context
+    ({"messages": HELLO, "response_format": {"type": "json_schema", "json_schema": {
+        "name": "x", "schema": {"type": "integer", "minimum": 5, "maximum": 2}}}}, 400, "response_format"),
+    ({"messages": HELLO, "response_format": {"type": "json_schema", "json_schema": {
+        "name": "x", "schema": {"type": "no-such-type"}}}}, 400, "response_format"),
+    ({"messages": HELLO, "response_format": {"type": "yaml"}}, 400, "response_format"),
+    ({"messages": HELLO, "tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}}, 400,
+     "tool_choice.function.name"),
     ({"model": "gpt-4", "messages": HELLO}, 404, "model"),
 ])
 def test_bad_chat_requests_are_4xx_naming_the_field(url, body, status, param):
@@ -263,7 +361,8 @@ def test_a_client_that_goes_away_frees_its_sequence(url, model):
     cancelled = metric(url, "lfmrt_cancelled_requests_total")
     with httpx.stream("POST", url + "/v1/chat/completions", json={**long, "stream": True}, headers=auth) as response:
         assert response.status_code == 200
-        next(response.iter_lines())  # it is generating
+        lines = response.iter_lines()  # kept: dropping the iterator closes the connection
+        next(lines)  # it is generating
         assert metric(url, "lfmrt_running_sequences") == 1
     assert _wait_for(lambda: metric(url, "lfmrt_running_sequences") == 0)
     assert metric(url, "lfmrt_cancelled_requests_total") == cancelled + 1

@@ -190,13 +190,14 @@ def create_app(model: Model, config: ServerConfig) -> FastAPI:
                     yield first_chunk
                 while True:
                     event = await events.get()
-                    text = [event.text] if isinstance(event, Delta) else []
+                    deltas = [event] if isinstance(event, Delta) else []
                     while isinstance(event, Delta) and not events.empty():  # catch up on a slow reader
                         event = events.get_nowait()
                         if isinstance(event, Delta):
-                            text.append(event.text)
-                    if text:
-                        for chunk in writer.piece_chunks("".join(text)):
+                            deltas.append(event)
+                    if deltas:
+                        logprobs = [entry for delta in deltas for entry in delta.logprobs or ()]
+                        for chunk in writer.piece_chunks("".join(delta.text for delta in deltas), logprobs):
                             yield chunk
                     if isinstance(event, Finished):
                         for chunk in writer.final_chunks(event.completion):

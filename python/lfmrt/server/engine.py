@@ -62,9 +62,11 @@ class Started:
 
 @dataclass(frozen=True)
 class Delta:
-    """New text (possibly several tokens' worth when the client reads slower than the model)."""
+    """New text (possibly several tokens' worth when the client reads slower than the model),
+    with the new tokens' ``TokenLogprob`` entries when the job asked for logprobs (else None)."""
 
     text: str
+    logprobs: Optional[List[Any]] = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ class Ticket:
         self.request: Optional[Request] = None
         self.session: Optional[Session] = None
         self.sent = 0  # characters of request.text already sent as deltas
+        self.sent_logprobs = 0  # entries of request.logprobs already sent
         self.last_piece_time: Optional[float] = None
         self.closed = False  # a final event (Finished, Failed, Cancelled) was sent
 
@@ -289,16 +292,23 @@ class Engine:
         for ticket in self._running:
             request = ticket.request
             assert request is not None
-            if len(request.text) > ticket.sent:
-                self._note_piece(ticket, now)
-                ticket.emit(Delta(request.text[ticket.sent :]))
+            new_logprobs = request.logprobs[ticket.sent_logprobs :] if request.logprobs is not None else None
+            if len(request.text) > ticket.sent or new_logprobs:
+                if len(request.text) > ticket.sent:
+                    self._note_piece(ticket, now)
+                ticket.emit(Delta(request.text[ticket.sent :], new_logprobs))
                 ticket.sent = len(request.text)
+                ticket.sent_logprobs += len(new_logprobs or ())
             if request.done:
                 assert request.completion is not None
                 if ticket.last_piece_time is None:
                     self._note_piece(ticket, now)
                 self._finish(ticket)
-                ticket.emit(Finished(request.completion))
+                if request.error is not None:  # the mask (with logit_bias) left no token
+                    ticket.emit(Failed(APIError(400, f"the answer's constraint could not go on: {request.error}",
+                                                code="constraint_failed")))
+                else:
+                    ticket.emit(Finished(request.completion))
             else:
                 still_running.append(ticket)
         self._running = still_running
