@@ -132,6 +132,11 @@ class Model:
     Load one with :meth:`Model.load`. A model is shared by any number of :class:`Session`
     objects; compute from several threads is serialised inside the runtime.
 
+    Attributes:
+        session_pool: the idle sessions calls without ``session=`` reuse by longest token
+            prefix (a :class:`~lfmrt.generation.session_pool.SessionPool`; bounds with
+            ``set_bounds``, ``max_sessions=0`` for no reuse).
+
     Example::
 
         model = lfmrt.Model.load("path/to/LFM2.5-350M")
