@@ -5,6 +5,7 @@ GGUF file, through HTTP exactly as an app would use them. Not a pass/fail test.
     lfmrt quantize demo bench/models/demo-q4_0.gguf --type q4_0
     python bench/bench_server.py load --gguf bench/models/demo-q4_0.gguf
     python bench/bench_server.py chat --gguf bench/models/lfm2-350m-random-lfmrt-q4_0.gguf
+    python bench/bench_server.py inprocess --gguf bench/models/lfm2-350m-random-lfmrt-q4_0.gguf
 
 ``load``: --clients concurrent streaming clients send --requests chat requests in all (each
 its own question, --max-tokens answer tokens, end-of-turn banned by logit_bias so every answer
@@ -13,6 +14,11 @@ whole run, p50/p99 time to first token (TTFT: from sending the request to its fi
 chunk), p50/p99 time per output token (TPOT: a request's (last - first content time) / (tokens
 - 1)), p50/p99 of the gaps between content chunks, and how many requests failed (anything but
 HTTP 200 with a finish_reason and [DONE]).
+
+``inprocess``: the ``chat`` conversation through the libraries in-process, each runtime in a
+subprocess of its own: lfmrt's ``Model.chat_stream(messages)`` without ``session=`` (the model's
+session pool) against llama-cpp-python's ``Llama.create_chat_completion(messages, stream=True)``;
+reported: each turn's TTFT (call to first text piece).
 
 ``chat``: a --turns-turn conversation, the same turns for every runtime: each turn's prompt is
 the history so far (user turns of --user-tokens tokens of pydoc text, scripted assistant answers
@@ -297,9 +303,78 @@ def run_chat(args: argparse.Namespace) -> dict:
     return dict(runs=out, median_ttft_s=ttft)
 
 
+# --------------------------------------------------------------------------------------------
+# inprocess: the same conversation through the libraries, no HTTP
+# --------------------------------------------------------------------------------------------
+
+def inprocess_child(args: argparse.Namespace) -> None:
+    """One runtime, all turns, in this process: lfmrt's ``Model.chat_stream(messages)`` without
+    ``session=`` (its session pool) or llama-cpp-python's ``Llama.create_chat_completion(messages,
+    stream=True)``; prints one JSON line of per-turn TTFTs."""
+    users, answers = conversation_turns(args.gguf, args.turns, args.user_tokens, args.answer_tokens)
+    if args.child == "lfmrt":
+        import lfmrt
+
+        model = lfmrt.Model.load(str(args.gguf), n_threads=args.threads, max_context=args.n_ctx)
+
+        def first_piece(messages: List[dict]) -> None:
+            stream = model.chat_stream(messages, max_tokens=args.answer_max_tokens, temperature=0)
+            next(piece for piece in stream if piece)
+            for _ in stream:
+                pass
+    else:
+        from llama_cpp import Llama
+
+        llm = Llama(model_path=str(args.gguf), n_ctx=args.n_ctx, n_threads=args.threads,
+                    n_threads_batch=args.threads, verbose=False)
+
+        def first_piece(messages: List[dict]) -> None:
+            stream = llm.create_chat_completion(messages, max_tokens=args.answer_max_tokens, temperature=0, stream=True)
+            next(c for c in stream if c["choices"] and c["choices"][0]["delta"].get("content"))
+            for _ in stream:
+                pass
+
+    first_piece([{"role": "user", "content": "Hello"}])  # warm up (its own conversation)
+    messages: List[dict] = []
+    ttft = []
+    for k in range(args.turns):
+        messages.append({"role": "user", "content": users[k]})
+        start = time.perf_counter()
+        first_piece(messages)
+        ttft.append(time.perf_counter() - start)
+        messages.append({"role": "assistant", "content": answers[k]})
+    print("RESULT " + json.dumps(ttft), flush=True)
+
+
+def run_inprocess(args: argparse.Namespace) -> dict:
+    out: Dict[str, list] = {}
+    runtimes = [rt for rt in args.runtimes if rt in ("lfmrt", "llama.cpp")]
+    for repeat in range(args.repeats):
+        for runtime in runtimes if repeat % 2 == 0 else list(reversed(runtimes)):
+            command = [sys.executable, __file__, "inprocess", "--gguf", str(args.gguf), "--child", runtime,
+                       "--threads", str(args.threads), "--n-ctx", str(args.n_ctx), "--turns", str(args.turns),
+                       "--user-tokens", str(args.user_tokens), "--answer-tokens", str(args.answer_tokens),
+                       "--answer-max-tokens", str(args.answer_max_tokens)]
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            ttft = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[7:])
+            out.setdefault(runtime, []).append(ttft)
+            print(f"[inprocess] {runtime} repeat {repeat}: turn-{args.turns} TTFT {ttft[-1]:.3f}s",
+                  file=sys.stderr, flush=True)
+    median = {rt: [statistics.median(run[k] for run in runs) for k in range(args.turns)] for rt, runs in out.items()}
+    print(f"\ninprocess: {args.turns} turns through chat_stream (no session=) / create_chat_completion, "
+          f"{args.gguf.name}, {args.threads} threads, TTFT in seconds (medians of {args.repeats})")
+    print(f"{'turn':>4}" + "".join(f"{rt:>12}" for rt in median))
+    for k in range(args.turns):
+        print(f"{k + 1:>4}" + "".join(f"{median[rt][k]:>12.3f}" for rt in median))
+    if len(median) == 2:
+        print(f"turn-{args.turns} TTFT: lfmrt {median['lfmrt'][-1]:.3f}s, llama.cpp {median['llama.cpp'][-1]:.3f}s "
+              f"(lfmrt x{median['llama.cpp'][-1] / median['lfmrt'][-1]:.1f} faster)")
+    return dict(runs=out, median_ttft_s=median)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=("load", "chat"))
+    parser.add_argument("part", choices=("load", "chat", "inprocess"))
     parser.add_argument("--gguf", type=Path, required=True, help="the GGUF file both servers load")
     parser.add_argument("--runtimes", type=lambda s: s.split(","), default=None,
                         help="comma-separated: lfmrt, llama.cpp, llama.cpp+cache (default: all for chat, "
@@ -315,12 +390,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--answer-tokens", type=int, default=100)
     parser.add_argument("--answer-max-tokens", type=int, default=8)
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.runtimes is None:
         args.runtimes = ["lfmrt", "llama.cpp"] if args.part == "load" else ["lfmrt", "llama.cpp", "llama.cpp+cache"]
     if args.n_ctx is None:
         args.n_ctx = 4096 if args.part == "load" else 8192
-    result = run_load(args) if args.part == "load" else run_chat(args)
+    if args.child:
+        inprocess_child(args)
+        return 0
+    result = {"load": run_load, "chat": run_chat, "inprocess": run_inprocess}[args.part](args)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, **result}, indent=1))
