@@ -13,6 +13,7 @@ from .generation.completion import Completion, Piece
 from .generation.options import SamplingOptions
 from .generation.requests import Prompt, generation_state, prompt_tokens, request_constraint
 from .generation.scheduler import Scheduler
+from .generation.session_pool import PooledGeneration, SessionPool
 from .generation.state import Generation
 from .hub import resolve_model
 from .session import (
@@ -131,6 +132,11 @@ class Model:
     Load one with :meth:`Model.load`. A model is shared by any number of :class:`Session`
     objects; compute from several threads is serialised inside the runtime.
 
+    Attributes:
+        session_pool: the idle sessions calls without ``session=`` reuse by longest token
+            prefix (a :class:`~lfmrt.generation.session_pool.SessionPool`; bounds with
+            ``set_bounds``, ``max_sessions=0`` for no reuse).
+
     Example::
 
         model = lfmrt.Model.load("path/to/LFM2.5-350M")
@@ -167,6 +173,8 @@ class Model:
             requested_device(device),
             _kv_cache_dtype(kv_cache, checkpoint),
         )
+        # Calls without session= take the session sharing their longest prefix from here.
+        self.session_pool = SessionPool(self.session)
         self.tokenizer: Optional[Tokenizer] = checkpoint.tokenizer
         self.chat_template: Optional[ChatTemplate] = _chat_template(checkpoint)
         self.eos_token_ids: List[int] = list(checkpoint.generation.eos_token_id)
@@ -421,13 +429,26 @@ class Model:
         constraint: Optional[Constraint],
         sampling: Mapping[str, Any],
     ) -> Generation:
-        return Generation(
-            generation_state(
+        """One generation; without ``session``, on the pooled session sharing the longest prefix
+        with ``tokens``, given back to :attr:`session_pool` when the generation ends."""
+        if session is not None:
+            return Generation(
+                generation_state(
+                    self, tokens, max_tokens=max_tokens, stop=stop, ignore_eos=ignore_eos, sampling=sampling,
+                    session=session, skip_special_tokens=skip_special_tokens, constraint=constraint,
+                ),
+                compute_threads=self.n_threads,
+            )
+        pooled, _ = self.session_pool.acquire(tokens)
+        try:
+            state = generation_state(
                 self, tokens, max_tokens=max_tokens, stop=stop, ignore_eos=ignore_eos, sampling=sampling,
-                session=session, skip_special_tokens=skip_special_tokens, constraint=constraint,
-            ),
-            compute_threads=self.n_threads,
-        )
+                session=pooled, skip_special_tokens=skip_special_tokens, constraint=constraint,
+            )
+        except BaseException:
+            self.session_pool.release(pooled)
+            raise
+        return PooledGeneration(state, self.session_pool, compute_threads=self.n_threads)
 
     def generate(
         self,
@@ -453,7 +474,8 @@ class Model:
             ignore_eos: keep going past end-of-sequence tokens (for benchmarks and tests).
             session: continue in this session, reusing the longest common prefix of what it
                 holds and the prompt (only the rest is prefilled); afterwards it holds the
-                prompt and the answer. Default: a fresh session.
+                prompt and the answer. Default: the session of :attr:`session_pool` sharing the
+                longest prefix with the prompt (a new one when none does), back in the pool after.
             skip_special_tokens: leave special tokens (``<|im_end|>``, ``<|startoftext|>``, ...)
                 out of the text, all but the answer's own markup (tool-call markers and
                 reasoning tags); ``Completion.tokens`` has every token either way.
@@ -627,7 +649,9 @@ class Model:
             session: a session to keep across turns. Each turn reuses the longest common token
                 prefix with what the session holds, so turn N costs its new tokens, not the
                 whole conversation (also when the template re-renders an earlier turn
-                differently, e.g. dropping old reasoning).
+                differently, e.g. dropping old reasoning). Without it, the turn takes the
+                session of :attr:`session_pool` sharing the longest prefix, so a longer history
+                sent again reuses the earlier turns just the same (within the pool's bounds).
             context_policy: ``"error"`` (default) raises ValueError when the conversation does
                 not fit the context; ``"drop_oldest"`` drops the oldest turns (after any system
                 message) until it does.

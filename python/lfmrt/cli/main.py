@@ -16,9 +16,9 @@ import sys
 from types import ModuleType
 from typing import List, Optional, Sequence
 
-from . import bench, generate, info, quantize
+from . import bench, generate, info, quantize, serve
 
-SUBCOMMANDS: Sequence[ModuleType] = (generate, quantize, bench, info)
+SUBCOMMANDS: Sequence[ModuleType] = (generate, quantize, bench, info, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
