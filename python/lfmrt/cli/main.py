@@ -16,9 +16,9 @@ import sys
 from types import ModuleType
 from typing import List, Optional, Sequence
 
-from . import bench, generate, info, quantize
+from . import batch, bench, generate, info, quantize
 
-SUBCOMMANDS: Sequence[ModuleType] = (generate, quantize, bench, info)
+SUBCOMMANDS: Sequence[ModuleType] = (generate, batch, quantize, bench, info)
 
 
 def build_parser() -> argparse.ArgumentParser:
