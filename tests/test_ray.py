@@ -66,7 +66,7 @@ def test_two_actors_give_each_prompt_alone_and_bad_rows_their_error(cluster, mod
     config = LfmrtProcessorConfig(model_source="demo", concurrency=2, threads_per_actor=1, batch_size=16,
                                   sampling_params=GREEDY, should_continue_on_error=True)
     processor = build_processor(config, postprocess=lambda row: {**row, "text": row["generated_text"]})
-    out = {row["id"]: row for row in processor(ray.data.from_items(rows)).take_all()}
+    out = {row["id"]: row for row in processor(ray.data.from_items(rows, override_num_blocks=13)).take_all()}
 
     assert sorted(out) == list(range(203))
     for i, prompt in enumerate(prompts):
@@ -110,7 +110,7 @@ def test_killed_actor_loses_and_duplicates_no_row(cluster, model, tmp_path):
     files = put_model("demo")  # the restarted actor loads from the object store again
     config = LfmrtProcessorConfig(model_source=files, concurrency=2, batch_size=8, sampling_params=GREEDY)
     processor = build_processor(config)
-    dataset = ray.data.from_items([{"id": i, "prompt": p} for i, p in enumerate(prompts)])
+    dataset = ray.data.from_items([{"id": i, "prompt": p} for i, p in enumerate(prompts)], override_num_blocks=8)
     rows = dataset.map_batches(DyingStage, **processor.stage_map_kwargs()).take_all()
 
     assert os.path.exists(marker)  # an actor did die

@@ -136,6 +136,10 @@ class PromptColumn:
         return {"prompt": None, "messages": None, "tokenized_prompt": None, key: value}
 
 
+# The prompt columns PromptColumn blanks; the Ray path leaves them out of the output again.
+_HIDDEN = frozenset({"prompt", "messages", "tokenized_prompt"})
+
+
 def _run_local(args: argparse.Namespace, rows: Iterable[Tuple[int, Row]], emit: Callable[[Row], None]) -> None:
     from ..ray.engine import BatchEngine
     from ..ray.rows import finished_row
@@ -181,12 +185,15 @@ def _run_ray(args: argparse.Namespace, rows: Iterable[Tuple[int, Row]], emit: Ca
         apply_chat_template=not args.no_chat_template, should_continue_on_error=not args.stop_on_error,
         engine_kwargs=engine_kwargs,
     )
-    items = [row for _, row in rows]
+    select = PromptColumn(args.column) if args.column else None
+    items = [{**row, **select(row)} if select else row for _, row in rows]
     if not items:
         return
-    processor = build_processor(config, preprocess=PromptColumn(args.column) if args.column else None)
-    for row in processor(ray.data.from_items(items)).iter_rows():
-        emit(dict(row))
+    # A block per Ray batch: from_items' default of a block per row or so would start a task per row.
+    blocks = -(-len(items) // args.batch_size)
+    dataset = ray.data.from_items(items, override_num_blocks=blocks)
+    for row in build_processor(config)(dataset).iter_rows():
+        emit({key: value for key, value in row.items() if not (select and key in _HIDDEN and value is None)})
 
 
 def run(args: argparse.Namespace) -> int:
