@@ -43,8 +43,10 @@ def run_inprocess(model_path: str, texts: List[str], args: argparse.Namespace) -
 
 
 def run_ray(model_path: str, texts: List[str], actors: int, args: argparse.Namespace) -> Tuple[float, int]:
+    # Two batches in flight per actor fill its scheduler (max_batch rows) while one finishes.
     config = LfmrtProcessorConfig(model_source=model_path, concurrency=actors, threads_per_actor=1,
                                   batch_size=args.batch_size, max_batch=args.max_batch,
+                                  max_concurrent_batches=max(1, -(-args.max_batch // args.batch_size)),
                                   sampling_params={"temperature": 0.0, "max_tokens": args.max_tokens, "ignore_eos": True})
     blocks = -(-len(texts) // args.batch_size)
     start = time.perf_counter()
@@ -60,7 +62,7 @@ def main() -> None:
     parser.add_argument("model", help="checkpoint directory (e.g. bench/models/lfm2-350m-random)")
     parser.add_argument("--rows", type=int, default=64)
     parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=16, help="rows per Ray batch")
+    parser.add_argument("--batch-size", type=int, default=8, help="rows per Ray batch")
     parser.add_argument("--max-batch", type=int, default=16, help="sequences each model copy steps together")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
@@ -68,7 +70,11 @@ def main() -> None:
 
     ray.init(num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
              configure_logging=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    # Dispatch once every actor has loaded its model: the first one ready would otherwise take
+    # max_concurrent_batches batches before the second is up (all of a small dataset).
+    context.wait_for_min_actors_s = 600
     walls: Dict[str, List[float]] = {"inprocess": [], "ray x1": [], "ray x2": []}
     tokens: Dict[str, int] = {}
     for round_ in range(args.rounds):

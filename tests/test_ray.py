@@ -34,6 +34,7 @@ def cluster():
              configure_logging=False)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
+    context.wait_for_min_actors_s = 300  # every actor up before the first batch: two really share the work
     yield ray
     ray.shutdown()
 
@@ -94,6 +95,8 @@ def test_a_bad_row_fails_the_job_without_continue_on_error(cluster):
 
 
 def test_killed_actor_loses_and_duplicates_no_row(cluster, model, tmp_path):
+    import pyarrow
+
     marker = str(tmp_path / "killed")
 
     class DyingStage(LfmrtStage):
@@ -104,7 +107,8 @@ def test_killed_actor_loses_and_duplicates_no_row(cluster, model, tmp_path):
             if 30 in batch.column("id").to_pylist() and not os.path.exists(marker):
                 open(marker, "w").close()
                 os._exit(1)
-            return await super().__call__(batch)
+            out = await super().__call__(batch)
+            return out.append_column("pid", pyarrow.array([os.getpid()] * out.num_rows))
 
     prompts = _prompts(64)
     files = put_model("demo")  # the restarted actor loads from the object store again
@@ -115,6 +119,7 @@ def test_killed_actor_loses_and_duplicates_no_row(cluster, model, tmp_path):
 
     assert os.path.exists(marker)  # an actor did die
     assert sorted(row["id"] for row in rows) == list(range(64))
+    assert len({row["pid"] for row in rows}) >= 2  # the survivor and the restarted actor (or both)
     for row in rows:
         assert list(row["generated_tokens"]) == _alone(model, prompts[row["id"]])
 

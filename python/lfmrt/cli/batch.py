@@ -175,7 +175,11 @@ def _run_ray(args: argparse.Namespace, rows: Iterable[Tuple[int, Row]], emit: Ca
 
     ray = import_ray()
     ray.init(address=args.ray, ignore_reinit_error=True, log_to_driver=False)
-    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True
+    # Dispatch once every actor has loaded its model: the first one ready would otherwise take
+    # max_concurrent_batches batches before the others are up (all of a small file).
+    context.wait_for_min_actors_s = max(context.wait_for_min_actors_s, 600)
     source: Any = put_model(args.model, file=args.file, revision=args.revision) if args.ship_model else args.model
     engine_kwargs = {name: getattr(args, name) for name in ("quant", "max_context", "file", "revision")
                      if getattr(args, name) is not None and not (args.ship_model and name in ("file", "revision"))}
