@@ -16,9 +16,9 @@ import sys
 from types import ModuleType
 from typing import List, Optional, Sequence
 
-from . import bench, generate, info, quantize, serve
+from . import batch, bench, generate, info, quantize, serve
 
-SUBCOMMANDS: Sequence[ModuleType] = (generate, quantize, bench, info, serve)
+SUBCOMMANDS: Sequence[ModuleType] = (generate, batch, quantize, bench, info, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
