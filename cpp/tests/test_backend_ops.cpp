@@ -6,10 +6,10 @@
 //   lfmrt_backend_ops_test --devices    (every device but the CPU; exits 2 when there is none)
 //
 // Default: every CPU kernel set this CPU runs, then every other device lfmrt::list_devices()
-// reports. The reference is always "cpu:scalar". For the CPU's SIMD sets a quantized matmul's
-// reference is the scalar kernels on the same matrix (the same integer arithmetic on the same
-// quantized activations); other backends multiply quantized weights by fp32 activations, so
-// theirs is the scalar kernels on the dequantized matrix. Prints one line per check; exits 1 on
+// reports. The reference is always "cpu:scalar". For the CPU's SIMD sets and CUDA a quantized
+// matmul's reference is the scalar kernels on the same matrix (the same integer arithmetic on the
+// same quantized activations); OpenCL multiplies quantized weights by fp32 activations, so its
+// reference is the scalar kernels on the dequantized matrix. Prints one line per check; exits 1 on
 // any failure.
 #include <algorithm>
 #include <cmath>
@@ -101,7 +101,7 @@ std::vector<float> read_floats(Backend& backend, const Buffer& buffer, size_t co
 struct Pair {
     Backend& test;
     Backend& ref;
-    bool same_arithmetic;  // a CPU kernel set: same quantized activations as the reference
+    bool same_arithmetic;  // a CPU kernel set or CUDA: same quantized activations as the reference
 };
 
 // --- matmul and embed ----------------------------------------------------------------------
@@ -618,7 +618,8 @@ std::vector<std::string> default_devices() {
 void test_device(Report& report, const std::string& device, std::mt19937& rng) {
     const auto reference = lfmrt::make_backend("cpu:scalar", {1});
     const auto backend = lfmrt::make_backend(device, {3});
-    const Pair p{*backend, *reference, device.rfind("cpu", 0) == 0};
+    const bool quantizes_activations = device.rfind("cpu", 0) == 0 || device.rfind("cuda", 0) == 0;
+    const Pair p{*backend, *reference, quantizes_activations};
     std::printf("device %s (%s)\n", backend->device().c_str(), backend->kernel_set().c_str());
     test_pools(report, *backend, rng);
     init_no_state(*backend);
