@@ -70,6 +70,20 @@ def test_the_module_loads_without_the_cuda_libraries():
     assert needed and not any("libcuda" in line for line in needed), needed
 
 
+def test_lfmrt_info_lists_every_device_but_the_cpu(capsys):
+    import json
+
+    from lfmrt.cli.main import main as cli_main
+
+    assert cli_main(["info", "demo", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["devices"]
+    assert listed == [d for d in lfmrt.devices() if d["kind"] != "cpu"]
+    assert [d["id"] for d in listed if d["kind"] == "cuda"] == [d["id"] for d in CUDA]
+    assert cli_main(["info", "demo"]) == 0
+    text = capsys.readouterr().out
+    assert all(f"{d['id']:<11} {d['name']}" in text for d in listed), text
+
+
 # --- on a device (pytest -m cuda) --------------------------------------------------------------
 
 if CUDA:
