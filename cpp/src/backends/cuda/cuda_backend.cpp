@@ -14,6 +14,7 @@ namespace lfmrt::cuda {
 namespace {
 
 constexpr size_t kMaxConvHistory = 8;  // short_conv_kernel's kMaxHistory
+constexpr size_t kMaxStepRows = 65535;  // kernels put a step's rows on a grid's y or z (CUDA's limit)
 
 float* floats(const backend::Buffer& buffer) { return static_cast<const CudaBuffer&>(buffer).memory.get<float>(); }
 const CudaMatrix& cuda_matrix(const backend::Matrix& m) { return static_cast<const CudaMatrix&>(m); }
@@ -197,6 +198,10 @@ void CudaBackend::init_state(const StateLayout& layout) {
 // One copy per step; the host table is kept until the next step, though the copy from pageable
 // memory has taken its bytes already when it returns.
 void CudaBackend::begin_step(const backend::Step& step) {
+    if (step.n > kMaxStepRows) {
+        throw InvalidArgument(context_->label() + " runs steps of at most " + std::to_string(kMaxStepRows) +
+                              " rows; this one has " + std::to_string(step.n));
+    }
     step_table_ = build_step_table(step);
     const size_t bytes = step_table_.words.size() * sizeof(uint32_t);
     ensure(step_memory_, bytes, "the step's positions");
@@ -324,6 +329,7 @@ void CudaBackend::add(backend::Buffer& y, const backend::Buffer& x, size_t count
 void CudaBackend::gather_rows(const backend::Buffer& x, size_t width, const std::vector<uint32_t>& rows,
                               backend::Buffer& out) {
     if (rows.empty()) return;
+    context_->activate();
     const size_t bytes = rows.size() * sizeof(uint32_t);
     ensure(gather_memory_, std::max<size_t>(bytes, 256), "row indices");
     context_->upload_async(gather_memory_.get(), rows.data(), bytes, "row indices");
@@ -334,6 +340,7 @@ void CudaBackend::gather_rows(const backend::Buffer& x, size_t width, const std:
 
 void CudaBackend::argmax(const backend::Buffer& x, size_t width, size_t n_rows, int32_t* ids) {
     if (n_rows == 0) return;
+    context_->activate();
     const size_t bytes = n_rows * sizeof(int32_t);
     ensure(ids_memory_, std::max<size_t>(bytes, 256), "token ids");
     context_->check(kernels::argmax(context_->stream(), floats(x), width, n_rows, ids_memory_.get<int32_t>()), "argmax");

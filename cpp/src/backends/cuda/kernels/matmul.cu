@@ -181,6 +181,8 @@ auto by_dtype(DType dtype) {
     return Pick<DType::F32>::value;
 }
 
+// Each table has an entry for every DType; the backend sends float types to matmul_float and
+// block types to matmul_quantized only, so the entries of the other kind are never launched.
 template <DType D>
 struct FloatMatmul {
     static constexpr auto value = D == DType::F32 || D == DType::F16 || D == DType::BF16 ? matmul_float_kernel<D>
