@@ -6,6 +6,9 @@
 #if defined(LFMRT_HAVE_OPENCL)
 #include "backends/opencl/opencl_device.h"
 #endif
+#if defined(LFMRT_HAVE_CUDA)
+#include "backends/cuda/cuda_device.h"
+#endif
 
 namespace lfmrt {
 
@@ -30,6 +33,15 @@ std::unique_ptr<backend::Backend> make_backend(const std::string& device, const 
         throw InvalidArgument("device '" + device + "': this build of lfmrt has no OpenCL backend (built with LFMRT_OPENCL=OFF)");
 #endif
     }
+    if (kind == "cuda") {
+#if defined(LFMRT_HAVE_CUDA)
+        return cuda::make_cuda_backend(rest);
+#else
+        throw InvalidArgument("device '" + device +
+                              "': this build of lfmrt has no CUDA backend (build it with "
+                              "CMAKE_ARGS=\"-DLFMRT_CUDA=ON\" pip install lfmrt --no-binary lfmrt)");
+#endif
+    }
     throw InvalidArgument("unknown device '" + device + "' (expected cpu, cpu:<kernel set>, opencl[:N] or cuda[:N])");
 }
 
@@ -37,6 +49,9 @@ std::vector<DeviceInfo> list_devices() {
     std::vector<DeviceInfo> devices{cpu::cpu_device_info()};
 #if defined(LFMRT_HAVE_OPENCL)
     for (DeviceInfo& info : opencl::opencl_device_infos()) devices.push_back(std::move(info));
+#endif
+#if defined(LFMRT_HAVE_CUDA)
+    for (DeviceInfo& info : cuda::cuda_device_infos()) devices.push_back(std::move(info));
 #endif
     return devices;
 }

@@ -1,8 +1,8 @@
 """``lfmrt info MODEL``: what a model is made of, and which kernels this CPU will run.
 
 Prints the architecture (from the config), the tensors grouped by type with their sizes (every
-tensor with ``--tensors``), the tokenizer and chat template, and ``lfmrt.cpu_info()``. Only the
-file headers are read: no weight is loaded.
+tensor with ``--tensors``), the tokenizer and chat template, ``lfmrt.cpu_info()`` and every other
+device ``lfmrt.devices()`` lists (OpenCL, CUDA). Only the file headers are read: no weight is loaded.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import math
 from collections import defaultdict
 from typing import Any, Dict
 
-from ..devices import cpu_info
+from ..devices import cpu_info, devices
 from ..errors import LoadError
 from ..hub import resolve_model
 from ..loaders import load_checkpoint
@@ -62,6 +62,7 @@ def describe(path: str, list_tensors: bool) -> Dict[str, Any]:
             "chat_template_chars": len(checkpoint.chat_template or ""),
         },
         "cpu": cpu_info(),
+        "devices": [d for d in devices() if d["kind"] != "cpu"],
     }
     if list_tensors:
         info["tensors"] = tensors
@@ -102,4 +103,6 @@ def run(args: argparse.Namespace) -> int:
     cpu = info["cpu"]
     print(f"cpu         kernels {cpu['kernels']}, {cpu['physical_cores']} physical cores, "
           f"features {' '.join(cpu['features']) or 'none'}")
+    for device in info["devices"]:
+        print(f"{device['id']:<11} {device['name']}, {device['memory_bytes'] / 2**30:.1f} GiB; {device['details']}")
     return 0
