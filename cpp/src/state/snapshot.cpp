@@ -83,6 +83,24 @@ private:
     size_t offset_ = 0;
 };
 
+// `text` from a snapshot as a message may quote it: printable ASCII kept, any other byte as \xNN
+// (the message becomes a Python str, which bytes that are not UTF-8 would fail), at most 64 bytes.
+std::string quoted(const std::string& text) {
+    static const char* const kHex = "0123456789abcdef";
+    std::string out;
+    for (size_t i = 0; i < text.size() && i < 64; ++i) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c >= 0x20 && c < 0x7f) {
+            out += static_cast<char>(c);
+        } else {
+            out += "\\x";
+            out += kHex[c >> 4];
+            out += kHex[c & 0xF];
+        }
+    }
+    return text.size() > 64 ? out + "..." : out;
+}
+
 // Why a snapshot with another fingerprint does not fit: the architecture fields whose values
 // differ ("hidden_size 64 in the snapshot, 128 in this model"), else the weights.
 std::string fingerprint_mismatch(const std::string& saved, const std::string& current) {
@@ -99,7 +117,7 @@ std::string fingerprint_mismatch(const std::string& saved, const std::string& cu
     std::string differences;
     for (const auto& [name, value] : now) {
         const auto it = before.find(name);
-        const std::string old = it == before.end() ? "absent" : it->second;
+        const std::string old = it == before.end() ? "absent" : quoted(it->second);
         if (old == value) continue;
         differences += (differences.empty() ? "" : "; ") + name + " " + old + " in the snapshot, " + value + " in this model";
     }
