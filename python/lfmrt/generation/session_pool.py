@@ -15,9 +15,10 @@ from __future__ import annotations
 import itertools
 import threading
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Sequence, Tuple
 
-import numpy as np
+if TYPE_CHECKING:  # numpy loads with the first model, not with `import lfmrt`
+    import numpy as np
 
 from ..session import Session
 from .state import Generation, GenerationState
@@ -39,6 +40,8 @@ def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
     n = min(len(a), len(b))
     if n == 0:
         return 0
+    import numpy as np
+
     differ = np.flatnonzero(a[:n] != b[:n])
     return int(differ[0]) if len(differ) else n
 
@@ -97,6 +100,8 @@ class SessionPool:
 
     def acquire(self, prompt: Sequence[int]) -> Tuple[Session, int]:
         """A session for ``prompt`` and how many of its tokens the session already holds."""
+        import numpy as np
+
         tokens = np.asarray(prompt, dtype=np.int64)
         with self._lock:
             best: Optional[_Idle] = None
@@ -119,6 +124,8 @@ class SessionPool:
         """Takes back a session no caller uses any more, then trims the pool to its bounds."""
         if session.n_tokens == 0:
             return
+        import numpy as np
+
         entry = _Idle(session, np.asarray(session.tokens, dtype=np.int64), session.memory_bytes, 0)
         with self._lock:
             if any(idle.session is session for idle in self._idle):
