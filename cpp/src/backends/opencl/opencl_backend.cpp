@@ -354,9 +354,16 @@ void OpenClBackend::rmsnorm(const backend::Buffer& x, const backend::Buffer& wei
                      LocalBytes{local * 4 * sizeof(float)});
 }
 
+// Which of quantized_x_'s activation groups a quantized weight type multiplies: 0 for Q8_0 /
+// Q4_0 (32 values to a scale), 1 for the K-quants (256).
+namespace {
+size_t activation_slot(DType weight) { return block_elems(weight) == quant::kQK ? 1 : 0; }
+}  // namespace
+
 cl_mem OpenClBackend::quantized_activations(DType weight, const backend::Buffer& x, size_t n, size_t cols) {
-    const size_t group = block_elems(weight) == quant::kQK ? quant::kQK : quant::kQ32;
-    DeviceMemory& buffer = quantized_x_[group == quant::kQK ? 1 : 0];
+    const size_t slot = activation_slot(weight);
+    const size_t group = slot == 1 ? quant::kQK : quant::kQ32;
+    DeviceMemory& buffer = quantized_x_[slot];
     const size_t bytes = n * cols * sizeof(float);
     if (buffer.bytes() < bytes) buffer = context_->allocate(bytes, "quantized activations");
     const Kernel& kernel = kernels_.quantize_activations;
@@ -374,7 +381,7 @@ void OpenClBackend::matmul(std::initializer_list<backend::Projection> projection
         const auto rows = static_cast<size_t>(m.rows), cols = static_cast<size_t>(m.cols);
         cl_mem input = mem(x);
         if (is_quantized(m.dtype)) {
-            cl_mem& r = rounded[block_elems(m.dtype) == quant::kQK ? 1 : 0];
+            cl_mem& r = rounded[activation_slot(m.dtype)];
             if (r == nullptr) r = quantized_activations(m.dtype, x, n, cols);
             input = r;
         }
