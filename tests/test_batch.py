@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 import lfmrt
 from lfmrt.cli.main import main as lfmrt_main
 from lfmrt.ray import ERROR_COLUMN, BatchEngine, LfmrtProcessorConfig
-from lfmrt.ray.rows import check_sampling_params, finished_row
+from lfmrt.ray.rows import STRUCTURED, check_sampling_params, finished_row
 
 MAX_TOKENS = 4
 GREEDY = {"temperature": 0.0, "max_tokens": MAX_TOKENS}
@@ -100,6 +101,75 @@ def test_engine_fails_a_bad_row_alone(model):
         engine.close()
 
 
+def test_structured_output_takes_vllm_and_openai_names():
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    as_schema = {"response_format": {"type": "json_schema", "json_schema": {"name": "guided_json", "schema": schema}}}
+    assert check_sampling_params({"guided_json": schema})[STRUCTURED].options == as_schema
+    assert check_sampling_params({"guided_json": json.dumps(schema)})[STRUCTURED].options == as_schema
+    assert check_sampling_params({"structured_outputs": {"json": schema, "regex": None}})[STRUCTURED].options == as_schema
+    assert check_sampling_params({"guided_decoding": {"regex": "a+", "backend": "xgrammar"}})[STRUCTURED].options == {"regex": "a+"}
+    assert check_sampling_params({"guided_regex": "a+", "guided_decoding_backend": "outlines"})[STRUCTURED].key == "guided_regex"
+    assert check_sampling_params({"guided_json_object": True})[STRUCTURED].options == {"response_format": {"type": "json_object"}}
+    assert check_sampling_params({"response_format": {"type": "json_object", "json_schema": None}})[STRUCTURED].options == {
+        "response_format": {"type": "json_object"}}  # Arrow's absent keys read as None
+    assert check_sampling_params({"guided_choice": ['no "way"', "yes"]})[STRUCTURED].options == {
+        "grammar": 'start: "no \\"way\\"" | "yes"'}
+    with pytest.raises(ValueError, match="give one structured output, not guided_json and guided_regex"):
+        check_sampling_params({"guided_json": schema, "guided_regex": "a"})
+    with pytest.raises(ValueError, match="structured_outputs: whitespace_pattern is not supported"):
+        check_sampling_params({"structured_outputs": {"json": schema, "whitespace_pattern": " "}})
+    with pytest.raises(ValueError, match="exactly one of"):
+        check_sampling_params({"guided_decoding": {"json": schema, "regex": "a"}})
+    with pytest.raises(TypeError, match="sampling_params.guided_choice must be a non-empty list"):
+        check_sampling_params({"guided_choice": "yes"})
+    with pytest.raises(ValueError, match="sampling_params.guided_json: not a JSON schema"):
+        check_sampling_params({"guided_json": "{not json"})
+    with pytest.raises(TypeError, match="sampling_params.guided_regex must be a string"):
+        check_sampling_params({"guided_regex": 5})
+
+
+def test_engine_rows_follow_their_structured_output_as_generate_does(model):
+    """Each row's constraint is its own (rows with and without one step together), the text
+    equals Model.generate with the same constraint alone, and a bad schema or regex is that
+    row's error."""
+    pytest.importorskip("llguidance")
+    schema = {"type": "object", "properties": {"answer": {"enum": ["yes", "no", "maybe"]}},
+              "required": ["answer"], "additionalProperties": False}
+    settings = {"temperature": 0.0, "max_tokens": 24}
+    cases = [
+        ({"guided_json": schema}, {"response_format": {"type": "json_schema", "json_schema": {"name": "guided_json", "schema": schema}}}),
+        ({"guided_regex": "[0-9]{3}-[a-z]{2}"}, {"regex": "[0-9]{3}-[a-z]{2}"}),
+        ({"guided_choice": ["red", "green", "blue"]}, {"grammar": 'start: "red" | "green" | "blue"'}),
+        ({"structured_outputs": {"grammar": 'start: "x" "y"+ "z"'}}, {"grammar": 'start: "x" "y"+ "z"'}),
+        ({}, {}),
+    ]
+    prompts = _prompts(len(cases) * 2)
+    engine = BatchEngine(model, sampling_defaults=settings, max_batch=4)
+    try:
+        futures = [engine.submit({"prompt": p, "sampling_params": cases[i % len(cases)][0]}) for i, p in enumerate(prompts)]
+        bad_regex = engine.submit({"prompt": "amber", "sampling_params": {"guided_regex": "([a-"}})
+        bad_schema = engine.submit({"prompt": "amber", "sampling_params": {"guided_json": {"type": "nonsense"}}})
+        for i, (prompt, future) in enumerate(zip(prompts, futures)):
+            out = future.result(timeout=120)
+            asked, options = cases[i % len(cases)]
+            alone = model.generate(prompt, **settings, **options)
+            assert out["generated_tokens"] == alone.tokens, asked
+            assert out["generated_text"] == alone.text
+            if asked:
+                assert json.loads(out["params"])[next(iter(asked))] == next(iter(asked.values()))
+        texts = [f.result()["generated_text"] for f in futures]
+        assert json.loads(texts[0])["answer"] in ("yes", "no", "maybe")
+        assert re.fullmatch("[0-9]{3}-[a-z]{2}", texts[1])
+        assert texts[2] in ("red", "green", "blue")
+        assert re.fullmatch("xy+z", texts[3])
+        with pytest.raises(ValueError, match="(?s)sampling_params.guided_regex: .*unclosed character class"):
+            bad_regex.result(timeout=60)
+        with pytest.raises(ValueError, match="(?s)sampling_params.guided_json: .*nonsense"):
+            bad_schema.result(timeout=60)
+    finally:
+        engine.close()
+
+
 def _write_jsonl(path, rows):
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
@@ -119,6 +189,32 @@ def test_lfmrt_batch_local_keeps_order_columns_and_errors(model, tmp_path):
         if i != 5:
             assert out[i][ERROR_COLUMN] == ""
             assert out[i]["generated_tokens"] == model.generate(prompt, **GREEDY).tokens
+
+
+def test_lfmrt_batch_json_schema_applies_to_rows_without_their_own(model, tmp_path):
+    pytest.importorskip("llguidance")
+    schema = {"type": "object", "properties": {"label": {"enum": ["bird", "tree", "stone"]}},
+              "required": ["label"], "additionalProperties": False}
+    schema_file, source, target = tmp_path / "schema.json", tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    schema_file.write_text(json.dumps(schema))
+    prompts = _prompts(6)
+    rows = [{"prompt": p} for p in prompts]
+    rows[2]["sampling_params"] = {"guided_regex": "[a-z]{4}"}
+    _write_jsonl(source, rows)
+    assert lfmrt_main(["batch", "demo", str(source), str(target), "--json-schema", str(schema_file),
+                       "--temperature", "0", "-n", "24", "--quiet"]) == 0
+    out = [json.loads(line) for line in target.read_text().splitlines()]
+    for i, row in enumerate(out):
+        assert row[ERROR_COLUMN] == ""
+        if i == 2:
+            assert re.fullmatch("[a-z]{4}", row["generated_text"])
+        else:
+            assert json.loads(row["generated_text"])["label"] in ("bird", "tree", "stone")
+
+    (tmp_path / "bad.json").write_text('{"type": "nonsense"}')
+    assert lfmrt_main(["batch", "demo", str(source), str(tmp_path / "o2.jsonl"), "--json-schema",
+                       str(tmp_path / "bad.json"), "--quiet"]) != 0
+    assert not (tmp_path / "o2.jsonl").exists() or (tmp_path / "o2.jsonl").read_text() == ""
 
 
 def _run_until_killed(args, target, at_least):

@@ -10,6 +10,7 @@ network address.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 
@@ -63,13 +64,18 @@ def test_two_actors_give_each_prompt_alone_and_bad_rows_their_error(cluster, mod
     too_long = {"id": 200, "tokenized_prompt": [5] * 5000}  # past the demo model's 4096 positions
     bad_value = {"id": 201, "prompt": "x", "sampling_params": {"temperature": -1.0}}
     unknown_key = {"id": 202, "prompt": "x", "sampling_params": {"best_of": 3}}
-    rows += [too_long, bad_value, unknown_key]
+    # Structured outputs in vLLM's names, through Arrow's struct column of every row's keys.
+    schema = {"type": "object", "properties": {"answer": {"enum": ["yes", "no"]}}, "required": ["answer"]}
+    choice = {"id": 203, "prompt": prompts[3], "sampling_params": {"guided_choice": ["red", "green"]}}
+    as_json = {"id": 204, "prompt": prompts[4], "sampling_params": {"guided_json": schema, "max_tokens": 16}}
+    structured = importlib.util.find_spec("llguidance") is not None  # lfmrt[structured]
+    rows += [too_long, bad_value, unknown_key] + ([choice, as_json] if structured else [])
     config = LfmrtProcessorConfig(model_source="demo", concurrency=2, threads_per_actor=1, batch_size=16,
                                   sampling_params=GREEDY, should_continue_on_error=True)
     processor = build_processor(config, postprocess=lambda row: {**row, "text": row["generated_text"]})
     out = {row["id"]: row for row in processor(ray.data.from_items(rows, override_num_blocks=13)).take_all()}
 
-    assert sorted(out) == list(range(203))
+    assert sorted(out) == list(range(205 if structured else 203))
     for i, prompt in enumerate(prompts):
         row = out[i]
         assert row[ERROR_COLUMN] == ""
@@ -85,6 +91,13 @@ def test_two_actors_give_each_prompt_alone_and_bad_rows_their_error(cluster, mod
     for i in (200, 201, 202):
         assert out[i]["generated_text"] == "" and out[i]["num_generated_tokens"] == 0
         assert out[i].get("text") is None  # errors skip the postprocess (the column is null)
+    if structured:
+        assert out[203][ERROR_COLUMN] == "" and out[203]["generated_text"] in ("red", "green")
+        assert list(out[203]["generated_tokens"]) == model.generate(prompts[3], **GREEDY, grammar='start: "red" | "green"').tokens
+        assert out[204][ERROR_COLUMN] == "" and json.loads(out[204]["generated_text"])["answer"] in ("yes", "no")
+        as_schema = {"type": "json_schema", "json_schema": {"name": "guided_json", "schema": schema}}
+        alone = model.generate(prompts[4], **{**GREEDY, "max_tokens": 16}, response_format=as_schema)
+        assert list(out[204]["generated_tokens"]) == alone.tokens
 
 
 def test_a_bad_row_fails_the_job_without_continue_on_error(cluster):
@@ -129,7 +142,7 @@ def test_lfmrt_batch_on_ray(cluster, model, tmp_path):
     source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     source.write_text("".join(json.dumps({"text": p, "n": i}) + "\n" for i, p in enumerate(prompts)))
     status = lfmrt_main(["batch", "demo", str(source), str(target), "--ray", "auto", "--actors", "2",
-                         "--batch-size", "4", "--column", "text", "--temperature", "0", "-n", str(MAX_TOKENS), "--quiet"])
+                         "--batch-size", "4", "--rows-per-run", "7", "--column", "text", "--temperature", "0", "-n", str(MAX_TOKENS), "--quiet"])
     assert status == 0
     rows = [json.loads(line) for line in target.read_text().splitlines()]
     assert [row["n"] for row in rows] == list(range(20))  # in the input's order

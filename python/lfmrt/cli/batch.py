@@ -10,6 +10,8 @@ matched by position, or by ``--id-column``. A restarted run skips the rows alrea
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import sys
 import time
 from collections import deque
@@ -60,10 +62,16 @@ def register(subparsers: Any) -> None:
     ray_group = parser.add_argument_group("Ray (with --ray)")
     ray_group.add_argument("--actors", type=int, default=1, metavar="N", help="model copies (Ray actors; default: 1)")
     ray_group.add_argument("--batch-size", type=int, default=32, metavar="N", help="rows per Ray batch (default: 32)")
+    ray_group.add_argument("--rows-per-run", type=int, default=10000, metavar="N",
+                           help="rows read into the driver and run on Ray at a time, so a file of any size fits "
+                           "in its memory; each run starts the actors anew (default: 10000)")
     ray_group.add_argument("--ship-model", action="store_true",
                            help="put MODEL's files into Ray's object store (for a small model on a path the workers "
                            "do not see); otherwise each worker loads MODEL itself")
     add_sampling_arguments(parser, max_tokens=256)
+    parser.add_argument("--json-schema", metavar="FILE",
+                        help="every answer is JSON valid against the JSON schema in FILE (a row's own "
+                        "sampling_params structured output takes precedence); needs lfmrt[structured]")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -113,11 +121,21 @@ class BatchProgress:
 
 
 def sampling_defaults(args: argparse.Namespace) -> Dict[str, Any]:
-    """The flags' sampling settings in ``sampling_params``' names (under each row's own)."""
+    """The flags' sampling settings in ``sampling_params``' names (under each row's own).
+
+    Raises:
+        OSError, ValueError: ``--json-schema``'s file cannot be read or is not JSON (naming it).
+    """
     names = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "seed", "max_tokens")
     defaults: Dict[str, Any] = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     defaults["ignore_eos"] = bool(args.ignore_eos)
     defaults["skip_special_tokens"] = not args.special_tokens
+    if args.json_schema is not None:
+        with open(args.json_schema, encoding="utf-8") as f:
+            try:
+                defaults["guided_json"] = json.load(f)
+            except ValueError as error:
+                raise ValueError(f"--json-schema {args.json_schema}: not JSON ({error})") from None
     return defaults
 
 
@@ -144,8 +162,9 @@ def _run_local(args: argparse.Namespace, rows: Iterable[Tuple[int, Row]], emit: 
     from ..ray.engine import BatchEngine
     from ..ray.rows import finished_row
 
+    defaults = sampling_defaults(args)
     model = load_model(args)
-    engine = BatchEngine(model, sampling_defaults=sampling_defaults(args),
+    engine = BatchEngine(model, sampling_defaults=defaults,
                          apply_chat_template=not args.no_chat_template, max_batch=args.max_batch)
     select = PromptColumn(args.column) if args.column else None
     continue_on_error = not args.stop_on_error
@@ -189,15 +208,20 @@ def _run_ray(args: argparse.Namespace, rows: Iterable[Tuple[int, Row]], emit: Ca
         apply_chat_template=not args.no_chat_template, should_continue_on_error=not args.stop_on_error,
         engine_kwargs=engine_kwargs,
     )
+    if args.rows_per_run < 1:
+        raise ValueError(f"--rows-per-run must be at least 1, got {args.rows_per_run}")
     select = PromptColumn(args.column) if args.column else None
-    items = [{**row, **select(row)} if select else row for _, row in rows]
-    if not items:
-        return
-    # A block per Ray batch: from_items' default of a block per row or so would start a task per row.
-    blocks = -(-len(items) // args.batch_size)
-    dataset = ray.data.from_items(items, override_num_blocks=blocks)
-    for row in build_processor(config)(dataset).iter_rows():
-        emit({key: value for key, value in row.items() if not (select and key in _HIDDEN and value is None)})
+    processor = build_processor(config)
+    rows = iter(rows)
+    while True:
+        items = [{**row, **select(row)} if select else row for _, row in itertools.islice(rows, args.rows_per_run)]
+        if not items:
+            return
+        # A block per Ray batch: from_items' default of a block per row or so would start a task per row.
+        blocks = -(-len(items) // args.batch_size)
+        dataset = ray.data.from_items(items, override_num_blocks=blocks)
+        for row in processor(dataset).iter_rows():
+            emit({key: value for key, value in row.items() if not (select and key in _HIDDEN and value is None)})
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Deque, Dict, List, Mapping, Optional, Tuple
 
 from ..generation.scheduler import Request, Scheduler
-from .rows import ROW_ERRORS, RowRequest, check_sampling_params, output_columns, row_request
+from .rows import ROW_ERRORS, STRUCTURED, Constraints, RowRequest, check_sampling_params, output_columns, row_request
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -55,11 +55,16 @@ class BatchEngine:
             max_batch: at most this many rows step together.
 
         Raises:
-            ValueError, TypeError: a bad ``sampling_defaults`` value or ``max_batch``.
+            ValueError, TypeError: a bad ``sampling_defaults`` value (its structured output
+                compiled here, so an invalid schema fails now, not every row) or ``max_batch``.
+            ImportError: a structured output in the defaults without the grammar engine.
         """
         self._model = model
         self._defaults = check_sampling_params(dict(sampling_defaults or {}))
         self._apply_chat_template = apply_chat_template
+        self._constraints = Constraints(model)
+        if STRUCTURED in self._defaults:
+            self._constraints.get(self._defaults[STRUCTURED])
         self._scheduler = Scheduler(model, max_batch=max_batch)
         self._queue: Deque[_Pending] = deque()
         self._wake = threading.Condition()
@@ -78,7 +83,7 @@ class BatchEngine:
         future: "Future[Dict[str, Any]]" = Future()
         start = time.perf_counter()
         try:
-            request = row_request(self._model, row, self._defaults, self._apply_chat_template)
+            request = row_request(self._model, row, self._defaults, self._apply_chat_template, self._constraints)
         except ROW_ERRORS as error:
             future.set_exception(error)
             return future
