@@ -356,11 +356,11 @@ def row_request(
     row: Mapping[str, Any],
     defaults: Mapping[str, Any],
     apply_chat_template: bool,
-    constraints: Optional[Constraints] = None,
+    constraints: Constraints,
 ) -> RowRequest:
     """The request a row runs: its prompt (see :func:`row_prompt`) with its ``sampling_params``
     over ``defaults`` (already checked with :func:`check_sampling_params`), and its structured
-    output compiled (through ``constraints``, when given, so rows share compilations).
+    output compiled through ``constraints`` (shared by the rows of one engine).
 
     Raises:
         ValueError, TypeError, LoadError: as :func:`row_prompt` and :func:`check_sampling_params`,
@@ -370,9 +370,6 @@ def row_request(
     settings = {**defaults, **check_sampling_params(row.get("sampling_params"))}
     tokens, text = row_prompt(model, row, apply_chat_template)
     structured = settings.pop(STRUCTURED, None)
-    constraint = None
-    if structured is not None:
-        constraint = (constraints or Constraints(model)).get(structured)
     return RowRequest(
         tokens=tokens,
         prompt=text,
@@ -382,7 +379,7 @@ def row_request(
         skip_special_tokens=settings.pop("skip_special_tokens", True),
         sampling=settings,
         structured=structured,
-        constraint=constraint,
+        constraint=constraints.get(structured) if structured is not None else None,
     )
 
 
