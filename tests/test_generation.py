@@ -1,6 +1,7 @@
 """generate / stream / chat: greedy determinism, seeds, stop strings, end of sequence, timings."""
 
 import _thread
+import signal
 import threading
 from pathlib import Path
 
@@ -108,8 +109,14 @@ def test_ctrl_c_stops_a_long_logits_call_between_chunks(model, monkeypatch):
         return result
 
     monkeypatch.setattr(lfmrt.Session, "append", append_then_ctrl_c)
-    with pytest.raises(KeyboardInterrupt):
-        model.logits(tokens)
+    # interrupt_main() is a no-op unless Python's own SIGINT handler is installed, which is the
+    # interactive user's case; the test installs it rather than trust what ran before it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            model.logits(tokens)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert sum(ran) < len(tokens)
     monkeypatch.undo()
     whole = model.logits(tokens)  # the slices give what one call gives
