@@ -45,7 +45,7 @@ MODEL-llamacpp-TYPE.gguf with llama.cpp's converter and `llama_model_quantize`).
 table, then a summary adds decode as a fraction of the memory-bandwidth roof: the bytes of
 weights one decode step reads (every tensor, the embedding table counted once when it is also
 the LM head, else only the head) times decode tok/s, divided by the read bandwidth measured in
-the same run (--threads threads summing a 1 GiB array, best of 5). KV-cache reads are left out
+the same run (--threads threads reading a 1 GiB buffer with read_bandwidth.c, best of 5). KV-cache reads are left out
 (small at these lengths), so the fraction slightly understates the traffic.
 """
 from __future__ import annotations

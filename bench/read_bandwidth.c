@@ -14,12 +14,16 @@
 
 typedef uint64_t v4u64 __attribute__((vector_size(32)));
 
+// What every reader shares: the passes, and the barriers each pass starts and ends at.
+struct passes {
+    int repeats;
+    pthread_barrier_t start, done;
+};
+
 struct share {
     const v4u64* data;
     size_t count;  // vectors
-    pthread_barrier_t* start;
-    pthread_barrier_t* done;
-    int repeats;
+    struct passes* passes;
     uint64_t sink;
 };
 
@@ -31,15 +35,15 @@ static double now(void) {
 
 static void* reader(void* arg) {
     struct share* s = arg;
-    for (int r = 0; r < s->repeats; ++r) {
-        pthread_barrier_wait(s->start);
+    for (int r = 0; r < s->passes->repeats; ++r) {
+        pthread_barrier_wait(&s->passes->start);
         v4u64 acc[8] = {{0}};
         for (size_t i = 0; i + 8 <= s->count; i += 8) {
             for (int j = 0; j < 8; ++j) acc[j] ^= s->data[i + j];
         }
         for (int j = 1; j < 8; ++j) acc[0] ^= acc[j];
         s->sink ^= acc[0][0] ^ acc[0][1] ^ acc[0][2] ^ acc[0][3];  // keeps the loads live
-        pthread_barrier_wait(s->done);
+        pthread_barrier_wait(&s->passes->done);
     }
     return NULL;
 }
@@ -64,21 +68,21 @@ int main(int argc, char** argv) {
     }
     memset(data, 0x5a, bytes);  // resident before the first pass
 
-    pthread_barrier_t start, done;
-    pthread_barrier_init(&start, NULL, threads + 1);
-    pthread_barrier_init(&done, NULL, threads + 1);
+    struct passes passes = {.repeats = repeats};
+    pthread_barrier_init(&passes.start, NULL, threads + 1);
+    pthread_barrier_init(&passes.done, NULL, threads + 1);
     struct share* shares = calloc(threads, sizeof *shares);
     pthread_t* ids = calloc(threads, sizeof *ids);
     for (int t = 0; t < threads; ++t) {
         shares[t] = (struct share){(const v4u64*)((const char*)data + t * per_thread), per_thread / sizeof(v4u64),
-                                   &start, &done, repeats, 0};
+                                   &passes, 0};
         pthread_create(&ids[t], NULL, reader, &shares[t]);
     }
     double best = 0.0;
     for (int r = 0; r < repeats; ++r) {
-        pthread_barrier_wait(&start);
+        pthread_barrier_wait(&passes.start);
         const double t0 = now();
-        pthread_barrier_wait(&done);
+        pthread_barrier_wait(&passes.done);
         const double rate = (double)per_thread * threads / (now() - t0);
         if (rate > best) best = rate;
     }
@@ -89,6 +93,8 @@ int main(int argc, char** argv) {
     }
     printf("%.0f\n", best);
     fprintf(stderr, "checksum %llx\n", (unsigned long long)sink);
+    pthread_barrier_destroy(&passes.start);
+    pthread_barrier_destroy(&passes.done);
     free(ids);
     free(shares);
     free(data);
