@@ -11,13 +11,22 @@ Contract: ``lfmrt.LoadError`` only, naming the file; no crash, no hang.
 Seeds: fuzz/corpus/gguf (the micro model in f32 / f16 / bf16, and a width-32 twin with the
 fixtures' tokenizer and template in Q8_0 / Q4_0).
 """
+import functools
+
 import atheris
 
 import harness
 
 with atheris.instrument_imports(include=["lfmrt"]):
     import lfmrt
+    import lfmrt.text.chat_template
     from lfmrt.loaders import load_gguf_checkpoint
+
+# Compiling a chat template costs tens of milliseconds, about two thirds of an input that loads:
+# the Model takes a compiled template shared by the inputs with the same source (a failed
+# compile is not cached: it raises, and the Model's LoadError is still checked). Compiling itself
+# is fuzz_chat_template.py's to fuzz.
+lfmrt.text.chat_template.ChatTemplate = functools.lru_cache(maxsize=64)(lfmrt.text.chat_template.ChatTemplate)
 
 WORK = harness.scratch_dir()
 PATH = WORK / "model.gguf"

@@ -46,3 +46,70 @@ def test_snapshot_of_another_model_with_undecodable_summary_is_a_load_error(tiny
         assert "hidden_size \\xff" in str(error), str(error)
     else:
         raise AssertionError("a snapshot of another model loaded")
+
+
+# A dimension past int64 in a tensor that holds nothing (another dimension is 0, so its size in
+# bytes is 0 and every size check passed) reached the core, whose int64 shapes pybind11 could
+# not cast it to: a RuntimeError ("Unable to cast Python instance of type tuple") instead of
+# LoadError. fuzz_gguf.py found it (ASan build and plain alike); safetensors headers had the
+# same gap.
+_PAST_INT64 = 2**64 - 240
+
+
+def test_gguf_tensor_with_a_dimension_past_int64_is_a_load_error(tmp_path):
+    import struct
+    from pathlib import Path
+
+    data = bytearray((Path(__file__).parents[1] / "fuzz" / "corpus" / "gguf" / "micro-f32.gguf").read_bytes())
+    # An extra block's tensor (the name's length unchanged), which no config field is checked against.
+    name = b"blk.0.ffn_down.weight"
+    at = data.index(struct.pack("<Q", len(name)) + name)
+    data[at + 8 : at + 8 + len(name)] = b"blk.9.ffn_down.weight"
+    dims_at = at + 8 + len(name) + 4
+    assert struct.unpack_from("<I", data, dims_at - 4)[0] == 2
+    struct.pack_into("<QQ", data, dims_at, _PAST_INT64, 0)
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(bytes(data))
+    try:
+        lfmrt.Model.load(bad, n_threads=1)
+    except lfmrt.LoadError as error:
+        assert str(bad) in str(error) and "blk.9.ffn_down.weight" in str(error) and "int64" in str(error), str(error)
+    else:
+        raise AssertionError("a tensor with a dimension past int64 loaded")
+
+
+def test_safetensors_tensor_with_a_dimension_past_int64_is_a_load_error(tmp_path):
+    import json
+    import shutil
+    import struct
+    from pathlib import Path
+
+    micro = Path(__file__).parents[1] / "fuzz" / "micro"
+    shutil.copy(micro / "config.json", tmp_path / "config.json")
+    data = (micro / "model.safetensors").read_bytes()
+    (length,) = struct.unpack_from("<Q", data)
+    header = json.loads(data[8 : 8 + length])
+    header["model.layers.9.feed_forward.w2.weight"] = {"dtype": "F32", "shape": [0, _PAST_INT64], "data_offsets": [0, 0]}
+    text = json.dumps(header).encode()
+    (tmp_path / "model.safetensors").write_bytes(struct.pack("<Q", len(text)) + text + data[8 + length :])
+    try:
+        lfmrt.Model.load(tmp_path, n_threads=1)
+    except lfmrt.LoadError as error:
+        message = str(error)
+        assert "model.safetensors" in message and "model.layers.9.feed_forward.w2.weight" in message, message
+        assert "2**63 - 1" in message, message
+    else:
+        raise AssertionError("a tensor with a dimension past int64 loaded")
+
+
+def test_chat_template_nested_too_deeply_is_a_template_error():
+    # fuzz_chat_template.py: jinja2's parser recurses once per level of nesting, and a template
+    # nested deeper than Python's recursion limit raised RecursionError out of ChatTemplate
+    # (documented to raise TemplateError); rendering already turned it into one.
+    import pytest
+
+    from lfmrt.text.chat_template import ChatTemplate, TemplateError
+
+    for source in ["{{ " + "[" * 2000 + " }}", "{{ " + "-" * 5000 + "1 }}", "{% if x %}" * 1000 + "{% endif %}" * 1000]:
+        with pytest.raises(TemplateError, match="nests too deeply"):
+            ChatTemplate(source, "<|startoftext|>", "<|im_end|>")

@@ -36,7 +36,7 @@ from ..errors import LoadError
 from .config import Lfm2Config
 from .gguf_tokenizer import tokenizer_from_gguf
 from .hf import GenerationDefaults
-from .safetensors import TensorRef
+from .safetensors import MAX_DIMENSION, TensorRef
 
 ARCHITECTURE = "lfm2"
 GGUF_MAGIC = b"GGUF"
@@ -300,6 +300,9 @@ def _walk_header(path: str, buffer: mmap.mmap, size: int) -> _Header:
         if not 1 <= n_dims <= _MAX_DIMS:
             raise LoadError(f"{path}: tensor {name!r} has {n_dims} dimensions (GGUF allows 1 to {_MAX_DIMS})")
         dims = tuple(cursor.u64(f"dimensions of tensor {name!r}") for _ in range(n_dims))
+        if any(dim > MAX_DIMENSION for dim in dims):
+            raise LoadError(f"{path}: tensor {name!r} has dimensions {list(dims)}, one above {MAX_DIMENSION} "
+                            "(ggml's int64)")
         ggml_type = cursor.u32(f"type of tensor {name!r}")
         offset = cursor.u64(f"offset of tensor {name!r}")
         records.append((name, dims, ggml_type, offset))

@@ -33,6 +33,11 @@ DTYPE_SIZES: Dict[str, int] = {"F32": 4, "F16": 2, "BF16": 2}
 _NUMPY_DTYPES: Dict[str, Any] = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16}
 
 
+# The largest dimension a tensor may have: the runtime keeps shapes as int64. A tensor with a
+# zero dimension holds no bytes whatever its other dimensions claim, so only this bounds them.
+MAX_DIMENSION = 2**63 - 1
+
+
 @dataclass(frozen=True, eq=False)
 class TensorRef:
     """One tensor inside a memory-mapped file, not yet converted or copied.
@@ -127,6 +132,8 @@ def _parse_entry(path: str, name: str, entry: Any, data_len: int) -> _Entry:
     shape = entry["shape"]
     if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
         raise LoadError(f"{where}: shape {shape!r} is not a list of non-negative integers")
+    if any(d > MAX_DIMENSION for d in shape):
+        raise LoadError(f"{where}: shape {shape!r} has a dimension above {MAX_DIMENSION} (2**63 - 1)")
 
     offsets = entry["data_offsets"]
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)):

@@ -212,7 +212,8 @@ class ChatTemplate:
         eos_token: the text of the end-of-sequence token (``eos_token`` in the template).
 
     Raises:
-        TemplateError: the source is not valid Jinja (the message gives the line).
+        TemplateError: the source is not valid Jinja (the message gives the line), or nests too
+            deeply for jinja2's parser.
     """
 
     def __init__(self, source: str, bos_token: str, eos_token: str) -> None:
@@ -223,6 +224,9 @@ class ChatTemplate:
             self._template = _environment().from_string(source)
         except jinja2.exceptions.TemplateSyntaxError as exc:
             raise TemplateError(f"chat template line {exc.lineno}: {exc.message}") from exc
+        except RecursionError as exc:  # jinja2's parser recurses once per level of nesting
+            raise TemplateError("chat template nests too deeply to compile (brackets, blocks or operators "
+                                f"hundreds of levels deep): {exc}") from exc
 
     def render(
         self,
