@@ -113,3 +113,14 @@ def test_chat_template_nested_too_deeply_is_a_template_error():
     for source in ["{{ " + "[" * 2000 + " }}", "{{ " + "-" * 5000 + "1 }}", "{% if x %}" * 1000 + "{% endif %}" * 1000]:
         with pytest.raises(TemplateError, match="nests too deeply"):
             ChatTemplate(source, "<|startoftext|>", "<|im_end|>")
+
+
+def test_chat_template_jinja2_compiles_to_invalid_python_is_a_template_error():
+    # fuzz_chat_template.py: a slice with a tuple of bounds parses as Jinja, but jinja2 writes
+    # Python for it that Python's compiler rejects, and that SyntaxError escaped ChatTemplate.
+    import pytest
+
+    from lfmrt.text.chat_template import ChatTemplate, TemplateError
+
+    with pytest.raises(TemplateError, match="does not compile: SyntaxError"):
+        ChatTemplate("{{ messages[:b, 0.1] }}", "<|startoftext|>", "<|im_end|>")

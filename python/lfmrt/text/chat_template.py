@@ -212,8 +212,8 @@ class ChatTemplate:
         eos_token: the text of the end-of-sequence token (``eos_token`` in the template).
 
     Raises:
-        TemplateError: the source is not valid Jinja (the message gives the line), or nests too
-            deeply for jinja2's parser.
+        TemplateError: the source is not valid Jinja (the message gives the line), nests too
+            deeply for jinja2's parser, or fails to compile in any other way.
     """
 
     def __init__(self, source: str, bos_token: str, eos_token: str) -> None:
@@ -227,6 +227,8 @@ class ChatTemplate:
         except RecursionError as exc:  # jinja2's parser recurses once per level of nesting
             raise TemplateError("chat template nests too deeply to compile (brackets, blocks or operators "
                                 f"hundreds of levels deep): {exc}") from exc
+        except Exception as exc:  # e.g. jinja2 writing Python that Python rejects (SyntaxError)
+            raise TemplateError(f"chat template does not compile: {type(exc).__name__}: {exc}") from exc
 
     def render(
         self,
