@@ -4,7 +4,19 @@ Some of them broke only a rule of C++ that an ordinary build survives silently (
 behaviour that UBSan reports); those fail before their fix only under tools/sanitize.sh, which
 runs this file, and each says so.
 """
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+
 import lfmrt
+from lfmrt.text.chat_template import ChatTemplate, TemplateError
+from test_gguf_errors import tensor_info_offset
+from test_loaders import write_raw
+
+FUZZ = Path(__file__).parents[1] / "fuzz"
 
 
 def test_empty_session_snapshot_round_trips(tiny_model_dir):
@@ -21,8 +33,6 @@ def test_snapshot_of_another_model_with_undecodable_summary_is_a_load_error(tiny
     # fuzz_snapshot.py: a snapshot whose fingerprint differs has its architecture summary
     # compared field by field, and the message quoted the snapshot's bytes as they were, so a byte
     # that is not UTF-8 made pybind11 raise UnicodeDecodeError instead of LoadError.
-    import struct
-
     header = struct.Struct("<8sIQQQ")  # magic, version, fingerprint, payload length, FNV-1a
 
     def fnv1a(data: bytes) -> int:
@@ -57,17 +67,13 @@ _PAST_INT64 = 2**64 - 240
 
 
 def test_gguf_tensor_with_a_dimension_past_int64_is_a_load_error(tmp_path):
-    import struct
-    from pathlib import Path
-
-    data = bytearray((Path(__file__).parents[1] / "fuzz" / "corpus" / "gguf" / "micro-f32.gguf").read_bytes())
+    data = bytearray((FUZZ / "corpus" / "gguf" / "micro-f32.gguf").read_bytes())
     # An extra block's tensor (the name's length unchanged), which no config field is checked against.
-    name = b"blk.0.ffn_down.weight"
-    at = data.index(struct.pack("<Q", len(name)) + name)
-    data[at + 8 : at + 8 + len(name)] = b"blk.9.ffn_down.weight"
-    dims_at = at + 8 + len(name) + 4
-    assert struct.unpack_from("<I", data, dims_at - 4)[0] == 2
-    struct.pack_into("<QQ", data, dims_at, _PAST_INT64, 0)
+    name = "blk.0.ffn_down.weight"
+    at = tensor_info_offset(data, name)
+    data[at - len(name) : at] = b"blk.9.ffn_down.weight"
+    assert struct.unpack_from("<I", data, at)[0] == 2
+    struct.pack_into("<QQ", data, at + 4, _PAST_INT64, 0)
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(bytes(data))
     try:
@@ -79,19 +85,13 @@ def test_gguf_tensor_with_a_dimension_past_int64_is_a_load_error(tmp_path):
 
 
 def test_safetensors_tensor_with_a_dimension_past_int64_is_a_load_error(tmp_path):
-    import json
-    import shutil
-    import struct
-    from pathlib import Path
-
-    micro = Path(__file__).parents[1] / "fuzz" / "micro"
+    micro = FUZZ / "micro"
     shutil.copy(micro / "config.json", tmp_path / "config.json")
     data = (micro / "model.safetensors").read_bytes()
     (length,) = struct.unpack_from("<Q", data)
     header = json.loads(data[8 : 8 + length])
     header["model.layers.9.feed_forward.w2.weight"] = {"dtype": "F32", "shape": [0, _PAST_INT64], "data_offsets": [0, 0]}
-    text = json.dumps(header).encode()
-    (tmp_path / "model.safetensors").write_bytes(struct.pack("<Q", len(text)) + text + data[8 + length :])
+    write_raw(tmp_path / "model.safetensors", header, data[8 + length :])
     try:
         lfmrt.Model.load(tmp_path, n_threads=1)
     except lfmrt.LoadError as error:
@@ -106,10 +106,6 @@ def test_chat_template_nested_too_deeply_is_a_template_error():
     # fuzz_chat_template.py: jinja2's parser recurses once per level of nesting, and a template
     # nested deeper than Python's recursion limit raised RecursionError out of ChatTemplate
     # (documented to raise TemplateError); rendering already turned it into one.
-    import pytest
-
-    from lfmrt.text.chat_template import ChatTemplate, TemplateError
-
     for source in ["{{ " + "[" * 2000 + " }}", "{{ " + "-" * 5000 + "1 }}", "{% if x %}" * 1000 + "{% endif %}" * 1000]:
         with pytest.raises(TemplateError, match="nests too deeply"):
             ChatTemplate(source, "<|startoftext|>", "<|im_end|>")
@@ -118,9 +114,5 @@ def test_chat_template_nested_too_deeply_is_a_template_error():
 def test_chat_template_jinja2_compiles_to_invalid_python_is_a_template_error():
     # fuzz_chat_template.py: a slice with a tuple of bounds parses as Jinja, but jinja2 writes
     # Python for it that Python's compiler rejects, and that SyntaxError escaped ChatTemplate.
-    import pytest
-
-    from lfmrt.text.chat_template import ChatTemplate, TemplateError
-
     with pytest.raises(TemplateError, match="does not compile: SyntaxError"):
         ChatTemplate("{{ messages[:b, 0.1] }}", "<|startoftext|>", "<|im_end|>")
