@@ -1757,7 +1757,9 @@ int run_count(DType dtype, DType head, size_t n, Layout wanted, int passes) {
     }
     std::mt19937 frng(8);
     const std::vector<float> x = random_floats(n * 4608, frng);
-    std::vector<uint8_t> xq(n * lfmrt::cpu::activation_row_bytes(DType::Q8_0, 4608));
+    // Room for the widest input format of any use: fp32 rows for float weights.
+    std::vector<uint8_t> xq(n * std::max(lfmrt::cpu::activation_row_bytes(dtype, 4608),
+                                         lfmrt::cpu::activation_row_bytes(head, 4608)));
     std::vector<float> y(n * 65536);
     std::vector<uint8_t> scratch(lfmrt::cpu::kGemmScratchBytes);
     for (int pass = 0; pass < passes; ++pass) {
