@@ -211,10 +211,21 @@ def test_lfmrt_batch_json_schema_applies_to_rows_without_their_own(model, tmp_pa
         else:
             assert json.loads(row["generated_text"])["label"] in ("bird", "tree", "stone")
 
-    (tmp_path / "bad.json").write_text('{"type": "nonsense"}')
-    assert lfmrt_main(["batch", "demo", str(source), str(tmp_path / "o2.jsonl"), "--json-schema",
-                       str(tmp_path / "bad.json"), "--quiet"]) != 0
-    assert not (tmp_path / "o2.jsonl").exists() or (tmp_path / "o2.jsonl").read_text() == ""
+
+
+@pytest.mark.parametrize("text, reason", [('{"type": "nonsense"}', "Invalid type: nonsense"),
+                                          ('{"type": "string", "minLength": 5, "maxLength": 2}', "Unsatisfiable"),
+                                          ("[1, 2]", "a JSON schema is an object"),
+                                          ("{not json", "not JSON")])
+def test_lfmrt_batch_bad_json_schema_stops_before_any_row_naming_the_file(tmp_path, capsys, text, reason):
+    pytest.importorskip("llguidance")
+    source, target, bad = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "bad.json"
+    _write_jsonl(source, [{"prompt": p} for p in _prompts(2)])
+    bad.write_text(text)
+    assert lfmrt_main(["batch", "demo", str(source), str(target), "--json-schema", str(bad), "--quiet"]) != 0
+    message = capsys.readouterr().err
+    assert f"--json-schema {bad}: " in message and reason in message, message
+    assert not target.exists() or target.read_text() == ""
 
 
 def _run_until_killed(args, target, at_least):

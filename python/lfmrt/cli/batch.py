@@ -124,18 +124,25 @@ def sampling_defaults(args: argparse.Namespace) -> Dict[str, Any]:
     """The flags' sampling settings in ``sampling_params``' names (under each row's own).
 
     Raises:
-        OSError, ValueError: ``--json-schema``'s file cannot be read or is not JSON (naming it).
+        OSError, ValueError: ``--json-schema``'s file cannot be read, is not JSON or is not a
+            schema the grammar engine can follow (naming the file), checked here so that a bad
+            schema stops the run before the model loads rather than failing every row.
+        ImportError: ``--json-schema`` is given and llguidance is not installed.
     """
     names = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "seed", "max_tokens")
     defaults: Dict[str, Any] = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     defaults["ignore_eos"] = bool(args.ignore_eos)
     defaults["skip_special_tokens"] = not args.special_tokens
     if args.json_schema is not None:
+        from ..text.structured import check_json_schema
+
         with open(args.json_schema, encoding="utf-8") as f:
             try:
-                defaults["guided_json"] = json.load(f)
+                schema = json.load(f)
             except ValueError as error:
                 raise ValueError(f"--json-schema {args.json_schema}: not JSON ({error})") from None
+        check_json_schema(schema, f"--json-schema {args.json_schema}")
+        defaults["guided_json"] = schema
     return defaults
 
 

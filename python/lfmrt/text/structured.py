@@ -410,6 +410,28 @@ def _response_format_grammar(response_format: Mapping[str, Any]) -> Optional[Tup
     return _json_grammar(schema, field), f"json_schema {name!r}", field
 
 
+def check_json_schema(schema: Any, field: str) -> None:
+    """Checks that ``schema`` is a JSON schema the grammar engine can follow, before any
+    generation asks for it (no tokenizer needed).
+
+    Args:
+        schema: the parsed schema (a dict, or ``True`` / ``False``).
+        field: where it came from, for the message (a flag and its file, a field name).
+
+    Raises:
+        ValueError: not a schema object, or a schema the engine rejects; the message starts
+            with ``field``.
+        ImportError: llguidance is not installed.
+    """
+    if not isinstance(schema, (Mapping, bool)):
+        raise ValueError(f"{field}: a JSON schema is an object (or true / false), got {type(schema).__name__}")
+    # Translating the schema checks its JSON only; the engine finds bad types and unsatisfiable
+    # bounds when it builds the grammar, which validate_grammar does without a tokenizer.
+    error = _engine().LLMatcher.validate_grammar(json.dumps({"grammars": _json_grammar(schema, field)}), None)
+    if error:
+        raise ValueError(f"{field}: {error}")
+
+
 def _json_grammar(schema: Union[Mapping[str, Any], bool], field: str) -> List[Dict[str, Any]]:
     llguidance = _engine()
     try:
