@@ -1022,20 +1022,6 @@ void test_mul(Report& report, const KernelTable& simd, std::mt19937& rng) {
     check.finish(report, std::string(simd.name) + " mul");
 }
 
-void test_softmax(Report& report, const KernelTable& simd, std::mt19937& rng) {
-    Check check;
-    for (size_t n : kLengths) {
-        for (float spread : {1.0f, 30.0f, 200.0f}) {
-            std::vector<float> x = random_floats(n, rng, -spread, spread);
-            if (n > 3) x[n / 2] = -INFINITY;  // a masked position
-            compare_elementwise(check, simd, x, kElemTol,
-                                "n=" + std::to_string(n) + " spread=" + std::to_string(spread),
-                                [&](const KernelTable& t, float* io) { t.softmax(io, n); });
-        }
-    }
-    check.finish(report, std::string(simd.name) + " softmax");
-}
-
 // KV-cache kernels: the queries of a GQA group against runs of stored keys, and weighted sums of
 // runs of stored values, for each storage type, against the scalar table; row lengths are head
 // sizes (whole Q8_0 blocks for Q8_0) and odd ones for the float types, groups of 1 to 7 heads
@@ -1188,7 +1174,6 @@ int run_tests() {
         if (is_new("rmsnorm", [](const KernelTable& t) { return t.rmsnorm; })) test_rmsnorm(report, *simd, rng);
         if (is_new("silu_mul", [](const KernelTable& t) { return t.silu_mul; })) test_silu_mul(report, *simd, rng);
         if (is_new("mul", [](const KernelTable& t) { return t.mul; })) test_mul(report, *simd, rng);
-        if (is_new("softmax", [](const KernelTable& t) { return t.softmax; })) test_softmax(report, *simd, rng);
         tested.push_back(simd);
     }
 #if defined(__x86_64__) || defined(_M_X64)

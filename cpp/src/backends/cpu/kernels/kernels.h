@@ -71,8 +71,6 @@ struct KernelTable {
     void (*rmsnorm)(const float* x, const float* weight, size_t n, float eps, float* y);
     // out[i] = silu(gate[i]) * up[i]  (out may alias gate or up).
     void (*silu_mul)(const float* gate, const float* up, float* out, size_t n);
-    // x[i] = exp(x[i] - max) / sum; in place. Max-abs error vs. the scalar twin ~1e-7 relative.
-    void (*softmax)(float* x, size_t n);
     // out[i] = a[i] * b[i]  (out may alias a or b).
     void (*mul)(const float* a, const float* b, float* out, size_t n);
 };

@@ -64,7 +64,6 @@ __m256i lane_mask(size_t count) {
                               _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-using avx2_reductions::hmax;
 using avx2_reductions::hsum;
 
 // ---------------------------------------------------------------------------------------------
@@ -423,15 +422,6 @@ void mul(const float* a, const float* b, float* out, size_t n) {
     map2(a, b, out, n, [](__m256 av, __m256 bv) { return _mm256_mul_ps(av, bv); });
 }
 
-float max_of(const float* x, size_t n) {
-    __m256 m = _mm256_set1_ps(-__builtin_inff());
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
-    float result = hmax(m);
-    for (; i < n; ++i) result = x[i] > result ? x[i] : result;
-    return result;
-}
-
 float exp_sum(float* x, size_t n, float shift) {
     const __m256 s = _mm256_set1_ps(shift);
     __m256 sum = _mm256_setzero_ps();
@@ -449,12 +439,6 @@ float exp_sum(float* x, size_t n, float shift) {
         sum = _mm256_add_ps(sum, e);
     }
     return hsum(sum);
-}
-
-void softmax(float* x, size_t n) {
-    if (n == 0) return;
-    const __m256 total = _mm256_set1_ps(exp_sum(x, n, max_of(x, n)));
-    map2(x, x, x, n, [total](__m256 e, __m256) { return _mm256_div_ps(e, total); });
 }
 
 // The per-dtype arrays below are listed in DType order.
@@ -492,7 +476,6 @@ float dot(const float* a, const float* b, size_t n) { return cpu::dot(a, b, n); 
 void axpy(float a, const float* x, float* y, size_t n) { cpu::axpy(a, x, y, n); }
 void rmsnorm(const float* x, const float* weight, size_t n, float eps, float* y) { cpu::rmsnorm(x, weight, n, eps, y); }
 void silu_mul(const float* gate, const float* up, float* out, size_t n) { cpu::silu_mul(gate, up, out, n); }
-void softmax(float* x, size_t n) { cpu::softmax(x, n); }
 float exp_sum(float* x, size_t n, float shift) { return cpu::exp_sum(x, n, shift); }
 void mul(const float* a, const float* b, float* out, size_t n) { cpu::mul(a, b, out, n); }
 
@@ -516,7 +499,6 @@ constexpr KernelTable kAvx2Table{
     avx2::axpy,
     avx2::rmsnorm,
     avx2::silu_mul,
-    avx2::softmax,
     avx2::mul,
 };
 

@@ -21,7 +21,6 @@ float dot(const float* a, const float* b, size_t n);
 void axpy(float a, const float* x, float* y, size_t n);
 void rmsnorm(const float* x, const float* weight, size_t n, float eps, float* y);
 void silu_mul(const float* gate, const float* up, float* out, size_t n);
-void softmax(float* x, size_t n);
 // KvKernels::exp_sum (kv_kernels.h).
 float exp_sum(float* x, size_t n, float shift);
 void mul(const float* a, const float* b, float* out, size_t n);

@@ -41,7 +41,6 @@ constexpr KernelTable kAvx512Table{
     avx2::axpy,
     avx2::rmsnorm,
     avx2::silu_mul,
-    avx2::softmax,
     avx2::mul,
 };
 

@@ -290,15 +290,5 @@ float exp_sum(float* x, size_t n, float shift) {
     return vaddvq_f32(sum);
 }
 
-void softmax(float* x, size_t n) {
-    if (n == 0) return;
-    float32x4_t max4 = vdupq_n_f32(-__builtin_inff());
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4) max4 = vmaxq_f32(max4, vld1q_f32(x + i));
-    float max = vmaxvq_f32(max4);
-    for (; i < n; ++i) max = x[i] > max ? x[i] : max;
-    const float32x4_t total = vdupq_n_f32(exp_sum(x, n, max));
-    map2(x, x, x, n, [total](float32x4_t e, float32x4_t) { return vdivq_f32(e, total); });
-}
 
 }  // namespace lfmrt::cpu::neon

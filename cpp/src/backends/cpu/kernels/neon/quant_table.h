@@ -255,7 +255,6 @@ constexpr KernelTable make_table(const char* name) {
         neon::axpy,
         neon::rmsnorm,
         neon::silu_mul,
-        neon::softmax,
         neon::mul,
     };
 }

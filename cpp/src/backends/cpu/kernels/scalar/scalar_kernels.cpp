@@ -138,18 +138,6 @@ void silu_mul(const float* gate, const float* up, float* out, size_t n) {
     for (size_t i = 0; i < n; ++i) out[i] = silu(gate[i]) * up[i];
 }
 
-void softmax(float* x, size_t n) {
-    if (n == 0) return;
-    float max = x[0];
-    for (size_t i = 1; i < n; ++i) max = std::fmax(max, x[i]);
-    float sum = 0.0f;
-    for (size_t i = 0; i < n; ++i) {
-        x[i] = std::exp(x[i] - max);
-        sum += x[i];
-    }
-    for (size_t i = 0; i < n; ++i) x[i] /= sum;
-}
-
 void mul(const float* a, const float* b, float* out, size_t n) {
     for (size_t i = 0; i < n; ++i) out[i] = a[i] * b[i];
 }
@@ -176,7 +164,6 @@ constexpr KernelTable kScalarTable{
     axpy,
     rmsnorm,
     silu_mul,
-    softmax,
     mul,
 };
 
