@@ -11,6 +11,7 @@
 //   lfmrt_kernel_tests --count TYPE HEAD_TYPE TOKENS rows|panels PASSES   the matrix work of PASSES
 //                                350M forward steps, for instruction counting (see run_count)
 #include <algorithm>
+#include <numeric>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -629,11 +630,15 @@ std::vector<RowRange> panel_row_ranges(size_t rows) {
 // Panel GEMV and GEMM against the scalar row kernels: exactly for the scalar table (its panel
 // kernels are the row kernels' arithmetic on the same decoded blocks), within kMatTol for SIMD
 // tables; and each table's GEMM against its own GEMV per token, exactly (a row's arithmetic does
-// not depend on the token count).
+// not depend on the token count). Token counts 1-17 take every tile size; 53 takes the AVX2 Q6_K
+// GEMM's unpacked levels (9 tiles).
 void test_panel_matmul(Report& report, const KernelTable& table, DType dtype, std::mt19937& rng) {
     const bool is_scalar = &table == &lfmrt::cpu::scalar_kernels();
     Check vs_rows, gemm_vs_gemv;
-    constexpr size_t kMaxTokens = 17;
+    constexpr size_t kMaxTokens = 53;
+    std::vector<size_t> token_counts(17);
+    std::iota(token_counts.begin(), token_counts.end(), size_t{1});
+    token_counts.push_back(kMaxTokens);
     for (size_t rows : kPanelRowCounts) {
         for (size_t cols : panel_cols(dtype)) {
             const Weights w(dtype, rows, cols, rng);
@@ -650,7 +655,7 @@ void test_panel_matmul(Report& report, const KernelTable& table, DType dtype, st
             for (RowRange range : panel_row_ranges(rows)) {
                 const std::vector<float> gemv_all =
                     run_gemv_per_token(table, MatmulCall{w, input, kMaxTokens, ldy, range, &packed});
-                for (size_t n = 1; n <= kMaxTokens; ++n) {
+                for (size_t n : token_counts) {
                     const std::vector<float> ref(ref_all.begin(), ref_all.begin() + n * ldy);
                     const std::vector<float> gemv(gemv_all.begin(), gemv_all.begin() + n * ldy);
                     const MatmulCall call{w, input, n, ldy, range, &packed};

@@ -59,7 +59,7 @@ struct KernelTable {
     GemvFn gemv[kNumDTypes];  // indexed by DType
     GemmFn gemm[kNumDTypes];
     GemvFn gemv_panels[kNumDTypes];  // W in 16-row panels; nullptr where the table has none
-    GemmFn gemm_panels[kNumDTypes];  // (their scratch is unused)
+    GemmFn gemm_panels[kNumDTypes];  // (only the AVX2 Q6_K one uses its scratch: unpacked levels)
     QuantizeRowFn quantize_q8a;    // ActivationFormat::Q8A; bit-identical across tables
     QuantizeRowFn quantize_q8a_k;  // ActivationFormat::Q8A_K; bit-identical across tables
 

@@ -1,7 +1,8 @@
 // AVX2 kernels for Q4_0, Q8_0, Q4_K and Q6_K weights in 16-row panels (backends/cpu/panels.h) times
 // BlockQ8A activations: the GEMV (decode) and the GEMM (batched decode, prefill), both reading the
-// panels where they lie. Compiled with -mavx2 -mfma -mf16c; like avx2_kernels.cpp it instantiates
-// no STL and keeps every helper in an anonymous namespace.
+// panels where they lie (but for the Q6_K GEMM over many tokens, which unpacks each row block's
+// levels once into its scratch: Levels32). Compiled with -mavx2 -mfma -mf16c; like avx2_kernels.cpp
+// it instantiates no STL and keeps every helper in an anonymous namespace.
 //
 // A panel block's 16 rows are two ymm halves of 8 rows (lanes), each lane 4 levels of its row
 // against the token's 4 activation bytes broadcast. Without VNNI the byte dot is vpmaddubsw
@@ -82,6 +83,15 @@ struct PanelTraits<DType::Q6_K> {
 };
 template <DType D>
 using Panel = typename PanelTraits<D>::Panel;
+
+// A 32-value block of 16 panel rows as unsigned levels: word g of every row as 4 bytes,
+// [word][row][byte], as a micro-kernel feeds them to vpmaddubsw. The Q6_K GEMM unpacks a row
+// block's column chunk once into its scratch (unpack_q6_k) and every token tile reads the levels
+// there, instead of each tile putting them together again from the two bit planes: that is 5 of
+// the 17 vector operations a tile spends per level vector.
+struct Levels32 {
+    uint8_t q[8][kPanelRows][4];
+};
 template <DType D>
 constexpr size_t kBlocks = PanelTraits<D>::kBlocks;
 template <DType D>
@@ -247,32 +257,37 @@ template <size_t kR, size_t kT>
     }
 }
 
-// Q6_K: 32-value block j of super-block panel `p` (d: the halves' fp16 scales, converted).
-template <size_t kR, size_t kT>
-[[gnu::always_inline]] inline void q6_k_block(const PanelQ6_K& p, const __m256 (&d)[kR], size_t h0, size_t j,
-                                              const BlockQ8A* const* xb, const int32_t* corrections, size_t stride,
-                                              __m256 (&acc)[kR][kT]) {
+// Q6_K levels 16h+4g..16h+4g+3 of block j, rows 8 half..8 half+7 of panel `p`: nibble h of the
+// 4-bit plane's word g, or-ed with bits 2g..2g+1 of the 2-bit plane's word h moved to bits 4-5 (the
+// 16-bit shifts carry bits across bytes only into bits the 0x30 mask drops).
+[[gnu::always_inline]] inline __m256i q6_k_levels(const PanelQ6_K& p, size_t j, size_t h, size_t g, size_t half) {
     const __m256i low_bits = _mm256_set1_epi8(0x0F), high_bits = _mm256_set1_epi8(0x30);
+    const __m256i ql = load32(p.blocks[j].ql[g][8 * half]);
+    const __m256i qh = load32(p.blocks[j].qh[h][8 * half]);
+    const __m256i low = _mm256_and_si256(h == 0 ? ql : _mm256_srli_epi16(ql, 4), low_bits);
+    const __m256i high = g == 0   ? _mm256_slli_epi16(qh, 4)
+                         : g == 1 ? _mm256_slli_epi16(qh, 2)
+                         : g == 2 ? qh
+                                  : _mm256_srli_epi16(qh, 2);
+    return _mm256_or_si256(low, _mm256_and_si256(high, high_bits));
+}
+
+// Q6_K: 32-value block j of super-block panel `p` (d: the halves' fp16 scales, converted). With
+// kUnpacked, the levels are read from `unpacked` (the block's Levels32).
+template <size_t kR, size_t kT, bool kUnpacked>
+[[gnu::always_inline]] inline void q6_k_block(const PanelQ6_K& p, const Levels32* unpacked, const __m256 (&d)[kR],
+                                              size_t h0, size_t j, const BlockQ8A* const* xb,
+                                              const int32_t* corrections, size_t stride, __m256 (&acc)[kR][kT]) {
 #pragma GCC unroll 2
     for (size_t h = 0; h < 2; ++h) {
         __m256i sum[kR][kT];
         start_sums<kR, kT>(corrections + h, stride, sum);
 #pragma GCC unroll 4
         for (size_t g = 0; g < 4; ++g) {
-            // Levels 16h+4g..16h+4g+3: nibble h of the 4-bit plane's word g, or-ed with bits
-            // 2g..2g+1 of the 2-bit plane's word h moved to bits 4-5 (the 16-bit shifts carry
-            // bits across bytes only into bits the 0x30 mask drops).
             __m256i levels[kR];
 #pragma GCC unroll 2
             for (size_t r = 0; r < kR; ++r) {
-                const __m256i ql = load32(p.blocks[j].ql[g][8 * (h0 + r)]);
-                const __m256i qh = load32(p.blocks[j].qh[h][8 * (h0 + r)]);
-                const __m256i low = _mm256_and_si256(h == 0 ? ql : _mm256_srli_epi16(ql, 4), low_bits);
-                const __m256i high = g == 0   ? _mm256_slli_epi16(qh, 4)
-                                     : g == 1 ? _mm256_slli_epi16(qh, 2)
-                                     : g == 2 ? qh
-                                              : _mm256_srli_epi16(qh, 2);
-                levels[r] = _mm256_or_si256(low, _mm256_and_si256(high, high_bits));
+                levels[r] = kUnpacked ? load32(unpacked->q[4 * h + g][8 * (h0 + r)]) : q6_k_levels(p, j, h, g, h0 + r);
             }
             add_word<kR, kT>(levels, xb, 4 * h + g, sum);
         }
@@ -350,10 +365,13 @@ constexpr size_t kPrefetchBytes = 8192;
 // acc[r][t] (+)= panel blocks [0, n_blocks / kBlocks) (32-value blocks [0, n_blocks) of the rows)
 // dotted with token t's activation blocks, which block_of(b, xb) gives; corrections of block b at
 // corrections + b * kCorrections (token stride `stride`). With `prefetch`, each panel block asks
-// for the one kPrefetchBytes further on.
-template <DType D, size_t kR, size_t kT, bool kPrefetch, typename BlockOf>
+// for the one kPrefetchBytes further on. With kUnpacked (Q6_K), 32-value block b's levels are
+// unpacked[b].
+template <DType D, size_t kR, size_t kT, bool kPrefetch, bool kUnpacked = false, typename BlockOf>
 [[gnu::always_inline]] inline void dot_panels(const Panel<D>* panel, size_t h0, size_t n_blocks, BlockOf block_of,
-                       const int32_t* corrections, size_t stride, __m256 (&acc)[kR][kT]) {
+                                              const int32_t* corrections, size_t stride, __m256 (&acc)[kR][kT],
+                                              const Levels32* unpacked = nullptr) {
+    static_assert(!kUnpacked || D == DType::Q6_K);
     for (size_t s = 0; s < n_blocks / kBlocks<D>; ++s) {
         const Panel<D>& p = panel[s];
         if constexpr (kPrefetch) {
@@ -379,7 +397,8 @@ template <DType D, size_t kR, size_t kT, bool kPrefetch, typename BlockOf>
                 if constexpr (D == DType::Q4_K) {
                     q4_k_block<kR, kT>(p, d, dmin, h0, j, xb, acc);
                 } else {
-                    q6_k_block<kR, kT>(p, d, h0, j, xb, corrections + 2 * b, stride, acc);
+                    q6_k_block<kR, kT, kUnpacked>(p, kUnpacked ? unpacked + b : nullptr, d, h0, j, xb,
+                                                  corrections + 2 * b, stride, acc);
                 }
             }
         }
@@ -425,15 +444,47 @@ constexpr size_t kMcPanels = 8;   // panel-rows per row block: their column chun
 constexpr size_t kKcBlocks = 32;  // blocks per column chunk: a tile's activations stay in L1
 constexpr size_t kMaxTokens = 6;  // the largest kMaxTileTokens
 static_assert(kKcBlocks % PanelTraits<DType::Q6_K>::kBlocks == 0 && kGemvChunkBlocks % kKcBlocks == 0);
+// A row block's column chunk of unpacked levels: 128 KiB, beside the chunk's panels in L2.
+static_assert(kMcPanels * kKcBlocks * sizeof(Levels32) <= kGemmScratchBytes);
+// The fewest token tiles that pay for unpacking (Q6_K, 4608 x 1024, one core, the two versions
+// interleaved in one process): tiles read unpacked levels up to 1.2x faster (n = 512), but the
+// unpacking costs about a tile's work, so at 3 tiles (n = 16) the GEMM ran 0.90x, at 8 (n = 48)
+// 1.03x, at 11 (n = 64) 1.09x, at 22 (n = 128) 1.13x.
+constexpr size_t kMinTilesToUnpack = 8;
+
+// Panel-rows [p0, p1) x 32-value blocks [kb, kb + kc) of a Q6_K matrix (`blocks` per row) unpacked
+// to out[(p - p0) * kc + (b - kb)], each panel read once and asked for kPrefetchBytes ahead.
+void unpack_q6_k(const void* w, size_t blocks, size_t p0, size_t p1, size_t kb, size_t kc, Levels32* out) {
+    constexpr size_t kB = PanelTraits<DType::Q6_K>::kBlocks;
+    for (size_t p = p0; p < p1; ++p) {
+        const PanelQ6_K* panel = cpu::panel_row<PanelQ6_K>(w, blocks / kB, p) + kb / kB;
+        for (size_t s = 0; s < kc / kB; ++s) {
+            x86_prefetch::prefetch_stream_to_l2(reinterpret_cast<const char*>(panel + s) + kPrefetchBytes,
+                                                sizeof(PanelQ6_K));
+            for (size_t j = 0; j < kB; ++j, ++out) {
+                for (size_t h = 0; h < 2; ++h) {
+                    for (size_t g = 0; g < 4; ++g) {
+                        for (size_t half = 0; half < 2; ++half) {
+                            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out->q[4 * h + g][8 * half]),
+                                                q6_k_levels(panel[s], j, h, g, half));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
 
 // corrections[t][b * kCorrections + h] for the tile's tokens and the chunk's blocks.
 using TileCorrections = int32_t[kMaxTokens][kKcBlocks * 2];
 
 // Y[t][rows 8(h0 + r).. of the panel-row] (+)= panel . X[t] for kT tokens over n_blocks blocks; `x`
 // points at the first token's first block of the chunk, `y` at the panel-row's row 0 of token 0.
-template <DType D, size_t kT, bool kPrefetch>
-void micro_kernel(const Panel<D>* panel, size_t h0, size_t n_blocks, const uint8_t* x, size_t x_stride,
-                  const TileCorrections& corrections, float* y, size_t ldy, bool accumulate, const __m256i* mask) {
+// With kUnpacked, `unpacked` holds the chunk's levels (Q6_K).
+template <DType D, size_t kT, bool kPrefetch, bool kUnpacked>
+void micro_kernel(const Panel<D>* panel, const Levels32* unpacked, size_t h0, size_t n_blocks, const uint8_t* x,
+                  size_t x_stride, const TileCorrections& corrections, float* y, size_t ldy, bool accumulate,
+                  const __m256i* mask) {
     constexpr size_t kR = PanelTraits<D>::kRowHalves;
     __m256 acc[kR][kT];
 #pragma GCC unroll 2
@@ -447,7 +498,8 @@ void micro_kernel(const Panel<D>* panel, size_t h0, size_t n_blocks, const uint8
 #pragma GCC unroll 8
         for (size_t t = 0; t < kT; ++t) xb[t] = reinterpret_cast<const BlockQ8A*>(x + t * x_stride) + b;
     };
-    dot_panels<D, kR, kT, kPrefetch>(panel, h0, n_blocks, block_of, corrections[0], kKcBlocks * 2, acc);
+    dot_panels<D, kR, kT, kPrefetch, kUnpacked>(panel, h0, n_blocks, block_of, corrections[0], kKcBlocks * 2, acc,
+                                                 unpacked);
 #pragma GCC unroll 2
     for (size_t r = 0; r < kR; ++r) {
 #pragma GCC unroll 8
@@ -456,30 +508,33 @@ void micro_kernel(const Panel<D>* panel, size_t h0, size_t n_blocks, const uint8
 }
 
 template <DType D>
-using MicroKernelFn = void (*)(const Panel<D>*, size_t, size_t, const uint8_t*, size_t, const TileCorrections&,
-                               float*, size_t, bool, const __m256i*);
+using MicroKernelFn = void (*)(const Panel<D>*, const Levels32*, size_t, size_t, const uint8_t*, size_t,
+                               const TileCorrections&, float*, size_t, bool, const __m256i*);
 
 // The micro-kernel for tiles of kT tokens: 2 to kMaxTileTokens (one token goes to the GEMV).
-template <DType D, bool kPrefetch, size_t kT>
+template <DType D, bool kPrefetch, bool kUnpacked, size_t kT>
 constexpr MicroKernelFn<D> micro_kernel_for() {
-    if constexpr (kT >= 2 && kT <= PanelTraits<D>::kMaxTileTokens) {
-        return micro_kernel<D, kT, kPrefetch>;
+    if constexpr (kT >= 2 && kT <= PanelTraits<D>::kMaxTileTokens && (!kUnpacked || D == DType::Q6_K)) {
+        return micro_kernel<D, kT, kPrefetch, kUnpacked>;
     } else {
         return nullptr;
     }
 }
 
 // Indexed by the tile's token count.
-template <DType D, bool kPrefetch>
+template <DType D, bool kPrefetch, bool kUnpacked = false>
 constexpr MicroKernelFn<D> kMicroKernels[kMaxTokens + 1] = {
-    micro_kernel_for<D, kPrefetch, 0>(), micro_kernel_for<D, kPrefetch, 1>(), micro_kernel_for<D, kPrefetch, 2>(),
-    micro_kernel_for<D, kPrefetch, 3>(), micro_kernel_for<D, kPrefetch, 4>(), micro_kernel_for<D, kPrefetch, 5>(),
-    micro_kernel_for<D, kPrefetch, 6>(),
+    micro_kernel_for<D, kPrefetch, kUnpacked, 0>(), micro_kernel_for<D, kPrefetch, kUnpacked, 1>(),
+    micro_kernel_for<D, kPrefetch, kUnpacked, 2>(), micro_kernel_for<D, kPrefetch, kUnpacked, 3>(),
+    micro_kernel_for<D, kPrefetch, kUnpacked, 4>(), micro_kernel_for<D, kPrefetch, kUnpacked, 5>(),
+    micro_kernel_for<D, kPrefetch, kUnpacked, 6>(),
 };
 
+// Q6_K with kMinTilesToUnpack token tiles or more unpacks each row block's column chunk into
+// `scratch` first.
 template <DType D>
 void gemm(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, float* y, size_t ldy,
-          size_t row_begin, size_t row_end, void* /*scratch*/) {
+          size_t row_begin, size_t row_end, void* scratch) {
     constexpr size_t kMaxTileTokens = PanelTraits<D>::kMaxTileTokens, kR = PanelTraits<D>::kRowHalves;
     static_assert(kMaxTileTokens <= kMaxTokens);
     const auto* xq = static_cast<const uint8_t*>(x);
@@ -489,14 +544,16 @@ void gemm(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, 
         return;
     }
     TileCorrections corrections = {};
+    // Tokens in ceil(n / kMaxTileTokens) tiles of near-equal size, so no tile is left with 1 token.
+    const size_t tiles = (n + kMaxTileTokens - 1) / kMaxTileTokens;
+    const bool unpack = D == DType::Q6_K && tiles >= kMinTilesToUnpack;
+    auto* unpacked = static_cast<Levels32*>(scratch);
     const size_t p_end = (row_end + kPanelRows - 1) / kPanelRows;
     for (size_t pb = row_begin / kPanelRows; pb < p_end; pb += kMcPanels) {
         const size_t pe = p_end - pb < kMcPanels ? p_end : pb + kMcPanels;
         for (size_t kb = 0; kb < blocks; kb += kKcBlocks) {
             const size_t kc = blocks - kb < kKcBlocks ? blocks - kb : kKcBlocks;
-            // Tokens in ceil(n / kMaxTileTokens) tiles of near-equal size, so no tile is left with
-            // 1 token.
-            const size_t tiles = (n + kMaxTileTokens - 1) / kMaxTileTokens;
+            if (unpack) unpack_q6_k(w, blocks, pb, pe, kb, kc, unpacked);
             for (size_t tile = 0, t0 = 0; tile < tiles; ++tile) {
                 const size_t tokens = (n - t0) / (tiles - tile);
                 const uint8_t* x_chunk = xq + t0 * x_stride + kb * sizeof(BlockQ8A);
@@ -506,8 +563,9 @@ void gemm(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, 
                                           corrections[t]);
                     }
                 }
-                const MicroKernelFn<D> kernel =
-                    tile == 0 ? kMicroKernels<D, true>[tokens] : kMicroKernels<D, false>[tokens];
+                const MicroKernelFn<D> kernel = unpack      ? kMicroKernels<D, false, true>[tokens]
+                                                : tile == 0 ? kMicroKernels<D, true>[tokens]
+                                                            : kMicroKernels<D, false>[tokens];
                 for (size_t p = pb; p < pe; ++p) {
                     const Panel<D>* panel = cpu::panel_row<Panel<D>>(w, blocks / kBlocks<D>, p) + kb / kBlocks<D>;
                     const __m256i mask[2] = {lane_mask(p, 0, row_begin, row_end), lane_mask(p, 1, row_begin, row_end)};
@@ -517,8 +575,8 @@ void gemm(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, 
                             (p * kPanelRows + 8 * h0 >= row_end || p * kPanelRows + 8 * h0 + 8 <= row_begin)) {
                             continue;
                         }
-                        kernel(panel, h0, kc, x_chunk, x_stride, corrections, y + t0 * ldy + p * kPanelRows, ldy,
-                               kb > 0, mask);
+                        kernel(panel, unpacked + (p - pb) * kc, h0, kc, x_chunk, x_stride, corrections,
+                               y + t0 * ldy + p * kPanelRows, ldy, kb > 0, mask);
                     }
                 }
                 t0 += tokens;

@@ -1,5 +1,5 @@
 // AVX2 kernels for Q4_0, Q8_0, Q4_K and Q6_K matrices in 16-row panels (backends/cpu/panels.h), with the signatures
-// of kernels.h: KernelTable::gemv_panels and gemm_panels (the GEMM's scratch is unused).
+// of kernels.h: KernelTable::gemv_panels and gemm_panels (the Q6_K GEMM unpacks levels into its scratch).
 #pragma once
 
 #include <cstddef>
