@@ -1279,6 +1279,35 @@ double avx2_q4_mix_gops() {
     return 2.0 * 6 * 8 * 32 * kSteps / seconds * 1e-9;
 }
 
+// vpmaddubsw and vpaddw alone, 10 chains from registers (each product feeds its own chain's next
+// multiply, so nothing can be hoisted): the most any AVX2 byte-dot tile could reach, broadcasts,
+// unpacking and scaling aside.
+__attribute__((target("avx2"), always_inline)) inline void maddubs_step(__m256i& v, __m256i b) {
+    v = _mm256_add_epi16(v, _mm256_maddubs_epi16(v, b));
+    asm("" : "+x"(v));
+}
+__attribute__((target("avx2"))) int avx2_maddubs_loop(long kSteps) {
+    // Named variables, not an array: GCC keeps an array of them in memory here.
+    __m256i s0 = _mm256_set1_epi8(1), s1 = _mm256_set1_epi8(2), s2 = _mm256_set1_epi8(3), s3 = _mm256_set1_epi8(4),
+            s4 = _mm256_set1_epi8(5), s5 = _mm256_set1_epi8(6), s6 = _mm256_set1_epi8(7), s7 = _mm256_set1_epi8(8),
+            s8 = _mm256_set1_epi8(9), s9 = _mm256_set1_epi8(10);
+    const __m256i b = _mm256_set1_epi8(1);
+    for (long k = 0; k < kSteps; ++k) {
+        maddubs_step(s0, b), maddubs_step(s1, b), maddubs_step(s2, b), maddubs_step(s3, b), maddubs_step(s4, b);
+        maddubs_step(s5, b), maddubs_step(s6, b), maddubs_step(s7, b), maddubs_step(s8, b), maddubs_step(s9, b);
+    }
+    const __m256i all = _mm256_add_epi16(
+        _mm256_add_epi16(_mm256_add_epi16(s0, s1), _mm256_add_epi16(s2, s3)),
+        _mm256_add_epi16(_mm256_add_epi16(s4, s5), _mm256_add_epi16(_mm256_add_epi16(s6, s7), _mm256_add_epi16(s8, s9))));
+    return _mm256_extract_epi16(all, 0);
+}
+double avx2_maddubs_gops() {
+    constexpr long kSteps = 200000;
+    volatile int sink = 0;
+    const double seconds = best_seconds(20, [&] { sink = avx2_maddubs_loop(kSteps); });
+    return 2.0 * 10 * 32 * kSteps / seconds * 1e-9;
+}
+
 // Per 4 values of 8 rows and each of 6 tokens: vpbroadcastd, vpsignb, vpmaddubsw, vpmaddwd,
 // vpaddd (Q8_0's sign trick), then per 8 of those vcvtdq2ps, vmulps, vfmadd.
 __attribute__((target("avx2,fma,f16c"))) float avx2_q8_mix_loop(long kSteps, const int32_t* x) {
@@ -1659,8 +1688,9 @@ int run_benchmarks(bool argc_all) {
         peak.avx2_q4 = avx2_q4_mix_gops();
         peak.avx2_q8 = avx2_q8_mix_gops();
         std::printf("fma peak (one core, 8-wide fp32 FMA, now): %.1f GFLOP/s\n", peak.fma);
-        std::printf("int8 mix peaks (one core, from registers): avx2 Q4_0/Q4_K/Q6_K tile %.1f GOPS, avx2 Q8_0 tile %.1f GOPS",
-                    peak.avx2_q4, peak.avx2_q8);
+        std::printf("int8 mix peaks (one core, from registers): avx2 Q4_0/Q4_K/Q6_K tile %.1f GOPS, avx2 Q8_0 tile %.1f GOPS"
+                    " (vpmaddubsw + vpaddw alone %.1f)",
+                    peak.avx2_q4, peak.avx2_q8, avx2_maddubs_gops());
         if (&table == &lfmrt::cpu::avx512_kernels()) {
             peak.avx512_vnni = avx512_vnni_mix_gops();
             std::printf(", avx512 vnni tile %.1f GOPS", peak.avx512_vnni);
