@@ -165,11 +165,11 @@ class PromptColumn:
 _HIDDEN = frozenset({"prompt", "messages", "tokenized_prompt"})
 
 
-def _run_local(args: argparse.Namespace, rows: Iterable[Tuple[int, Row]], emit: Callable[[Row], None]) -> None:
+def _run_local(args: argparse.Namespace, defaults: Dict[str, Any], rows: Iterable[Tuple[int, Row]],
+               emit: Callable[[Row], None]) -> None:
     from ..ray.engine import BatchEngine
     from ..ray.rows import finished_row
 
-    defaults = sampling_defaults(args)
     model = load_model(args)
     engine = BatchEngine(model, sampling_defaults=defaults,
                          apply_chat_template=not args.no_chat_template, max_batch=args.max_batch)
@@ -195,7 +195,8 @@ def _run_local(args: argparse.Namespace, rows: Iterable[Tuple[int, Row]], emit: 
         engine.close()
 
 
-def _run_ray(args: argparse.Namespace, rows: Iterable[Tuple[int, Row]], emit: Callable[[Row], None]) -> None:
+def _run_ray(args: argparse.Namespace, defaults: Dict[str, Any], rows: Iterable[Tuple[int, Row]],
+             emit: Callable[[Row], None]) -> None:
     from ..ray import LfmrtProcessorConfig, build_processor, put_model
     from ..ray.model_source import import_ray
 
@@ -211,7 +212,7 @@ def _run_ray(args: argparse.Namespace, rows: Iterable[Tuple[int, Row]], emit: Ca
                      if getattr(args, name) is not None and not (args.ship_model and name in ("file", "revision"))}
     config = LfmrtProcessorConfig(
         model_source=source, device=args.device, threads_per_actor=args.threads or 1, batch_size=args.batch_size,
-        concurrency=args.actors, max_batch=args.max_batch, sampling_params=sampling_defaults(args),
+        concurrency=args.actors, max_batch=args.max_batch, sampling_params=defaults,
         apply_chat_template=not args.no_chat_template, should_continue_on_error=not args.stop_on_error,
         engine_kwargs=engine_kwargs,
     )
@@ -235,6 +236,8 @@ def run(args: argparse.Namespace) -> int:
     """Runs the rows of ``args.input`` not yet in ``args.output``; returns the exit status."""
     prog = f"lfmrt {NAME}"
     try:
+        # The flags first: a bad --json-schema stops the run before OUT is created or opened.
+        defaults = sampling_defaults(args)
         total = count_rows(args.input)
         output = OutputFile(args.output, id_column=args.id_column)
     except (OSError, ValueError, ImportError) as error:
@@ -252,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
 
     rows: Iterator[Tuple[int, Row]] = pending_rows(args.input, output)
     try:
-        (_run_ray if args.ray else _run_local)(args, rows, emit)
+        (_run_ray if args.ray else _run_local)(args, defaults, rows, emit)
     except KeyboardInterrupt:
         output.close()
         if progress is not None:
