@@ -13,13 +13,13 @@
 #include <vector>
 #include "backends/cpu/panels.h"
 #include "backends/cpu/kernels/kernels.h"
-#include "backends/cpu/kernels/avx2/quant_kernels.h"
+#include "backends/cpu/kernels/avx2/panel_kernels.h"
 #include "lfmrt/tensor.h"
-#define DECL(ns) namespace ns::cpu::avx2 { \
-  void gemm_panels_q4_0(const void*, size_t, const void*, size_t, size_t, float*, size_t, size_t, size_t, void*); \
-  void gemm_panels_q6_k(const void*, size_t, const void*, size_t, size_t, float*, size_t, size_t, size_t, void*); }
-DECL(lfmrt)
-DECL(lfmrtold)
+// The old version's entry points (panel_kernels.h's, under the renamed namespace).
+namespace lfmrtold::cpu::avx2 {
+void gemm_panels_q4_0(const void*, size_t, const void*, size_t, size_t, float*, size_t, size_t, size_t, void*);
+void gemm_panels_q6_k(const void*, size_t, const void*, size_t, size_t, float*, size_t, size_t, size_t, void*);
+}  // namespace lfmrtold::cpu::avx2
 int main(int argc, char** argv) {
     size_t rows = 4608, cols = 1024, n = argc > 1 ? std::stoul(argv[1]) : 512;
     int rounds = argc > 2 ? std::stoi(argv[2]) : 15;

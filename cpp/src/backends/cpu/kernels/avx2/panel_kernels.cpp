@@ -575,8 +575,8 @@ void gemm(const void* w, size_t cols, const void* x, size_t x_stride, size_t n, 
                             (p * kPanelRows + 8 * h0 >= row_end || p * kPanelRows + 8 * h0 + 8 <= row_begin)) {
                             continue;
                         }
-                        kernel(panel, unpacked + (p - pb) * kc, h0, kc, x_chunk, x_stride, corrections,
-                               y + t0 * ldy + p * kPanelRows, ldy, kb > 0, mask);
+                        kernel(panel, unpack ? unpacked + (p - pb) * kc : nullptr, h0, kc, x_chunk, x_stride,
+                               corrections, y + t0 * ldy + p * kPanelRows, ldy, kb > 0, mask);
                     }
                 }
                 t0 += tokens;
