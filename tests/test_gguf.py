@@ -18,6 +18,7 @@ import lfmrt
 from lfmrt.cli.main import main as cli_main
 from lfmrt.loaders import load_checkpoint, load_gguf_checkpoint
 from lfmrt.loaders.gguf import GLOBAL_TENSOR_NAMES, LAYER_TENSOR_NAMES, _walk_header
+from lfmrt.loaders.gguf_tokenizer import TOKENIZER_ARRAYS
 from lfmrt.quantization.gguf_writer import write_gguf
 from lfmrt.quantization import SCHEMES, scheme, tensor_types
 
@@ -200,7 +201,10 @@ def assert_reader_agrees(path: Path, compare_bytes: bool = True) -> None:
     ]
 
     checkpoint = load_gguf_checkpoint(path)
-    assert list(checkpoint.metadata.items()) == [(k, v) for k, _, v in expected_fields]
+    # The rebuilt tokenizer holds the vocabulary; its lists are not kept a second time.
+    assert checkpoint.tokenizer is not None
+    assert not set(TOKENIZER_ARRAYS) & set(checkpoint.metadata)
+    assert list(checkpoint.metadata.items()) == [(k, v) for k, _, v in expected_fields if k not in TOKENIZER_ARRAYS]
     base = np.frombuffer(checkpoint.files[0], dtype=np.uint8).ctypes.data
     refs = {ref.name: ref for ref in checkpoint.tensors.values()}
     assert sorted(refs) == sorted(t.name for t in reader.tensors)

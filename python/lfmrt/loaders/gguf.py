@@ -34,7 +34,7 @@ from tokenizers import Tokenizer
 
 from ..errors import LoadError
 from .config import Lfm2Config
-from .gguf_tokenizer import tokenizer_from_gguf
+from .gguf_tokenizer import TOKENIZER_ARRAYS, tokenizer_from_gguf
 from .hf import GenerationDefaults
 from .safetensors import MAX_DIMENSION, TensorRef
 
@@ -102,7 +102,10 @@ class GGUFCheckpoint:
         chat_template: ``tokenizer.chat_template``, or ``None``.
         special_tokens: ``bos_token``, ``eos_token``, ``pad_token`` -> token text.
         generation: end-of-sequence ids and the ``general.sampling.*`` defaults.
-        metadata: every metadata key -> value (arrays as lists), in file order.
+        metadata: every metadata key -> value (arrays as lists), in file order, except the
+            tokenizer's vocabulary arrays (:data:`TOKENIZER_ARRAYS`) when ``tokenizer`` was
+            rebuilt from them: it holds them, and the lists would keep ~10 MB of Python strings
+            for a 65,536-token vocabulary resident for as long as the model lives.
         files: the read-only memory map the tensor views point into (one ``mmap.mmap``).
     """
 
@@ -548,7 +551,7 @@ def load_gguf_checkpoint(path: str | os.PathLike) -> GGUFCheckpoint:
         chat_template=chat_template,
         special_tokens=dict(rebuilt.special_tokens) if rebuilt else {},
         generation=generation,
-        metadata=values,
+        metadata={k: v for k, v in values.items() if rebuilt is None or k not in TOKENIZER_ARRAYS},
         files=[buffer],
     )
 

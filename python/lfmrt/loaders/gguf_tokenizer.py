@@ -31,6 +31,9 @@ LLAMA3_SPLIT_REGEX = (
 )
 PRE_TOKENIZERS: Dict[str, str] = {"lfm2": LLAMA3_SPLIT_REGEX, "llama-bpe": LLAMA3_SPLIT_REGEX}
 
+# The vocabulary's arrays: what the rebuilt tokenizer holds (and the reader need not keep).
+TOKENIZER_ARRAYS = ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.ggml.merges")
+
 # Special token roles: GGUF id key suffix -> transformers' special token name.
 SPECIAL_ROLES = {"bos": "bos_token", "eos": "eos_token", "padding": "pad_token", "unknown": "unk_token"}
 
@@ -225,4 +228,11 @@ def gguf_tokenizer_fields(
     return fields
 
 
-__all__ = ["GGUFTokenizer", "LLAMA3_SPLIT_REGEX", "PRE_TOKENIZERS", "gguf_tokenizer_fields", "tokenizer_from_gguf"]
+__all__ = [
+    "GGUFTokenizer",
+    "LLAMA3_SPLIT_REGEX",
+    "PRE_TOKENIZERS",
+    "TOKENIZER_ARRAYS",
+    "gguf_tokenizer_fields",
+    "tokenizer_from_gguf",
+]
