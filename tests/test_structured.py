@@ -21,7 +21,7 @@ import pytest
 import lfmrt
 import lfmrt.generation.state as generation_state
 from lfmrt.text.structured import Constraint
-from lfmrt.text.tool_calls import TOOL_CALL_START
+from lfmrt.text.tool_calls import TOOL_CALL_START, TOOL_CALL_END, parse_tool_calls
 
 PERSON = {
     "type": "object",
@@ -134,6 +134,28 @@ def test_tool_choice_required_gives_valid_calls(model, seed):
     tools = {"get_weather": WEATHER, "get_time": TIME}
     for call in answer.tool_calls:
         _arguments_valid(call, tools[call["function"]["name"]])
+
+
+def test_a_forced_call_the_grammar_accepts_is_never_dropped_by_the_parser(model):
+    """Numbers too large for a float satisfy a "number" schema (JSON has no bound) and so the
+    grammar; the parser keeps such calls, writing the numbers as the model did."""
+    scale = {"type": "function", "function": {"name": "scale", "parameters": {"type": "object", "properties": {
+        "factor": {"type": "number"}, "steps": {"type": "array", "items": {"type": "number"}}}, "required": ["factor"]}}}
+    constraint = model.constraint(tools=[scale], tool_choice="required")
+    cases = {
+        "scale(factor=1e999)": '{"factor": 1e999}',
+        "scale(factor=-2.5E+400, steps=[1, 1e309, 0.5])": '{"factor": -2.5E+400, "steps": [1, 1e309, 0.5]}',
+    }
+    for call, arguments in cases.items():
+        text = f"{TOOL_CALL_START}[{call}]{TOOL_CALL_END}"
+        state = constraint.start()
+        for token in model.tokenize(text, add_special_tokens=False):
+            state.compute_mask()
+            state.advance(token)
+        assert state.finished
+        parsed = parse_tool_calls(text)
+        assert parsed.error is None, parsed.error
+        assert [c["function"]["arguments"] for c in parsed.tool_calls] == [arguments]
 
 
 def test_tool_choice_naming_a_function_calls_exactly_it(model):

@@ -170,17 +170,25 @@ def test_siblings_survive_a_call_that_breaks_the_list_syntax():
     assert "call 2" in parsed.error
 
 
-def test_non_json_numbers_are_rejected_per_call_with_a_reason():
-    parsed = parse_tool_calls(f"{START}[a(x=1e999), b(y=2.5), c(z=-1e999)]{END}")
-    assert [c["function"]["name"] for c in parsed.tool_calls] == ["b"]
-    assert "call 1: a: argument 'x'" in parsed.error and "Infinity" in parsed.error
-    assert "call 3" in parsed.error
+def test_numbers_too_large_for_a_float_are_kept_as_written_and_non_json_numbers_rejected():
+    """1e999 is a JSON number (JSON has no bound) that a float would make Infinity: the call is
+    kept and its arguments JSON writes the number as the model did; Infinity and NaN are no JSON
+    numbers and reject their call with a reason."""
+    parsed = parse_tool_calls(f"{START}[a(x=1e999), b(y=2.5), c(z=-1E+400, w=[1, - 2e999], k={{7e777: 1}})]{END}")
+    assert parsed.error is None
+    assert [c["function"]["arguments"] for c in parsed.tool_calls] == [
+        '{"x": 1e999}', '{"y": 2.5}', '{"z": -1E+400, "w": [1, -2e999], "k": {"7e777": 1}}'
+    ]
     for call in parsed.tool_calls:
         json.loads(call["function"]["arguments"], parse_constant=lambda name: pytest.fail(name))
-    as_json = parse_tool_calls(f'{START}[{{"name": "f", "arguments": {{"a": 1e999}}}}, {{"name": "g", "arguments": {{"b": NaN}}}},'
+    assert format_tool_calls(parsed.tool_calls) == f'{START}[a(x=1e999), b(y=2.5), c(z=-1E+400, w=[1, -2e999], k={{"7e777": 1}})]{END}'
+    as_json = parse_tool_calls(f'{START}[{{"name": "f", "arguments": {{"a": 1e999, "s": "lfmrt-number-0"}}}}, '
+                               f'{{"name": "g", "arguments": {{"b": NaN}}}}, {{"name": "i", "arguments": {{"c": -Infinity}}}},'
                                f' {{"name": "h", "arguments": {{}}}}]{END}')
-    assert [c["function"]["name"] for c in as_json.tool_calls] == ["h"]
-    assert "call 1: f" in as_json.error and "call 2: g" in as_json.error
+    assert [c["function"]["name"] for c in as_json.tool_calls] == ["f", "h"]
+    assert as_json.tool_calls[0]["function"]["arguments"] == '{"a": 1e999, "s": "lfmrt-number-0"}'
+    assert "call 2: g: NaN is not a JSON number" in as_json.error
+    assert "call 3: i: -Infinity is not a JSON number" in as_json.error
 
 
 def test_leading_zeros_and_keyword_argument_names():

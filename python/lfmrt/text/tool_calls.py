@@ -27,6 +27,7 @@ import json
 import keyword
 import math
 import re
+import secrets
 import typing
 import warnings
 from dataclasses import dataclass
@@ -206,7 +207,53 @@ _KEYWORD_ARGUMENT = re.compile(r"([(,]\s*)(" + "|".join(keyword.kwlist) + r")(\s
 # A decimal integer with leading zeros (``month=07``), which Python refuses.
 _LEADING_ZEROS = re.compile(r"(?<![\w.])0+(\d+)(?![\w.])")
 _CONTROL_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x00": "\\x00"}
-_OVERFLOW = "a number too large for a float (it would be Infinity, which JSON cannot write)"
+
+
+class BigNumber(str):
+    """A number too large for a float (``1e999``), kept as the model wrote it.
+
+    JSON puts no bound on a number, and a constrained call's grammar lets such a number through,
+    but a Python float would turn it into Infinity, which JSON cannot write. A call's arguments
+    hold it as this ``str`` subclass and its ``arguments`` JSON text writes it unquoted, as
+    written (``{"factor": 1e999}``), so a call the grammar accepted is never dropped.
+    """
+
+
+def _json_number(text: str) -> Union[float, BigNumber]:
+    """json.loads' ``parse_float``: the float, or the number's text when a float would overflow."""
+    value = float(text)
+    return value if math.isfinite(value) else BigNumber(text)
+
+
+def _with_big_numbers(tree: ast.expr, source: str) -> ast.expr:
+    """``tree`` with each number literal that overflows a float (a ``Constant`` of infinity, as
+    ``ast`` reads ``1e999``) holding its text from ``source`` as a :class:`BigNumber`."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, float) and math.isinf(node.value):
+            node.value = BigNumber(ast.get_source_segment(source, node) or repr(node.value))
+    return tree
+
+
+def arguments_json(arguments: Mapping[str, Any]) -> str:
+    """A call's arguments as the JSON text of OpenAI's ``arguments``; a :class:`BigNumber` is
+    written as the number it is, not as a string."""
+    numbers: List[str] = []
+    mark = f"lfmrt-number-{secrets.token_hex(8)}-"  # a model cannot have written it in a string
+
+    def marked(value: Any) -> Any:
+        if isinstance(value, BigNumber):
+            numbers.append(value)
+            return f"{mark}{len(numbers) - 1}"
+        if isinstance(value, Mapping):
+            return {k: marked(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [marked(v) for v in value]
+        return value
+
+    text = json.dumps(marked(arguments), ensure_ascii=False)
+    if not numbers:
+        return text
+    return re.sub(f'"{re.escape(mark)}([0-9]+)"', lambda match: numbers[int(match.group(1))], text)
 
 
 @dataclass(frozen=True)
@@ -229,17 +276,17 @@ class ParsedToolCalls:
 
 def _literal(node: ast.AST) -> Any:
     """A Python/JSON literal's value; raises ToolCallError for anything else (names other than
-    true/false/null, calls, operators, f-strings, ...) and for numbers JSON cannot write
-    (``1e999`` is infinity to Python, and JSON has no infinity)."""
+    true/false/null, calls, operators, f-strings, ...). A number too large for a float is a
+    :class:`BigNumber` (see :func:`_with_big_numbers`)."""
     if isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float, bool, type(None))):
-        if isinstance(node.value, float) and not math.isfinite(node.value):
-            raise ToolCallError(_OVERFLOW)
         return node.value
     if isinstance(node, ast.Name) and node.id in _JSON_NAMES:
         return _JSON_NAMES[node.id]
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         value = _literal(node.operand)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, BigNumber) and not value.startswith("-"):
+            return BigNumber("-" + value) if isinstance(node.op, ast.USub) else value
+        if isinstance(value, (int, float)) and not isinstance(value, (bool, BigNumber)):
             return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, (ast.List, ast.Tuple)):
         return [_literal(element) for element in node.elts]
@@ -287,9 +334,10 @@ def _call(node: ast.AST) -> Call:
 
 
 def _json_problem(value: Any) -> Optional[str]:
-    """Why a value json.loads gave is no JSON value lfmrt passes on (an infinite number, NaN), or None."""
+    """Why a value json.loads gave is no JSON value lfmrt passes on (``Infinity``, ``NaN``), or None."""
     if isinstance(value, float) and not math.isfinite(value):
-        return _OVERFLOW if not math.isnan(value) else "NaN, which JSON cannot write"
+        written = "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+        return f"{written} is not a JSON number"
     if isinstance(value, dict):
         return next((p for p in map(_json_problem, value.values()) if p), None)
     if isinstance(value, list):
@@ -302,7 +350,7 @@ def _calls_from_json(body: str) -> Optional[Tuple[List[Call], List[str]]]:
     system prompt asks for JSON: (calls, reasons for the items that are not calls); ``None`` if
     the body is not JSON at all."""
     try:
-        value = json.loads(body)  # Infinity, NaN and 1e999 load as floats: _json_problem finds them
+        value = json.loads(body, parse_float=_json_number)  # Infinity and NaN: _json_problem finds them
     except (ValueError, RecursionError):
         return None
     items = value if isinstance(value, list) else [value]
@@ -315,7 +363,7 @@ def _calls_from_json(body: str) -> Optional[Tuple[List[Call], List[str]]]:
         arguments = item.get("arguments", item.get("parameters", {}))
         if isinstance(arguments, str):
             try:
-                arguments = json.loads(arguments)
+                arguments = json.loads(arguments, parse_float=_json_number)
             except (ValueError, RecursionError):
                 arguments = None
         if not isinstance(item.get("name"), str) or not isinstance(arguments, dict):
@@ -368,11 +416,12 @@ def _parse(text: str) -> ast.expr:
     with warnings.catch_warnings():  # odd escapes in model output are not the user's concern
         warnings.simplefilter("ignore")
         try:
-            return ast.parse(text, mode="eval").body
+            return _with_big_numbers(ast.parse(text, mode="eval").body, text)
         except (SyntaxError, ValueError):
             pass
+        repaired = _repaired(text)
         try:
-            return ast.parse(_repaired(text), mode="eval").body
+            return _with_big_numbers(ast.parse(repaired, mode="eval").body, repaired)
         except SyntaxError as error:
             raise ToolCallError(f"not a Python call list: {error.msg} at column {error.offset}") from None
         except ValueError as error:
@@ -514,7 +563,7 @@ def parse_tool_calls(text: str) -> ParsedToolCalls:
         {
             "id": f"call_{index}",
             "type": "function",
-            "function": {"name": name, "arguments": json.dumps(arguments, ensure_ascii=False)},
+            "function": {"name": name, "arguments": arguments_json(arguments)},
         }
         for index, (name, arguments) in enumerate(calls)
     ]
@@ -540,6 +589,8 @@ def with_tool_calls(completion: Completion) -> Completion:
 def _python_literal(value: Any) -> str:
     """``value`` as Python source (strings in double quotes as JSON writes them, so the model
     sees the form it was trained on)."""
+    if isinstance(value, BigNumber):
+        return str(value)
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, bool) or value is None:
@@ -561,7 +612,7 @@ def format_tool_calls(tool_calls: Sequence[Mapping[str, Any]]) -> str:
         function = call.get("function", call)
         arguments = function.get("arguments", {})
         if isinstance(arguments, str):
-            arguments = json.loads(arguments) if arguments.strip() else {}
+            arguments = json.loads(arguments, parse_float=_json_number) if arguments.strip() else {}
         rendered = ", ".join(f"{key}={_python_literal(value)}" for key, value in arguments.items())
         calls.append(f"{function['name']}({rendered})")
     return f"{TOOL_CALL_START}[{', '.join(calls)}]{TOOL_CALL_END}"
