@@ -3,7 +3,8 @@
 // run alternately on the same panels and activations, and each keeps its best time, so that a
 // shared machine's swings (+-20% between runs minutes apart here) fall on both alike.
 //
-// Usage: ab_panels N ROUNDS [q4_0|q6_k]   (a 4608 x 1024 matrix, N tokens; default Q4_0)
+// Usage: ab_panels N ROUNDS [q4_0|q8_0|q4_k|q6_k]   (a 4608 x 1024 matrix, N tokens, N = 1 the
+// GEMV; default Q4_0)
 #include <chrono>
 #include <cstdio>
 #include <cstdint>
@@ -18,14 +19,36 @@
 // The old version's entry points (panel_kernels.h's, under the renamed namespace).
 namespace lfmrtold::cpu::avx2 {
 void gemm_panels_q4_0(const void*, size_t, const void*, size_t, size_t, float*, size_t, size_t, size_t, void*);
+void gemm_panels_q8_0(const void*, size_t, const void*, size_t, size_t, float*, size_t, size_t, size_t, void*);
+void gemm_panels_q4_k(const void*, size_t, const void*, size_t, size_t, float*, size_t, size_t, size_t, void*);
 void gemm_panels_q6_k(const void*, size_t, const void*, size_t, size_t, float*, size_t, size_t, size_t, void*);
 }  // namespace lfmrtold::cpu::avx2
+using Gemm = void (*)(const void*, size_t, const void*, size_t, size_t, float*, size_t, size_t, size_t, void*);
+struct Kernels {
+    const char* name;
+    lfmrt::DType dtype;
+    Gemm old_gemm, new_gemm;
+};
+const Kernels kKernels[] = {
+    {"q4_0", lfmrt::DType::Q4_0, lfmrtold::cpu::avx2::gemm_panels_q4_0, lfmrt::cpu::avx2::gemm_panels_q4_0},
+    {"q8_0", lfmrt::DType::Q8_0, lfmrtold::cpu::avx2::gemm_panels_q8_0, lfmrt::cpu::avx2::gemm_panels_q8_0},
+    {"q4_k", lfmrt::DType::Q4_K, lfmrtold::cpu::avx2::gemm_panels_q4_k, lfmrt::cpu::avx2::gemm_panels_q4_k},
+    {"q6_k", lfmrt::DType::Q6_K, lfmrtold::cpu::avx2::gemm_panels_q6_k, lfmrt::cpu::avx2::gemm_panels_q6_k},
+};
 int main(int argc, char** argv) {
     size_t rows = 4608, cols = 1024, n = argc > 1 ? std::stoul(argv[1]) : 512;
     int rounds = argc > 2 ? std::stoi(argv[2]) : 15;
-    const lfmrt::DType dtype = argc > 3 && std::string(argv[3]) == "q6_k" ? lfmrt::DType::Q6_K : lfmrt::DType::Q4_0;
-    auto* gnew = dtype == lfmrt::DType::Q6_K ? lfmrt::cpu::avx2::gemm_panels_q6_k : lfmrt::cpu::avx2::gemm_panels_q4_0;
-    auto* gold = dtype == lfmrt::DType::Q6_K ? lfmrtold::cpu::avx2::gemm_panels_q6_k : lfmrtold::cpu::avx2::gemm_panels_q4_0;
+    const std::string type = argc > 3 ? argv[3] : "q4_0";
+    const Kernels* kernels = nullptr;
+    for (const Kernels& k : kKernels) {
+        if (type == k.name) kernels = &k;
+    }
+    if (kernels == nullptr) {
+        std::fprintf(stderr, "unknown type %s (q4_0, q8_0, q4_k, q6_k)\n", type.c_str());
+        return 2;
+    }
+    const lfmrt::DType dtype = kernels->dtype;
+    const Gemm gnew = kernels->new_gemm, gold = kernels->old_gemm;
     std::mt19937_64 rng(1);
     std::vector<uint8_t> raw(rows * lfmrt::row_bytes(dtype, cols));
     for (size_t i = 0; i + 8 <= raw.size(); i += 8) { uint64_t w = rng() & 0x3BFF3BFF3BFF3BFFull; std::memcpy(&raw[i], &w, 8); }

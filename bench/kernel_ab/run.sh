@@ -1,11 +1,11 @@
 #!/bin/bash
 # In-process A/B of the AVX2 panel GEMM at git revision REV ("old") against the working tree
 # ("new"); see ab_panels.cpp. Needs the kernel bench's build (build/bench, as bench/README says).
-#   bench/kernel_ab/run.sh REV N ROUNDS [q4_0|q6_k]
+#   bench/kernel_ab/run.sh REV N ROUNDS [q4_0|q8_0|q4_k|q6_k]
 set -euo pipefail
 root=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
 cd "$root"
-[ $# -ge 3 ] || { echo "usage: $0 REV N ROUNDS [q4_0|q6_k]" >&2; exit 2; }
+[ $# -ge 3 ] || { echo "usage: $0 REV N ROUNDS [q4_0|q8_0|q4_k|q6_k]" >&2; exit 2; }
 rev=$1; shift
 kernel=cpp/src/backends/cpu/kernels/avx2/panel_kernels.cpp
 out=$(mktemp -d)
