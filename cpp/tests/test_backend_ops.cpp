@@ -25,6 +25,7 @@
 #include "formats/quantize.h"
 #include "lfmrt/backend.h"
 #include "lfmrt/error.h"
+#include "report.h"
 
 namespace {
 
@@ -35,20 +36,7 @@ using lfmrt::backend::Buffer;
 using lfmrt::backend::Matrix;
 using lfmrt::backend::MatrixUse;
 
-class Report {
-public:
-    void record(bool ok, const std::string& name, const std::string& detail) {
-        (ok ? passed_ : failed_)++;
-        std::printf("%s %s%s%s\n", ok ? "PASS" : "FAIL", name.c_str(), detail.empty() ? "" : ": ", detail.c_str());
-        std::fflush(stdout);
-    }
-    int failed() const { return failed_; }
-    void summary() const { std::printf("%d passed, %d failed\n", passed_, failed_); }
-
-private:
-    int passed_ = 0;
-    int failed_ = 0;
-};
+using lfmrt::test::Report;
 
 // Aggregates many comparisons into one line: |got - want| <= tol * scale (+ a tiny floor).
 class Check {

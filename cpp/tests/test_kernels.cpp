@@ -37,6 +37,7 @@
 #include "formats/blocks.h"
 #include "backends/cpu/panels.h"
 #include "formats/quantize.h"
+#include "report.h"
 
 using lfmrt::DType;
 using lfmrt::cpu::KernelTable;
@@ -107,20 +108,7 @@ std::vector<const KernelTable*> simd_tables() {
 // Reporting: one check aggregates many cases and keeps the worst error (as a fraction of its
 // tolerance) and the first failure, so the output stays one line per check.
 
-class Report {
-public:
-    void record(bool ok, const std::string& name, const std::string& detail) {
-        (ok ? passed_ : failed_)++;
-        std::printf("%s %s%s%s\n", ok ? "PASS" : "FAIL", name.c_str(), detail.empty() ? "" : ": ",
-                    detail.c_str());
-    }
-    int failed() const { return failed_; }
-    void summary() const { std::printf("%d passed, %d failed\n", passed_, failed_); }
-
-private:
-    int passed_ = 0;
-    int failed_ = 0;
-};
+using lfmrt::test::Report;
 
 class Check {
 public:

@@ -26,6 +26,7 @@
 #include "lfmrt/session.h"
 #include "lfmrt/tensor.h"
 #include "formats/quantize.h"
+#include "report.h"
 
 namespace {
 
@@ -38,19 +39,7 @@ constexpr size_t kChunk = 7;                 // prefill chunks end mid-prompt
 const SessionOptions kOptions{5, 8};         // a checkpoint every 5 positions, at most 8 kept
 constexpr int kThreads = 6;
 
-class Report {
-public:
-    void check(bool ok, const std::string& what) {
-        std::printf("%s %s\n", ok ? "PASS" : "FAIL", what.c_str());
-        (ok ? passed_ : failed_)++;
-    }
-    int failed() const { return failed_; }
-    void summary() const { std::printf("%d passed, %d failed\n", passed_, failed_); }
-
-private:
-    int passed_ = 0;
-    int failed_ = 0;
-};
+using lfmrt::test::Report;
 
 // ---- a tiny random model ------------------------------------------------------------------
 
@@ -223,7 +212,7 @@ void check_sessions_on_threads(Report& report, const std::shared_ptr<const Model
     std::vector<std::vector<float>> alone;
     for (int i = 0; i < kThreads; ++i) alone.push_back(work(i));
     const std::vector<std::vector<float>> together = run_on_threads(kThreads, work);
-    report.check(together == alone, name + ": " + std::to_string(kThreads) +
+    report.record(together == alone, name + ": " + std::to_string(kThreads) +
                                          " threads of sessions (forks, rewinds, snapshots, batches) equal their runs alone");
 }
 
@@ -252,13 +241,13 @@ void check_one_shared_session(Report& report, const std::shared_ptr<const Model>
         return std::vector<float>();
     });
     reader.join();
-    report.check(reader_ok, name + ": a reader sees a consistent session while writers append");
+    report.record(reader_ok, name + ": a reader sees a consistent session while writers append");
 
     const std::vector<int32_t> held = shared.tokens();
     Session replay(model, kOptions);
     replay.append(prompt, kChunk, false);
     for (size_t i = prompt.size(); i < held.size(); ++i) replay.append({held[i]}, kChunk, false);
-    report.check(held.size() == prompt.size() + kWriters * kTokensEach && replay.last_logits() == shared.last_logits(),
+    report.record(held.size() == prompt.size() + kWriters * kTokensEach && replay.last_logits() == shared.last_logits(),
                  name + ": one session shared by " + std::to_string(kWriters) +
                      " writer threads equals replaying its tokens on one thread");
 }
@@ -279,7 +268,7 @@ void check_overlapping_batches(Report& report, const std::shared_ptr<const Model
     });
     bool all_there = true;
     for (const auto& session : sessions) all_there &= session->n_tokens() == 2 * kSteps;
-    report.check(all_there, name + ": overlapping batches on " + std::to_string(kThreads) + " threads all finish");
+    report.record(all_there, name + ": overlapping batches on " + std::to_string(kThreads) + " threads all finish");
 }
 
 }  // namespace
