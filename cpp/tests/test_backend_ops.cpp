@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -559,11 +560,13 @@ void test_pools(Report& report, Backend& b, std::mt19937& rng) {
     b.init_state(layout);
     for (lfmrt::backend::BlockPool* pool : {&b.kv_pages(), &b.conv_states()}) {
         const size_t bytes = pool->block_bytes();
-        std::vector<uint32_t> ids;
-        for (int i = 0; i < 5; ++i) ids.push_back(pool->allocate());
+        std::vector<uint32_t> ids{pool->allocate()};
         std::vector<uint8_t> data(bytes), back(bytes);
         for (auto& d : data) d = static_cast<uint8_t>(rng());
         pool->write(ids[0], 0, bytes, data.data());
+        for (int i = 1; i < 5; ++i) ids.push_back(pool->allocate());  // a device pool grows past 4 blocks here
+        pool->read(ids[0], 0, bytes, back.data());
+        check.that(back == data, "a block's contents survive the pool's growth");
         pool->copy(ids[0], ids[3]);
         pool->read(ids[3], 0, bytes, back.data());
         check.that(back == data, "copy");
@@ -579,8 +582,23 @@ void test_pools(Report& report, Backend& b, std::mt19937& rng) {
         check.that(std::find(ids.begin(), ids.end(), again) != ids.end() || again >= 5, "id reuse");
         pool->read(ids[0], 0, bytes, back.data());
         check.that(back == data, "other blocks untouched");
+        const auto throws = [&](auto&& use, auto exception) {
+            try {
+                use();
+            } catch (const decltype(exception)&) {
+                return true;
+            } catch (...) {
+            }
+            return false;
+        };
+        check.that(throws([&] { pool->read(ids[0], bytes - 3, 4, back.data()); }, std::out_of_range("")),
+                   "a read past the block's end is out_of_range");
+        check.that(throws([&] { pool->write(ids[0], bytes, 1, data.data()); }, std::out_of_range("")),
+                   "a write past the block's end is out_of_range");
         for (uint32_t id : {ids[0], ids[2], ids[3], ids[4], again}) pool->release(id);
         check.that(pool->allocated_bytes() == 0, "all released");
+        check.that(throws([&] { pool->zero(ids[0]); }, std::logic_error("")), "a released block's use is a logic_error");
+        check.that(throws([&] { pool->release(ids[0]); }, std::logic_error("")), "a second release is a logic_error");
     }
     check.finish(report, b.device() + " state pools");
 }

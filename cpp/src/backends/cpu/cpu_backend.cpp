@@ -48,52 +48,45 @@ AlignedBytes::AlignedBytes(size_t bytes) {
 // --- state blocks ------------------------------------------------------------------------
 
 uint32_t CpuBlockPool::allocate() {
-    AlignedBytes memory(block_bytes_);  // outside the lock: the allocation is the slow part
+    AlignedBytes memory(ids_.block_bytes());  // outside the lock: the allocation is the slow part
     std::lock_guard<std::mutex> lock(mutex_);
-    uint32_t id;
-    if (free_ids_.empty()) {
-        id = static_cast<uint32_t>(blocks_.size());
-        blocks_.emplace_back();
-    } else {
-        id = free_ids_.back();
-        free_ids_.pop_back();
-    }
+    const uint32_t id = ids_.take([](size_t) {});  // each block its own allocation: nothing to grow
+    if (id >= blocks_.size()) blocks_.resize(id + 1);
     blocks_[id] = std::move(memory);
-    ++n_allocated_;
     return id;
 }
 
 void CpuBlockPool::release(uint32_t block) {
     AlignedBytes memory;  // freed after the lock is dropped
     std::lock_guard<std::mutex> lock(mutex_);
-    memory = std::move(blocks_.at(block));
-    free_ids_.push_back(block);
-    --n_allocated_;
+    ids_.give_back(block);
+    memory = std::move(blocks_[block]);
 }
 
-uint8_t* CpuBlockPool::data(uint32_t block) const {
+uint8_t* CpuBlockPool::data(uint32_t block, size_t offset, size_t bytes) const {
     std::lock_guard<std::mutex> lock(mutex_);
-    uint8_t* memory = blocks_.at(block).data();
-    if (memory == nullptr) throw std::logic_error("a state block was used after its release");
-    return memory;
+    ids_.check(block, offset, bytes);
+    return blocks_[block].data() + offset;
 }
 
-void CpuBlockPool::copy(uint32_t from, uint32_t to) { std::memcpy(data(to), data(from), block_bytes_); }
-void CpuBlockPool::zero(uint32_t block) { std::memset(data(block), 0, block_bytes_); }
+void CpuBlockPool::copy(uint32_t from, uint32_t to) {
+    uint8_t* target = data(to);
+    const uint8_t* source = data(from);
+    if (source != target) std::memcpy(target, source, ids_.block_bytes());
+}
+void CpuBlockPool::zero(uint32_t block) { std::memset(data(block), 0, ids_.block_bytes()); }
 
 void CpuBlockPool::read(uint32_t block, size_t offset, size_t bytes, void* host) {
-    if (offset + bytes > block_bytes_) throw std::out_of_range("read past a state block");
-    std::memcpy(host, data(block) + offset, bytes);
+    std::memcpy(host, data(block, offset, bytes), bytes);
 }
 
 void CpuBlockPool::write(uint32_t block, size_t offset, size_t bytes, const void* host) {
-    if (offset + bytes > block_bytes_) throw std::out_of_range("write past a state block");
-    std::memcpy(data(block) + offset, host, bytes);
+    std::memcpy(data(block, offset, bytes), host, bytes);
 }
 
 size_t CpuBlockPool::allocated_bytes() const {
     std::lock_guard<std::mutex> lock(mutex_);
-    return n_allocated_ * block_bytes_;
+    return ids_.bytes_in_use();
 }
 
 // --- the backend -------------------------------------------------------------------------

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <vector>
 
+#include "backends/block_ids.h"
 #include "backends/cpu/kernels/kernels.h"
 #include "backends/cpu/kernels/kv_kernels.h"
 #include "backends/cpu/thread_pool.h"
@@ -60,8 +61,8 @@ public:
 // State blocks, each its own aligned heap allocation, by id.
 class CpuBlockPool final : public backend::BlockPool {
 public:
-    explicit CpuBlockPool(size_t block_bytes) : block_bytes_(block_bytes) {}
-    size_t block_bytes() const override { return block_bytes_; }
+    explicit CpuBlockPool(size_t block_bytes) : ids_(block_bytes) {}
+    size_t block_bytes() const override { return ids_.block_bytes(); }
     uint32_t allocate() override;
     void release(uint32_t block) override;
     void copy(uint32_t from, uint32_t to) override;
@@ -69,15 +70,14 @@ public:
     void read(uint32_t block, size_t offset, size_t bytes, void* host) override;
     void write(uint32_t block, size_t offset, size_t bytes, const void* host) override;
     size_t allocated_bytes() const override;
-    // The block's memory (stable until it is released).
-    uint8_t* data(uint32_t block) const;
+    // Bytes [offset, offset + bytes) of the block's memory (stable until it is released), checked
+    // as BlockIds::check does.
+    uint8_t* data(uint32_t block, size_t offset = 0, size_t bytes = 0) const;
 
 private:
-    size_t block_bytes_;
     mutable std::mutex mutex_;
+    backend::BlockIds ids_;
     std::vector<AlignedBytes> blocks_;  // by id; empty = free
-    std::vector<uint32_t> free_ids_;
-    size_t n_allocated_ = 0;
 };
 
 // Online softmax state of one query head in attention: the running maximum score and the sum of

@@ -31,90 +31,67 @@ bool is_float(DType dtype) { return dtype == DType::F32 || dtype == DType::F16 |
 // --- state pools -------------------------------------------------------------------------
 
 CudaBlockPool::CudaBlockPool(std::shared_ptr<DeviceContext> context, size_t block_bytes, std::string what)
-    : context_(std::move(context)), block_bytes_(block_bytes), what_(std::move(what)) {}
+    : context_(std::move(context)), ids_(block_bytes), what_(std::move(what)) {}
 
-// Doubles the memory (at least 4 blocks), copying the blocks over on the stream: ids stay valid,
-// and commands queued on the old memory run before the copy; the old memory is freed after them.
-void CudaBlockPool::grow() {
-    const size_t capacity = std::max<size_t>(4, 2 * capacity_);
-    if (block_bytes_ > 0) {
-        DeviceMemory grown =
-            context_->allocate(capacity * block_bytes_, what_ + " (" + std::to_string(capacity) + " blocks)");
-        if (capacity_ > 0) {
-            context_->check(cudaMemcpyAsync(grown.get(), memory_.get(), capacity_ * block_bytes_, cudaMemcpyDeviceToDevice,
-                                            context_->stream()),
-                            "growing " + what_);
-        }
-        memory_ = std::move(grown);
+// Moves the blocks into new memory for `capacity` blocks on the stream: ids stay valid, and
+// commands queued on the old memory run before the copy; the old memory is freed after them.
+void CudaBlockPool::grow(size_t capacity) {
+    if (ids_.block_bytes() == 0) return;
+    DeviceMemory grown =
+        context_->allocate(capacity * ids_.block_bytes(), what_ + " (" + std::to_string(capacity) + " blocks)");
+    if (ids_.capacity() > 0) {
+        context_->check(cudaMemcpyAsync(grown.get(), memory_.get(), ids_.capacity() * ids_.block_bytes(),
+                                        cudaMemcpyDeviceToDevice, context_->stream()),
+                        "growing " + what_);
     }
-    capacity_ = capacity;
+    memory_ = std::move(grown);
 }
 
 uint32_t CudaBlockPool::allocate() {
     std::lock_guard<std::mutex> lock(mutex_);
-    uint32_t id;
-    if (!free_ids_.empty()) {
-        id = free_ids_.back();
-        free_ids_.pop_back();
-    } else {
-        if (allocated_.size() == capacity_) grow();
-        id = static_cast<uint32_t>(allocated_.size());
-        allocated_.push_back(false);
-    }
-    allocated_[id] = true;
-    ++n_allocated_;
-    return id;
+    return ids_.take([this](size_t capacity) { grow(capacity); });
 }
 
 void CudaBlockPool::release(uint32_t block) {
     std::lock_guard<std::mutex> lock(mutex_);
-    check_block(block, 0, 0);
-    allocated_[block] = false;
-    free_ids_.push_back(block);
-    --n_allocated_;
-}
-
-void CudaBlockPool::check_block(uint32_t block, size_t offset, size_t bytes) const {
-    if (block >= allocated_.size() || !allocated_[block]) throw std::logic_error("a state block was used after its release");
-    if (offset + bytes > block_bytes_) throw std::out_of_range("past the end of a state block");
+    ids_.give_back(block);
 }
 
 void CudaBlockPool::copy(uint32_t from, uint32_t to) {
     std::lock_guard<std::mutex> lock(mutex_);
-    check_block(from, 0, 0);
-    check_block(to, 0, 0);
-    if (block_bytes_ == 0 || from == to) return;
+    const size_t source = ids_.byte_offset(from), target = ids_.byte_offset(to);
+    if (ids_.block_bytes() == 0 || from == to) return;
     context_->activate();
     uint8_t* base = memory_.get<uint8_t>();
-    context_->check(cudaMemcpyAsync(base + to * block_bytes_, base + from * block_bytes_, block_bytes_,
-                                    cudaMemcpyDeviceToDevice, context_->stream()),
+    context_->check(cudaMemcpyAsync(base + target, base + source, ids_.block_bytes(), cudaMemcpyDeviceToDevice,
+                                    context_->stream()),
                     "copying a block of " + what_);
 }
 
 void CudaBlockPool::zero(uint32_t block) {
     std::lock_guard<std::mutex> lock(mutex_);
-    check_block(block, 0, 0);
-    if (block_bytes_ == 0) return;
+    const size_t at = ids_.byte_offset(block);
+    if (ids_.block_bytes() == 0) return;
     context_->activate();
-    context_->check(cudaMemsetAsync(memory_.get<uint8_t>() + block * block_bytes_, 0, block_bytes_, context_->stream()),
+    context_->check(cudaMemsetAsync(memory_.get<uint8_t>() + at, 0, ids_.block_bytes(), context_->stream()),
                     "zeroing a block of " + what_);
 }
 
 void CudaBlockPool::read(uint32_t block, size_t offset, size_t bytes, void* host) {
     std::lock_guard<std::mutex> lock(mutex_);
-    check_block(block, offset, bytes);
-    context_->download(host, memory_.get<uint8_t>() + block * block_bytes_ + offset, bytes, "reading " + what_);
+    const size_t at = ids_.byte_offset(block, offset, bytes);
+    context_->download(host, memory_.get<uint8_t>() + at, bytes, "reading " + what_);
 }
 
 void CudaBlockPool::write(uint32_t block, size_t offset, size_t bytes, const void* host) {
     std::lock_guard<std::mutex> lock(mutex_);
-    check_block(block, offset, bytes);
-    context_->upload_async(memory_.get<uint8_t>() + block * block_bytes_ + offset, host, bytes, "writing " + what_);
+    const size_t at = ids_.byte_offset(block, offset, bytes);
+    context_->upload_async(memory_.get<uint8_t>() + at, host, bytes, "writing " + what_);
 }
 
 size_t CudaBlockPool::allocated_bytes() const {
     std::lock_guard<std::mutex> lock(mutex_);
-    return n_allocated_ * block_bytes_;
+    return ids_.bytes_in_use();
 }
 
 // --- the backend -------------------------------------------------------------------------

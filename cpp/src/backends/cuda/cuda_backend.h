@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/block_ids.h"
 #include "backends/cuda/device_context.h"
 #include "backends/cuda/step_plan.h"
 #include "lfmrt/backend.h"
@@ -40,7 +41,7 @@ class CudaBlockPool final : public backend::BlockPool {
 public:
     CudaBlockPool(std::shared_ptr<DeviceContext> context, size_t block_bytes, std::string what);
 
-    size_t block_bytes() const override { return block_bytes_; }
+    size_t block_bytes() const override { return ids_.block_bytes(); }
     uint32_t allocate() override;
     void release(uint32_t block) override;
     void copy(uint32_t from, uint32_t to) override;
@@ -57,18 +58,13 @@ public:
     }
 
 private:
-    void check_block(uint32_t block, size_t offset, size_t bytes) const;  // caller holds mutex_
-    void grow();                                                           // caller holds mutex_
+    void grow(size_t capacity);  // caller holds mutex_
 
     std::shared_ptr<DeviceContext> context_;
-    size_t block_bytes_;
+    backend::BlockIds ids_;
     std::string what_;
     mutable std::mutex mutex_;
     DeviceMemory memory_;
-    size_t capacity_ = 0;          // blocks the memory holds
-    std::vector<bool> allocated_;  // by id
-    std::vector<uint32_t> free_ids_;
-    size_t n_allocated_ = 0;
 };
 
 class CudaBackend final : public backend::Backend {

@@ -50,72 +50,45 @@ cl_ulong u64(size_t value) { return static_cast<cl_ulong>(value); }
 // --- state pools -------------------------------------------------------------------------
 
 OpenClBlockPool::OpenClBlockPool(std::shared_ptr<DeviceContext> context, size_t block_bytes, std::string what)
-    : context_(std::move(context)), block_bytes_(block_bytes), what_(std::move(what)) {}
+    : context_(std::move(context)), ids_(block_bytes), what_(std::move(what)) {}
 
-// Doubles the buffer (at least 4 blocks), copying the blocks over: ids stay valid. Commands queued
-// on the old buffer run before the copy (the queue is in order), so none is lost.
-void OpenClBlockPool::grow() {
-    const size_t capacity = std::max<size_t>(4, 2 * capacity_);
-    if (block_bytes_ == 0) {
-        capacity_ = capacity;
-        return;
-    }
-    DeviceMemory grown = context_->allocate(capacity * block_bytes_, what_ + " (" + std::to_string(capacity) + " blocks)");
-    if (capacity_ > 0) context_->copy(memory_.get(), 0, grown.get(), 0, capacity_ * block_bytes_);
+// Moves the blocks into a new buffer for `capacity` blocks: ids stay valid. Commands queued on the
+// old buffer run before the copy (the queue is in order), so none is lost.
+void OpenClBlockPool::grow(size_t capacity) {
+    if (ids_.block_bytes() == 0) return;
+    DeviceMemory grown =
+        context_->allocate(capacity * ids_.block_bytes(), what_ + " (" + std::to_string(capacity) + " blocks)");
+    if (ids_.capacity() > 0) context_->copy(memory_.get(), 0, grown.get(), 0, ids_.capacity() * ids_.block_bytes());
     memory_ = std::move(grown);
-    capacity_ = capacity;
 }
 
 uint32_t OpenClBlockPool::allocate() {
     std::lock_guard<std::mutex> lock(mutex_);
-    uint32_t id;
-    if (!free_ids_.empty()) {
-        id = free_ids_.back();
-        free_ids_.pop_back();
-    } else {
-        if (allocated_.size() == capacity_) grow();
-        id = static_cast<uint32_t>(allocated_.size());
-        allocated_.push_back(false);
-    }
-    allocated_[id] = true;
-    ++n_allocated_;
-    return id;
+    return ids_.take([this](size_t capacity) { grow(capacity); });
 }
 
 void OpenClBlockPool::release(uint32_t block) {
     std::lock_guard<std::mutex> lock(mutex_);
-    check_block(block, 0, 0);
-    allocated_[block] = false;
-    free_ids_.push_back(block);
-    --n_allocated_;
-}
-
-void OpenClBlockPool::check_block(uint32_t block, size_t offset, size_t bytes) const {
-    if (block >= allocated_.size() || !allocated_[block]) throw std::logic_error("a state block was used after its release");
-    if (offset + bytes > block_bytes_) throw std::out_of_range("past the end of a state block");
+    ids_.give_back(block);
 }
 
 void OpenClBlockPool::copy(uint32_t from, uint32_t to) {
     std::lock_guard<std::mutex> lock(mutex_);
-    check_block(from, 0, 0);
-    check_block(to, 0, 0);
-    if (block_bytes_ > 0 && from != to) {
-        context_->copy(memory_.get(), from * block_bytes_, memory_.get(), to * block_bytes_, block_bytes_);
-    }
+    const size_t source = ids_.byte_offset(from), target = ids_.byte_offset(to);
+    if (ids_.block_bytes() > 0 && from != to) context_->copy(memory_.get(), source, memory_.get(), target, ids_.block_bytes());
 }
 
 void OpenClBlockPool::zero(uint32_t block) {
     std::lock_guard<std::mutex> lock(mutex_);
-    check_block(block, 0, 0);
-    if (block_bytes_ > 0) context_->fill_zero(memory_.get(), block * block_bytes_, block_bytes_);
+    const size_t at = ids_.byte_offset(block);
+    if (ids_.block_bytes() > 0) context_->fill_zero(memory_.get(), at, ids_.block_bytes());
 }
 
 void OpenClBlockPool::read(uint32_t block, size_t offset, size_t bytes, void* host) {
     ClHandle<cl_event> done;
     {
         std::lock_guard<std::mutex> lock(mutex_);
-        check_block(block, offset, bytes);
-        done = context_->enqueue_read(memory_.get(), block * block_bytes_ + offset, bytes, host);
+        done = context_->enqueue_read(memory_.get(), ids_.byte_offset(block, offset, bytes), bytes, host);
     }
     context_->wait(std::move(done), "reading " + what_);
 }
@@ -124,15 +97,14 @@ void OpenClBlockPool::write(uint32_t block, size_t offset, size_t bytes, const v
     ClHandle<cl_event> done;
     {
         std::lock_guard<std::mutex> lock(mutex_);
-        check_block(block, offset, bytes);
-        done = context_->enqueue_write(memory_.get(), block * block_bytes_ + offset, bytes, host);
+        done = context_->enqueue_write(memory_.get(), ids_.byte_offset(block, offset, bytes), bytes, host);
     }
     context_->wait(std::move(done), "writing " + what_);
 }
 
 size_t OpenClBlockPool::allocated_bytes() const {
     std::lock_guard<std::mutex> lock(mutex_);
-    return n_allocated_ * block_bytes_;
+    return ids_.bytes_in_use();
 }
 
 // --- the backend -------------------------------------------------------------------------

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/block_ids.h"
 #include "backends/opencl/device_context.h"
 #include "backends/opencl/opencl_device.h"
 #include "lfmrt/backend.h"
@@ -43,7 +44,7 @@ class OpenClBlockPool final : public backend::BlockPool {
 public:
     OpenClBlockPool(std::shared_ptr<DeviceContext> context, size_t block_bytes, std::string what);
 
-    size_t block_bytes() const override { return block_bytes_; }
+    size_t block_bytes() const override { return ids_.block_bytes(); }
     uint32_t allocate() override;
     void release(uint32_t block) override;
     void copy(uint32_t from, uint32_t to) override;
@@ -61,18 +62,13 @@ public:
     }
 
 private:
-    void check_block(uint32_t block, size_t offset, size_t bytes) const;  // caller holds mutex_
-    void grow();                                                           // caller holds mutex_
+    void grow(size_t capacity);  // caller holds mutex_
 
     std::shared_ptr<DeviceContext> context_;
-    size_t block_bytes_;
+    backend::BlockIds ids_;
     std::string what_;
     mutable std::mutex mutex_;
     DeviceMemory memory_;
-    size_t capacity_ = 0;          // blocks the buffer holds
-    std::vector<bool> allocated_;  // by id
-    std::vector<uint32_t> free_ids_;
-    size_t n_allocated_ = 0;
 };
 
 class OpenClBackend final : public backend::Backend {
