@@ -22,23 +22,28 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import lfmrt
 from lfmrt.loaders import load_checkpoint
 from lfmrt.quantization.gguf_writer import write_gguf
 
-from conftest import MODELS_DIR, golden_model_names, load_golden
+from conftest import golden_model_names
+from device_checks import (
+    check_generate_batch_and_scheduler,
+    check_golden_model,
+    check_rewind_and_fork,
+    check_sessions_from_several_threads,
+    check_snapshots_move_to_and_from_the_cpu,
+    check_the_cli_runs,
+    model_cache,
+)
 
 CUDA = [d for d in lfmrt.devices() if d["kind"] == "cuda"]
 REQUIRED = os.environ.get("LFMRT_REQUIRE_CUDA", "0") not in ("", "0")
 DEMO = Path(lfmrt.demo_model_path())
-BF16_MODEL = MODELS_DIR / "lfm2_350m_pattern_bf16"  # 6 conv + 2 attention layers, GQA 2
-GREEDY_TOKENS = 40
 NO_CUDA = "no CUDA device (needs an NVIDIA GPU, its driver, and lfmrt built with -DLFMRT_CUDA=ON)"
 
 
@@ -100,24 +105,7 @@ else:
 
 @pytest.fixture(scope="module")
 def models():
-    """load(path, device, **options) -> Model, cached for the module."""
-    cache: dict = {}
-
-    def load(path, device: str, **options) -> lfmrt.Model:
-        key = (str(path), device, tuple(sorted(options.items())))
-        if key not in cache:
-            cache[key] = lfmrt.Model.load(str(path), device=device, n_threads=2, **options)
-        return cache[key]
-
-    return load
-
-
-def tokens_of(n: int, seed: int = 0, vocab: int = 700) -> list:
-    return np.random.default_rng(seed).integers(14, vocab, n).tolist()
-
-
-def max_diff(a, b) -> float:
-    return float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max())
+    return model_cache()
 
 
 @pytest.mark.cuda
@@ -140,14 +128,7 @@ def test_an_absent_device_index_is_a_value_error(device):
 @pytest.mark.cuda
 @pytest.mark.parametrize("name", golden_model_names())
 def test_golden_logits_and_greedy_match_the_cpu(name, device, models, check_logits):
-    golden = load_golden(name)
-    model = models(golden.path, device, kv_cache="f32")
-    cpu = models(golden.path, "cpu", kv_cache="f32")
-    for i, (prompt, reference) in enumerate(zip(golden.prompts, golden.logits)):
-        check_logits(model.logits(prompt), reference, golden.atol, f"{name} prompt {i} on {device}")
-        got = model.generate(list(prompt), max_tokens=GREEDY_TOKENS, temperature=0.0, ignore_eos=True).tokens
-        want = cpu.generate(list(prompt), max_tokens=GREEDY_TOKENS, temperature=0.0, ignore_eos=True).tokens
-        assert list(got) == list(want), f"{name} prompt {i}: greedy differs from the CPU's on {device}"
+    check_golden_model(name, device, models, check_logits)
 
 
 @pytest.fixture(scope="module")
@@ -173,103 +154,26 @@ def test_quantized_demo_agrees_with_the_cpu(scheme, device, demo_ggufs, models):
     assert agreement >= 0.99, f"{scheme} on {device}: top-1 agreement with the CPU {agreement:.4f}"
 
 
-TOLERANCE = 2e-4  # between runs on one device (test_sessions.py's)
-CPU_TOLERANCE = 1e-3  # between the CPU and CUDA on bf16 weights (the golden tolerance)
-
-
 @pytest.mark.cuda
 def test_rewind_and_fork_equal_fresh_sessions(device, models):
-    model, cpu = models(BF16_MODEL, device, kv_cache="f32"), models(BF16_MODEL, "cpu", kv_cache="f32")
-    tokens = tokens_of(100)
-    session = model.session(checkpoint_interval=16, chunk_size=16)
-    session.append(tokens)
-    session.rewind(37)
-    continued = session.append(tokens_of(5, seed=1))
-    expected = tokens[:37] + tokens_of(5, seed=1)
-    assert max_diff(continued, model.session().append(expected)) < TOLERANCE
-    assert max_diff(continued, cpu.session().append(expected)) < CPU_TOLERANCE
-
-    prompt = tokens_of(300, seed=2)  # two KV pages
-    session = model.session()
-    session.append(prompt)
-    fork = session.fork()
-    a, b = session.append([10, 11]), fork.append([12])
-    assert max_diff(a, model.session().append(prompt + [10, 11])) < TOLERANCE
-    assert max_diff(b, model.session().append(prompt + [12])) < TOLERANCE
+    check_rewind_and_fork(device, models)
 
 
 @pytest.mark.cuda
 def test_snapshots_move_between_the_cpu_and_cuda(device, models):
-    tokens = tokens_of(80, seed=3)
-    for kv in ("f32", "f16", "q8_0"):
-        model, cpu = models(BF16_MODEL, device, kv_cache=kv), models(BF16_MODEL, "cpu", kv_cache=kv)
-        on_cpu = cpu.session(checkpoint_interval=16)
-        on_cpu.append(tokens)
-        snapshot = on_cpu.save()
-        restored = model.load_session(snapshot)
-        assert restored.tokens == tokens
-        assert restored.save() == snapshot, kv
-        back = cpu.load_session(restored.save())
-        on_cpu_next = on_cpu.append([5])
-        assert max_diff(back.append([5]), on_cpu_next) == 0.0
-        assert max_diff(restored.append([5]), on_cpu_next) < CPU_TOLERANCE
-        restored.rewind(20)  # through the restored conv checkpoints
-        assert max_diff(restored.append([7]), cpu.session().append(tokens[:20] + [7])) < CPU_TOLERANCE
+    check_snapshots_move_to_and_from_the_cpu(device, models)
 
 
 @pytest.mark.cuda
 def test_generate_batch_and_scheduler_equal_the_cpu(device, models):
-    model, cpu = models(BF16_MODEL, device, kv_cache="f32"), models(BF16_MODEL, "cpu", kv_cache="f32")
-    prompts = [tokens_of(n, seed=n) for n in (5, 40, 17, 90)]
-    options = dict(max_tokens=20, temperature=0.0, ignore_eos=True)
-    got = [list(c.tokens) for c in model.generate_batch(prompts, **options)]
-    want = [list(c.tokens) for c in cpu.generate_batch(prompts, **options)]
-    assert got == want
-    scheduler = lfmrt.Scheduler(model, max_batch=3, prefill_chunk=24)
-    requests = [scheduler.submit(p, **options) for p in prompts]
-    scheduler.run()
-    assert [list(r.completion.tokens) for r in requests] == want
+    check_generate_batch_and_scheduler(device, models)
 
 
 @pytest.mark.cuda
 def test_sessions_from_several_threads_equal_their_runs_alone(device, models):
-    """Forks, rewinds and saves from other threads while forwards run: the pools hold their
-    memory while they queue work on it (and it may be replaced as they grow)."""
-    model = models(BF16_MODEL, device, kv_cache="f16")
-    prompts = [tokens_of(120 + 40 * i, seed=10 + i) for i in range(4)]
-    expected = [model.session().append(p + [3, 4]) for p in prompts]
-    results: list = [None] * len(prompts)
-    errors: list = []
-
-    def work(i: int) -> None:
-        try:
-            session = model.session(checkpoint_interval=32)
-            session.append(prompts[i])
-            fork = session.fork()
-            snapshot = fork.save()
-            fork.rewind(len(prompts[i]) // 2)
-            restored = model.load_session(snapshot)
-            results[i] = restored.append([3, 4])
-        except Exception as error:  # reported below, in the main thread
-            errors.append(error)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(prompts))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
-    for got, want in zip(results, expected):
-        assert max_diff(got, want) < TOLERANCE
+    check_sessions_from_several_threads(device, models)
 
 
 @pytest.mark.cuda
 def test_the_cli_runs_on_cuda(device, capsys):
-    import json
-
-    from lfmrt.cli.main import main as cli_main
-
-    assert cli_main(["bench", "demo", "-p", "16", "-n", "4", "-r", "1", "--device", device, "--json"]) == 0
-    results = json.loads(capsys.readouterr().out)
-    assert results["device"] == device and "dp4a" in results["kernels"]
-    assert results["decode_tokens_per_s"] > 0
+    check_the_cli_runs(device, capsys, "dp4a")
