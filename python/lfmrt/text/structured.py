@@ -403,11 +403,8 @@ def _response_format_grammar(response_format: Mapping[str, Any]) -> Optional[Tup
         raise ValueError(f"response_format.json_schema.name must be 1-64 letters, digits, '_' or '-', got {name!r}")
     if spec.get("strict") is not None and not isinstance(spec["strict"], bool):
         raise ValueError(f"response_format.json_schema.strict must be true or false, got {spec['strict']!r}")
-    schema = spec.get("schema", {})
-    if not isinstance(schema, (Mapping, bool)):
-        raise ValueError(f"response_format.json_schema.schema must be a JSON-schema object, got {schema!r}")
     field = "response_format.json_schema.schema"
-    return _json_grammar(schema, field), f"json_schema {name!r}", field
+    return _json_grammar(spec.get("schema", {}), field), f"json_schema {name!r}", field
 
 
 def check_json_schema(schema: Any, field: str) -> None:
@@ -423,8 +420,6 @@ def check_json_schema(schema: Any, field: str) -> None:
             with ``field``.
         ImportError: llguidance is not installed.
     """
-    if not isinstance(schema, (Mapping, bool)):
-        raise ValueError(f"{field}: a JSON schema is an object (or true / false), got {type(schema).__name__}")
     # Translating the schema checks its JSON only; the engine finds bad types and unsatisfiable
     # bounds when it builds the grammar, which validate_grammar does without a tokenizer.
     error = _engine().LLMatcher.validate_grammar(json.dumps({"grammars": _json_grammar(schema, field)}), None)
@@ -432,7 +427,11 @@ def check_json_schema(schema: Any, field: str) -> None:
         raise ValueError(f"{field}: {error}")
 
 
-def _json_grammar(schema: Union[Mapping[str, Any], bool], field: str) -> List[Dict[str, Any]]:
+def _json_grammar(schema: Any, field: str) -> List[Dict[str, Any]]:
+    """The engine's grammar for a JSON schema; ValueError naming ``field`` for anything that is
+    not one (not an object or true / false, or JSON the engine cannot translate)."""
+    if not isinstance(schema, (Mapping, bool)):
+        raise ValueError(f"{field}: a JSON schema is an object (or true / false), got {type(schema).__name__}")
     llguidance = _engine()
     try:
         text = llguidance.LLMatcher.grammar_from_json_schema(json.dumps(schema), defaults=_JSON_STYLE)
