@@ -33,6 +33,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "backends/cpu/kernels/avx2/prefetch.h"
 #include "backends/cpu/kernels/kernels.h"
@@ -322,6 +323,28 @@ template <size_t kR, size_t kT, bool kUnpacked>
     *min = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(m)), dmin);
 }
 
+// q4_k_scale_min for both halves at once: each scale byte is loaded for all 16 rows together.
+[[gnu::always_inline]] inline void q4_k_scales_mins(const PanelQ4_K& p, size_t j, const __m256 (&d)[2],
+                                                    const __m256 (&dmin)[2], __m256 (&scale)[2], __m256 (&min)[2]) {
+    const __m128i low6 = _mm_set1_epi8(63), low4 = _mm_set1_epi8(0x0F), bits45 = _mm_set1_epi8(0x30);
+    __m128i sc, m;
+    if (j < 4) {
+        sc = _mm_and_si128(load16(p.scales[j]), low6);
+        m = _mm_and_si128(load16(p.scales[j + 4]), low6);
+    } else {
+        const __m128i packed = load16(p.scales[j + 4]);
+        sc = _mm_or_si128(_mm_and_si128(packed, low4), _mm_and_si128(_mm_srli_epi16(load16(p.scales[j - 4]), 2), bits45));
+        m = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(packed, 4), low4),
+                         _mm_and_si128(_mm_srli_epi16(load16(p.scales[j]), 2), bits45));
+    }
+#pragma GCC unroll 2
+    for (size_t h = 0; h < 2; ++h) {
+        const __m128i sc_h = h == 0 ? sc : _mm_unpackhi_epi64(sc, sc), m_h = h == 0 ? m : _mm_unpackhi_epi64(m, m);
+        scale[h] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sc_h)), d[h]);
+        min[h] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(m_h)), dmin[h]);
+    }
+}
+
 // Q4_K: 32-value block j of super-block panel `p` (d, dmin: the halves' fp16 scales, converted):
 // the low nibbles of block pair j / 2's words for even j, the high ones for odd j.
 template <size_t kR, size_t kT>
@@ -349,6 +372,42 @@ template <size_t kR, size_t kT>
             acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(sum[r][t], ones16)),
                                         _mm256_mul_ps(scale, _mm256_set1_ps(xb[t]->d)), acc[r][t]);
             acc[r][t] = _mm256_fnmadd_ps(min, _mm256_set1_ps(xb[t]->dsum), acc[r][t]);
+        }
+    }
+}
+
+// Q4_K in the GEMV (both halves, one token): 32-value blocks 2 kPair and 2 kPair + 1 of
+// super-block panel `p` together, so that each word's load serves both (its low nibbles are the
+// first block's, its high ones the second's) and each block's nibble and scale layout are fixed at
+// compile time. The fp32 steps are q4_k_block's, in its order, so the GEMV still equals the GEMM
+// (and the AVX-512 kernels) bit for bit.
+template <size_t kPair>
+[[gnu::always_inline]] inline void q4_k_gemv_pair(const PanelQ4_K& p, const __m256 (&d)[2], const __m256 (&dmin)[2],
+                                                  const BlockQ8A* const (&xb)[2], __m256 (&acc)[2][1]) {
+    const __m256i nibble = _mm256_set1_epi8(0x0F), ones16 = _mm256_set1_epi16(1);
+    __m256i sum[2][2] = {};  // [block of the pair][half]
+#pragma GCC unroll 8
+    for (size_t g = 0; g < 8; ++g) {
+        const __m256i x[2] = {broadcast_word(xb[0], g), broadcast_word(xb[1], g)};
+#pragma GCC unroll 2
+        for (size_t r = 0; r < 2; ++r) {
+            const __m256i v = load32(p.qs[kPair][g][8 * r]);
+            sum[0][r] = _mm256_add_epi16(sum[0][r], _mm256_maddubs_epi16(_mm256_and_si256(v, nibble), x[0]));
+            keep_chain(sum[0][r]);
+            sum[1][r] = _mm256_add_epi16(sum[1][r],
+                                         _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), nibble), x[1]));
+            keep_chain(sum[1][r]);
+        }
+    }
+#pragma GCC unroll 2
+    for (size_t b = 0; b < 2; ++b) {
+        __m256 scale[2], min[2];
+        q4_k_scales_mins(p, 2 * kPair + b, d, dmin, scale, min);
+#pragma GCC unroll 2
+        for (size_t r = 0; r < 2; ++r) {
+            acc[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(sum[b][r], ones16)),
+                                        _mm256_mul_ps(scale[r], _mm256_set1_ps(xb[b]->d)), acc[r][0]);
+            acc[r][0] = _mm256_fnmadd_ps(min[r], _mm256_set1_ps(xb[b]->dsum), acc[r][0]);
         }
     }
 }
@@ -384,6 +443,21 @@ template <DType D, size_t kR, size_t kT, bool kPrefetch, bool kUnpacked = false,
             } else {
                 q8_0_block<kR, kT>(p, h0, xb, acc);
             }
+        } else if constexpr (D == DType::Q4_K && kT == 1 && kR == 2) {
+            __m256 d[2], dmin[2];
+            half_scales<2>(p.d, 0, d);
+            half_scales<2>(p.dmin, 0, dmin);
+            const auto pair = [&](auto index) {
+                constexpr size_t kPair = decltype(index)::value;
+                const BlockQ8A* xb[2];
+                block_of(s * kBlocks<D> + 2 * kPair, xb);
+                block_of(s * kBlocks<D> + 2 * kPair + 1, xb + 1);
+                q4_k_gemv_pair<kPair>(p, d, dmin, xb, acc);
+            };
+            pair(std::integral_constant<size_t, 0>{});
+            pair(std::integral_constant<size_t, 1>{});
+            pair(std::integral_constant<size_t, 2>{});
+            pair(std::integral_constant<size_t, 3>{});
         } else {
             __m256 d[kR], dmin[kR];
             half_scales<kR>(p.d, h0, d);
