@@ -234,7 +234,7 @@ def _with_big_numbers(tree: ast.expr, source: str) -> ast.expr:
     return tree
 
 
-def arguments_json(arguments: Mapping[str, Any]) -> str:
+def _arguments_json(arguments: Mapping[str, Any]) -> str:
     """A call's arguments as the JSON text of OpenAI's ``arguments``; a :class:`BigNumber` is
     written as the number it is, not as a string."""
     numbers: List[str] = []
@@ -477,7 +477,8 @@ def parse_call_list(body: str) -> Tuple[List[Call], List[str]]:
     when the list as a whole does not parse (each item is then parsed alone).
 
     Returns:
-        ``([(name, arguments), ...], [reason, ...])``; each reason names its call.
+        ``([(name, arguments), ...], [reason, ...])``; each reason names its call. A number
+        too large for a float is a :class:`BigNumber` in ``arguments``.
     """
     body = body.strip()
     if not body:
@@ -563,7 +564,7 @@ def parse_tool_calls(text: str) -> ParsedToolCalls:
         {
             "id": f"call_{index}",
             "type": "function",
-            "function": {"name": name, "arguments": arguments_json(arguments)},
+            "function": {"name": name, "arguments": _arguments_json(arguments)},
         }
         for index, (name, arguments) in enumerate(calls)
     ]
