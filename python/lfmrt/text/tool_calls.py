@@ -286,7 +286,7 @@ def _literal(node: ast.AST) -> Any:
         value = _literal(node.operand)
         if isinstance(value, BigNumber) and not value.startswith("-"):
             return BigNumber("-" + value) if isinstance(node.op, ast.USub) else value
-        if isinstance(value, (int, float)) and not isinstance(value, (bool, BigNumber)):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
             return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, (ast.List, ast.Tuple)):
         return [_literal(element) for element in node.elts]
