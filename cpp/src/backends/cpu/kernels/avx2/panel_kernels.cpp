@@ -301,48 +301,48 @@ template <size_t kR, size_t kT, bool kUnpacked>
     }
 }
 
-// Q4_K's 6-bit scale and minimum of 32-value block j (0..7) of rows 8h..8h+7, as fp32 times d and
-// dmin: the unpacking of quant::scale_min_k4, 8 rows at a time (the AVX-512 kernels' products).
-[[gnu::always_inline]] inline void q4_k_scale_min(const PanelQ4_K& p, size_t h, size_t j, __m256 d, __m256 dmin,
-                                                  __m256* scale, __m256* min) {
+// Q4_K's 6-bit scales and minima of 32-value block j (0..7) as bytes, the unpacking of
+// quant::scale_min_k4 for the rows whose bytes load(k) gives of each scale byte k (load8 at 8h:
+// rows 8h..8h+7; load16: all 16).
+template <typename Load>
+[[gnu::always_inline]] inline void q4_k_scale_min_bytes(size_t j, Load load, __m128i* sc, __m128i* m) {
     const __m128i low6 = _mm_set1_epi8(63), low4 = _mm_set1_epi8(0x0F), bits45 = _mm_set1_epi8(0x30);
-    __m128i sc, m;
     if (j < 4) {
-        sc = _mm_and_si128(load8(p.scales[j] + 8 * h), low6);
-        m = _mm_and_si128(load8(p.scales[j + 4] + 8 * h), low6);
+        *sc = _mm_and_si128(load(j), low6);
+        *m = _mm_and_si128(load(j + 4), low6);
     } else {
         // Low 4 bits from byte j + 4, the top 2 from bits 6-7 of bytes j - 4 (scale) and j
         // (minimum): a 16-bit shift by 2 moves them to bits 4-5, where nothing of the
         // neighbouring byte lands.
-        const __m128i packed = load8(p.scales[j + 4] + 8 * h);
-        sc = _mm_or_si128(_mm_and_si128(packed, low4), _mm_and_si128(_mm_srli_epi16(load8(p.scales[j - 4] + 8 * h), 2), bits45));
-        m = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(packed, 4), low4),
-                         _mm_and_si128(_mm_srli_epi16(load8(p.scales[j] + 8 * h), 2), bits45));
+        const __m128i packed = load(j + 4);
+        *sc = _mm_or_si128(_mm_and_si128(packed, low4), _mm_and_si128(_mm_srli_epi16(load(j - 4), 2), bits45));
+        *m = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(packed, 4), low4),
+                          _mm_and_si128(_mm_srli_epi16(load(j), 2), bits45));
     }
+}
+
+// The low 8 bytes of scale and minimum bytes as fp32 times d and dmin (the AVX-512 kernels' products).
+[[gnu::always_inline]] inline void q4_k_scale_min_fp32(__m128i sc, __m128i m, __m256 d, __m256 dmin, __m256* scale,
+                                                       __m256* min) {
     *scale = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sc)), d);
     *min = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(m)), dmin);
 }
 
-// q4_k_scale_min for both halves at once: each scale byte is loaded for all 16 rows together.
+// Q4_K's scale and minimum of 32-value block j of rows 8h..8h+7, as fp32 times d and dmin.
+[[gnu::always_inline]] inline void q4_k_scale_min(const PanelQ4_K& p, size_t h, size_t j, __m256 d, __m256 dmin,
+                                                  __m256* scale, __m256* min) {
+    __m128i sc, m;
+    q4_k_scale_min_bytes(j, [&](size_t k) { return load8(p.scales[k] + 8 * h); }, &sc, &m);
+    q4_k_scale_min_fp32(sc, m, d, dmin, scale, min);
+}
+
+// The same for both halves at once: each scale byte is loaded for all 16 rows together.
 [[gnu::always_inline]] inline void q4_k_scales_mins(const PanelQ4_K& p, size_t j, const __m256 (&d)[2],
                                                     const __m256 (&dmin)[2], __m256 (&scale)[2], __m256 (&min)[2]) {
-    const __m128i low6 = _mm_set1_epi8(63), low4 = _mm_set1_epi8(0x0F), bits45 = _mm_set1_epi8(0x30);
     __m128i sc, m;
-    if (j < 4) {
-        sc = _mm_and_si128(load16(p.scales[j]), low6);
-        m = _mm_and_si128(load16(p.scales[j + 4]), low6);
-    } else {
-        const __m128i packed = load16(p.scales[j + 4]);
-        sc = _mm_or_si128(_mm_and_si128(packed, low4), _mm_and_si128(_mm_srli_epi16(load16(p.scales[j - 4]), 2), bits45));
-        m = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(packed, 4), low4),
-                         _mm_and_si128(_mm_srli_epi16(load16(p.scales[j]), 2), bits45));
-    }
-#pragma GCC unroll 2
-    for (size_t h = 0; h < 2; ++h) {
-        const __m128i sc_h = h == 0 ? sc : _mm_unpackhi_epi64(sc, sc), m_h = h == 0 ? m : _mm_unpackhi_epi64(m, m);
-        scale[h] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sc_h)), d[h]);
-        min[h] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(m_h)), dmin[h]);
-    }
+    q4_k_scale_min_bytes(j, [&](size_t k) { return load16(p.scales[k]); }, &sc, &m);
+    q4_k_scale_min_fp32(sc, m, d[0], dmin[0], &scale[0], &min[0]);
+    q4_k_scale_min_fp32(_mm_unpackhi_epi64(sc, sc), _mm_unpackhi_epi64(m, m), d[1], dmin[1], &scale[1], &min[1]);
 }
 
 // Q4_K: 32-value block j of super-block panel `p` (d, dmin: the halves' fp16 scales, converted):
