@@ -20,13 +20,13 @@ public:
     size_t bytes_in_use() const { return n_in_use_ * block_bytes_; }
 
     // A free id. When every block of the allocation is in use, `grow(capacity)` is called first
-    // to make room for `capacity` blocks (double the old, at least 4); if it throws, nothing
-    // changes.
+    // to make room for `capacity` blocks (double the old, at least 4), unless blocks have no
+    // bytes (there is no memory to grow); if it throws, nothing changes.
     template <typename Grow>
     uint32_t take(Grow&& grow) {
         if (free_ids_.empty() && in_use_.size() == capacity_) {
             const size_t capacity = std::max<size_t>(4, 2 * capacity_);
-            grow(capacity);
+            if (block_bytes_ > 0) grow(capacity);
             capacity_ = capacity;
         }
         return take_free();

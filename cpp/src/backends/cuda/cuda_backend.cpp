@@ -36,7 +36,6 @@ CudaBlockPool::CudaBlockPool(std::shared_ptr<DeviceContext> context, size_t bloc
 // Moves the blocks into new memory for `capacity` blocks on the stream: ids stay valid, and
 // commands queued on the old memory run before the copy; the old memory is freed after them.
 void CudaBlockPool::grow(size_t capacity) {
-    if (ids_.block_bytes() == 0) return;
     DeviceMemory grown =
         context_->allocate(capacity * ids_.block_bytes(), what_ + " (" + std::to_string(capacity) + " blocks)");
     if (ids_.capacity() > 0) {

@@ -55,7 +55,6 @@ OpenClBlockPool::OpenClBlockPool(std::shared_ptr<DeviceContext> context, size_t 
 // Moves the blocks into a new buffer for `capacity` blocks: ids stay valid. Commands queued on the
 // old buffer run before the copy (the queue is in order), so none is lost.
 void OpenClBlockPool::grow(size_t capacity) {
-    if (ids_.block_bytes() == 0) return;
     DeviceMemory grown =
         context_->allocate(capacity * ids_.block_bytes(), what_ + " (" + std::to_string(capacity) + " blocks)");
     if (ids_.capacity() > 0) context_->copy(memory_.get(), 0, grown.get(), 0, ids_.capacity() * ids_.block_bytes());
