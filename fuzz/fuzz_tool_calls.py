@@ -24,12 +24,13 @@ with atheris.instrument_imports(include=["lfmrt"]):
 
 
 def strict_json(text: str):
-    """``json.loads`` refusing the NaN / Infinity literals Python's parser accepts."""
+    """``json.loads`` refusing the NaN / Infinity literals Python's parser accepts; integers are
+    read as their digits, since JSON allows more than Python's int-string limit."""
 
     def refuse(constant: str):
         raise AssertionError(f"arguments {text!r} hold {constant}, which is not JSON")
 
-    return json.loads(text, parse_constant=refuse)
+    return json.loads(text, parse_constant=refuse, parse_int=lambda digits: ("integer", digits))
 
 
 def calls_of(parsed) -> list:

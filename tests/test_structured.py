@@ -137,14 +137,16 @@ def test_tool_choice_required_gives_valid_calls(model, seed):
 
 
 def test_a_forced_call_the_grammar_accepts_is_never_dropped_by_the_parser(model):
-    """Numbers too large for a float satisfy a "number" schema (JSON has no bound) and so the
-    grammar; the parser keeps such calls, writing the numbers as the model did."""
+    """Numbers too large for a float or for Python's int-string limit satisfy a "number" schema
+    (JSON has no bound) and so the grammar; the parser keeps such calls, writing the numbers as
+    the model did."""
     scale = {"type": "function", "function": {"name": "scale", "parameters": {"type": "object", "properties": {
         "factor": {"type": "number"}, "steps": {"type": "array", "items": {"type": "number"}}}, "required": ["factor"]}}}
     constraint = model.constraint(tools=[scale], tool_choice="required")
     cases = {
         "scale(factor=1e999)": '{"factor": 1e999}',
         "scale(factor=-2.5E+400, steps=[1, 1e309, 0.5])": '{"factor": -2.5E+400, "steps": [1, 1e309, 0.5]}',
+        f"scale(factor={'7' * 4400})": f'{{"factor": {"7" * 4400}}}',  # beyond Python's int-string limit
     }
     for call, arguments in cases.items():
         text = f"{TOOL_CALL_START}[{call}]{TOOL_CALL_END}"

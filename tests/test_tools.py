@@ -191,10 +191,39 @@ def test_numbers_too_large_for_a_float_are_kept_as_written_and_non_json_numbers_
     assert "call 3: i: -Infinity is not a JSON number" in as_json.error
 
 
+def test_integers_longer_than_pythons_int_string_limit_are_kept_as_written():
+    """JSON allows an integer of any length, but ast and json refuse one of more than 4300 digits
+    (Python's int-string limit): such a call is kept, the integer written as the model did, in
+    the Python form (also with a leading zero, negated, as a dict key, next to a string holding
+    digits) and in the JSON form."""
+    huge = "9" * 4301
+    parsed = parse_tool_calls(f"{START}[a(x={huge}, y=[-0{huge}, 2], s='{huge}', k={{{huge}: 1}}), b(z=1)]{END}")
+    assert parsed.error is None
+    assert [c["function"]["arguments"] for c in parsed.tool_calls] == [
+        f'{{"x": {huge}, "y": [-{huge}, 2], "s": "{huge}", "k": {{"{huge}": 1}}}}', '{"z": 1}'
+    ]
+    assert format_tool_calls(parsed.tool_calls) == f'{START}[a(x={huge}, y=[-{huge}, 2], s="{huge}", k={{"{huge}": 1}}), b(z=1)]{END}'
+    as_json = parse_tool_calls(f'{START}[{{"name": "f", "arguments": {{"a": -{huge}, "b": [{huge}]}}}}]{END}')
+    assert as_json.error is None
+    assert as_json.tool_calls[0]["function"]["arguments"] == f'{{"a": -{huge}, "b": [{huge}]}}'
+
+
 def test_leading_zeros_and_keyword_argument_names():
     parsed = parse_tool_calls(f"{START}[calendar(month=07, day=0, from='a', in_=1.05)]{END}")
     assert parsed.error is None
     assert arguments(parsed) == {"month": 7, "day": 0, "from": "a", "in_": 1.05}
+
+
+def test_python_keywords_as_function_names_parse_and_survive_format_tool_calls():
+    """A tool may be named like a Python keyword (``import``, a ``del`` method): the call parses
+    under that name, and format_tool_calls writes it back in a form that parses again."""
+    text = f"{START}[import(path='a.csv'), db.del (key=1), while_(x=1), klass.import.if(c=True)]{END}"
+    parsed = parse_tool_calls(text)
+    assert parsed.error is None
+    named = [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in parsed.tool_calls]
+    assert named == [("import", {"path": "a.csv"}), ("db.del", {"key": 1}), ("while_", {"x": 1}), ("klass.import.if", {"c": True})]
+    again = parse_tool_calls(format_tool_calls(parsed.tool_calls))
+    assert again.error is None and [c["function"] for c in again.tool_calls] == [c["function"] for c in parsed.tool_calls]
 
 
 def test_stray_end_markers_and_echoed_calls_are_not_content():

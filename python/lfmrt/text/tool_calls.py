@@ -28,6 +28,7 @@ import keyword
 import math
 import re
 import secrets
+import sys
 import typing
 import warnings
 from dataclasses import dataclass
@@ -200,22 +201,26 @@ def function_schema(function: Callable[..., Any]) -> Dict[str, Any]:
 
 Call = Tuple[str, Dict[str, Any]]
 
-# A Python keyword used as an argument name (``memory_get(from=1)``) is renamed with this
-# suffix so that ``ast`` can parse the call, then renamed back.
+# A Python keyword used as an argument name (``memory_get(from=1)``) or as a function name or a
+# part of one (``import(path="a")``, ``db.del(key=1)``) is renamed with this suffix so that
+# ``ast`` can parse the call, then renamed back.
 _KEYWORD_SUFFIX = "__lfmrt_keyword"
 _KEYWORD_ARGUMENT = re.compile(r"([(,]\s*)(" + "|".join(keyword.kwlist) + r")(\s*=)(?!=)")
+_KEYWORD_NAME = re.compile(r"(?<!\w)(" + "|".join(keyword.kwlist) + r")(?=\s*[(.])")
 # A decimal integer with leading zeros (``month=07``), which Python refuses.
 _LEADING_ZEROS = re.compile(r"(?<![\w.])0+(\d+)(?![\w.])")
 _CONTROL_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x00": "\\x00"}
 
 
 class BigNumber(str):
-    """A number too large for a float (``1e999``), kept as the model wrote it.
+    """A number Python cannot hold as written, kept as the model wrote it: one too large for a
+    float (``1e999``), or an integer longer than Python's int-string limit (4300 digits).
 
     JSON puts no bound on a number, and a constrained call's grammar lets such a number through,
-    but a Python float would turn it into Infinity, which JSON cannot write. A call's arguments
-    hold it as this ``str`` subclass and its ``arguments`` JSON text writes it unquoted, as
-    written (``{"factor": 1e999}``), so a call the grammar accepted is never dropped.
+    but a Python float would turn it into Infinity, which JSON cannot write, and ``ast`` and
+    ``json`` refuse such an integer. A call's arguments hold it as this ``str`` subclass and its
+    ``arguments`` JSON text writes it unquoted, as written (``{"factor": 1e999}``), so a call the
+    grammar accepted is never dropped.
     """
 
 
@@ -225,12 +230,41 @@ def _json_number(text: str) -> Union[float, BigNumber]:
     return value if math.isfinite(value) else BigNumber(text)
 
 
-def _with_big_numbers(tree: ast.expr, source: str) -> ast.expr:
-    """``tree`` with each number literal that overflows a float (a ``Constant`` of infinity, as
-    ``ast`` reads ``1e999``) holding its text from ``source`` as a :class:`BigNumber`."""
+def _json_integer(text: str) -> Union[int, BigNumber]:
+    """json.loads' ``parse_int``: the int, or the number's text when it is longer than Python's
+    int-string limit."""
+    try:
+        return int(text)
+    except ValueError:
+        return BigNumber(text)
+
+
+def _json_loads(text: str) -> Any:
+    """``text`` as JSON, numbers Python cannot hold as written as :class:`BigNumber`; ``Infinity``
+    and ``NaN`` come back as floats (:func:`_json_problem` finds them)."""
+    return json.loads(text, parse_float=_json_number, parse_int=_json_integer)
+
+
+def _huge_integers_quoted(code: str, mark: str) -> str:
+    """``code`` (text outside strings) with each integer literal longer than Python's int-string
+    limit, which ``ast`` refuses, written as a string of ``mark`` and its digits, which
+    :func:`_with_big_numbers` turns back into a :class:`BigNumber`."""
+    limit = sys.get_int_max_str_digits()
+    if not limit:
+        return code
+    return re.sub(rf"(?<![\w.])\d{{{limit + 1},}}(?![\w.])", lambda match: f"'{mark}{match.group(0)}'", code)
+
+
+def _with_big_numbers(tree: ast.expr, source: str, mark: str) -> ast.expr:
+    """``tree`` with each number literal Python cannot hold as written as a :class:`BigNumber`:
+    one that overflows a float (a ``Constant`` of infinity, as ``ast`` reads ``1e999``) holding
+    its text from ``source``, and a huge integer that :func:`_huge_integers_quoted` wrote as a
+    string of ``mark`` and its digits."""
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, float) and math.isinf(node.value):
             node.value = BigNumber(ast.get_source_segment(source, node) or repr(node.value))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(mark):
+            node.value = BigNumber(node.value[len(mark) :])
     return tree
 
 
@@ -303,12 +337,20 @@ def _literal(node: ast.AST) -> Any:
     raise ToolCallError(f"{ast.unparse(node)!r} is not a literal value")
 
 
+def _without_keyword_suffix(name: str) -> str:
+    """An argument name or a part of a function name as written, undoing :func:`_repaired`'s
+    renaming of Python keywords."""
+    if name.endswith(_KEYWORD_SUFFIX) and keyword.iskeyword(name[: -len(_KEYWORD_SUFFIX)]):
+        return name[: -len(_KEYWORD_SUFFIX)]
+    return name
+
+
 def _call_name(node: ast.AST) -> str:
     """``f`` or a dotted ``a.b.f`` as text."""
     if isinstance(node, ast.Name):
-        return node.id
+        return _without_keyword_suffix(node.id)
     if isinstance(node, ast.Attribute):
-        return f"{_call_name(node.value)}.{node.attr}"
+        return f"{_call_name(node.value)}.{_without_keyword_suffix(node.attr)}"
     raise ToolCallError(f"{ast.unparse(node)!r} is not a function name")
 
 
@@ -323,9 +365,7 @@ def _call(node: ast.AST) -> Call:
     for argument in node.keywords:
         if argument.arg is None:
             raise ToolCallError(f"{name}: '**' arguments are not supported")
-        key = argument.arg
-        if key.endswith(_KEYWORD_SUFFIX) and keyword.iskeyword(key[: -len(_KEYWORD_SUFFIX)]):
-            key = key[: -len(_KEYWORD_SUFFIX)]
+        key = _without_keyword_suffix(argument.arg)
         try:
             arguments[key] = _literal(argument.value)
         except ToolCallError as error:
@@ -350,7 +390,7 @@ def _calls_from_json(body: str) -> Optional[Tuple[List[Call], List[str]]]:
     system prompt asks for JSON: (calls, reasons for the items that are not calls); ``None`` if
     the body is not JSON at all."""
     try:
-        value = json.loads(body, parse_float=_json_number)  # Infinity and NaN: _json_problem finds them
+        value = _json_loads(body)
     except (ValueError, RecursionError):
         return None
     items = value if isinstance(value, list) else [value]
@@ -363,7 +403,7 @@ def _calls_from_json(body: str) -> Optional[Tuple[List[Call], List[str]]]:
         arguments = item.get("arguments", item.get("parameters", {}))
         if isinstance(arguments, str):
             try:
-                arguments = json.loads(arguments, parse_float=_json_number)
+                arguments = _json_loads(arguments)
             except (ValueError, RecursionError):
                 arguments = None
         if not isinstance(item.get("name"), str) or not isinstance(arguments, dict):
@@ -397,17 +437,20 @@ def _string_spans(text: str) -> List[Tuple[bool, str]]:
     return [span for span in spans if span[1]]
 
 
-def _repaired(text: str) -> str:
+def _repaired(text: str, mark: str) -> str:
     """``text`` with what LFM2 writes but Python refuses made valid, the values unchanged: raw
     newlines, tabs and NULs inside strings escaped (multi-line shell commands), leading zeros
-    dropped from integers, and Python keywords used as argument names renamed (see _call)."""
+    dropped from integers, Python keywords used as argument or function names renamed, and
+    integers too long for Python quoted with ``mark`` (see :func:`_huge_integers_quoted`)."""
     pieces = []
     for inside, piece in _string_spans(text):
         if inside:
             pieces.append("".join(_CONTROL_ESCAPES.get(char, char) for char in piece))
         else:
             piece = _LEADING_ZEROS.sub(r"\1", piece)
-            pieces.append(_KEYWORD_ARGUMENT.sub(rf"\1\2{_KEYWORD_SUFFIX}\3", piece))
+            piece = _KEYWORD_ARGUMENT.sub(rf"\1\2{_KEYWORD_SUFFIX}\3", piece)
+            piece = _KEYWORD_NAME.sub(rf"\1{_KEYWORD_SUFFIX}", piece)
+            pieces.append(_huge_integers_quoted(piece, mark))
     return "".join(pieces)
 
 
@@ -415,13 +458,14 @@ def _parse(text: str) -> ast.expr:
     """The expression ``text`` holds, as written or else repaired; ToolCallError otherwise."""
     with warnings.catch_warnings():  # odd escapes in model output are not the user's concern
         warnings.simplefilter("ignore")
+        mark = f"lfmrt-integer-{secrets.token_hex(8)}-"  # a model cannot have written it in a string
         try:
-            return _with_big_numbers(ast.parse(text, mode="eval").body, text)
+            return _with_big_numbers(ast.parse(text, mode="eval").body, text, mark)
         except (SyntaxError, ValueError):
             pass
-        repaired = _repaired(text)
+        repaired = _repaired(text, mark)
         try:
-            return _with_big_numbers(ast.parse(repaired, mode="eval").body, repaired)
+            return _with_big_numbers(ast.parse(repaired, mode="eval").body, repaired, mark)
         except SyntaxError as error:
             raise ToolCallError(f"not a Python call list: {error.msg} at column {error.offset}") from None
         except ValueError as error:
@@ -613,7 +657,7 @@ def format_tool_calls(tool_calls: Sequence[Mapping[str, Any]]) -> str:
         function = call.get("function", call)
         arguments = function.get("arguments", {})
         if isinstance(arguments, str):
-            arguments = json.loads(arguments, parse_float=_json_number) if arguments.strip() else {}
+            arguments = _json_loads(arguments) if arguments.strip() else {}
         rendered = ", ".join(f"{key}={_python_literal(value)}" for key, value in arguments.items())
         calls.append(f"{function['name']}({rendered})")
     return f"{TOOL_CALL_START}[{', '.join(calls)}]{TOOL_CALL_END}"
