@@ -7,8 +7,8 @@ returns must be well-formed: calls are OpenAI-style dicts whose ``arguments`` is
 text that a strict JSON parser reads (no NaN or Infinity); when no call could be parsed from the
 answer's blocks, the content is the whole answer and the error says why; and calls written back
 with ``format_tool_calls`` must parse to the same calls where LFM2's Pythonic form can spell them
-(identifiers for the name's parts and the argument names: the JSON form also admits names like
-``get-weather`` or ``c;ty``, which that form cannot write).
+(CALL_NAME and ARGUMENT_NAME: the JSON form also admits names like ``get weather`` or ``c,ty``,
+which that form cannot write).
 
 Contract: no exception at all; no crash, no hang.
 Seeds: fuzz/corpus/tool_calls (the golden conversation's answer, calls in every accepted form).
@@ -20,7 +20,7 @@ import atheris
 import harness
 
 with atheris.instrument_imports(include=["lfmrt"]):
-    from lfmrt.text.tool_calls import TOOL_CALL_START, format_tool_calls, parse_tool_calls
+    from lfmrt.text.tool_calls import ARGUMENT_NAME, CALL_NAME, TOOL_CALL_START, format_tool_calls, parse_tool_calls
 
 
 def strict_json(text: str):
@@ -38,8 +38,8 @@ def calls_of(parsed) -> list:
 
 
 def pythonic(name: str, arguments: dict) -> bool:
-    """Whether ``name(argument=...)`` can be written in Python's call syntax."""
-    return all(part.isidentifier() for part in name.split(".") + list(arguments))
+    """Whether ``name(argument=...)`` can be written in LFM2's Pythonic call syntax."""
+    return bool(CALL_NAME.fullmatch(name)) and all(ARGUMENT_NAME.fullmatch(argument) for argument in arguments)
 
 
 def test_one_input(data: bytes) -> None:

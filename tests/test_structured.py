@@ -15,6 +15,7 @@ import sys
 import threading
 
 import jsonschema
+import numpy as np
 import llguidance  # noqa: F401 - the grammar engine: a missing one is a failure, not a skip
 import pytest
 
@@ -160,6 +161,56 @@ def test_a_forced_call_the_grammar_accepts_is_never_dropped_by_the_parser(model)
         assert [c["function"]["arguments"] for c in parsed.tool_calls] == [arguments]
 
 
+# Tools named as OpenAI's and MCP's names may be but Python's call syntax is not (hyphens,
+# keywords, a dotted keyword), with arguments of every JSON type, bounded so that a walk ends.
+AWKWARD_TOOLS = [
+    {"type": "function", "function": {"name": "read-file", "parameters": {"type": "object", "properties": {
+        "user-id": {"type": "integer", "minimum": -5, "maximum": 999},
+        "from": {"type": "string", "maxLength": 4},
+        "mode": {"enum": ["r", "w", None, 1.5, True]},
+        "flags": {"type": "array", "items": {"type": "boolean"}, "maxItems": 2},
+        "ratio": {"type": "number", "minimum": 0, "maximum": 1}}, "required": ["user-id"]}}},
+    {"type": "function", "function": {"name": "db.import", "parameters": {"type": "object", "properties": {
+        "$ref": {"type": "string", "maxLength": 3},
+        "opts": {"type": "object", "properties": {"k": {"type": "integer", "minimum": 0, "maximum": 9}},
+                 "required": ["k"], "additionalProperties": False}}, "required": ["opts"]}}},
+    {"type": "function", "function": {"name": "class", "parameters": {"type": "object", "properties": {}}}},
+]
+
+
+def test_random_walks_through_a_forced_call_always_parse_to_calls_that_satisfy_the_schemas(model):
+    """Guaranteed-valid tool calls, checked against the grammar engine itself: each walk takes a
+    uniformly random token the forced-call constraint allows until the constraint is finished
+    (strings of odd escapes and code points, numbers in every JSON form, names Python cannot
+    parse as written), and the parser must read every finished answer as calls with no error,
+    whose arguments jsonschema accepts."""
+    constraint = model.constraint(tools=AWKWARD_TOOLS, tool_choice="required")
+    schemas = {tool["function"]["name"]: tool["function"]["parameters"] for tool in AWKWARD_TOOLS}
+    rng = np.random.default_rng(0)
+    vocab = model.config.vocab_size
+    finished = 0
+    for _ in range(60):
+        state, tokens = constraint.start(), []
+        for _ in range(160):
+            state.compute_mask()
+            allowed = np.flatnonzero(np.unpackbits(state.mask.view(np.uint8), bitorder="little")[:vocab])
+            tokens.append(int(rng.choice(allowed)))
+            state.advance(tokens[-1])
+            if state.finished:
+                break
+        if not state.finished:
+            continue  # a walk that wandered into a long string or number; no answer to check
+        finished += 1
+        text = model.detokenize(tokens)
+        parsed = parse_tool_calls(text)
+        assert parsed.error is None and parsed.tool_calls, (text, parsed.error)
+        for call in parsed.tool_calls:
+            arguments = json.loads(call["function"]["arguments"])
+            jsonschema.validate(arguments, schemas[call["function"]["name"]])
+            call["function"]["arguments"].encode()  # valid UTF-8: no lone surrogate
+    assert finished >= 40, f"only {finished} of 60 walks finished"
+
+
 def test_tool_choice_naming_a_function_calls_exactly_it(model):
     choice = {"type": "function", "function": {"name": "get_time"}}
     for seed in range(4):
@@ -289,6 +340,9 @@ def test_logprobs_come_with_the_completion_and_the_request(model):
         ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice.function.name"),
         ({"tools": [WEATHER], "tool_choice": "always"}, "tool_choice"),
         ({"tool_choice": "required"}, "needs tools"),
+        ({"tools": [{"name": "get weather", "parameters": {"type": "object"}}], "tool_choice": "required"}, "tools[0] (get weather)"),
+        ({"tools": [{"name": "f", "parameters": {"type": "object", "properties": {"first name": {}}}}], "tool_choice": "required"},
+         "argument name 'first name'"),
     ],
 )
 def test_bad_constraints_raise_value_error_naming_the_field(model, options, field):

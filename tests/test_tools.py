@@ -214,16 +214,29 @@ def test_leading_zeros_and_keyword_argument_names():
     assert arguments(parsed) == {"month": 7, "day": 0, "from": "a", "in_": 1.05}
 
 
-def test_python_keywords_as_function_names_parse_and_survive_format_tool_calls():
-    """A tool may be named like a Python keyword (``import``, a ``del`` method): the call parses
-    under that name, and format_tool_calls writes it back in a form that parses again."""
-    text = f"{START}[import(path='a.csv'), db.del (key=1), while_(x=1), klass.import.if(c=True)]{END}"
+def test_names_python_cannot_parse_as_written_are_read_and_survive_format_tool_calls():
+    """Tool lists allow names Python's call syntax does not: keywords (``import``, a ``del``
+    method), hyphens (OpenAI's ``^[a-zA-Z0-9_-]+$``, MCP's ``read-file``), a leading digit, and
+    for arguments anything without spaces, quotes, brackets, commas, colons or ``=``. Each call
+    parses under its names as written, and format_tool_calls writes it back in a form that
+    parses again; a name inside a string stays as it is."""
+    text = (f"{START}[import(path='a.csv'), db.del (key=1), read-file(user-id=7, from=1, a.b=2, $ref=3, é=4), "
+            f"007-agent(x='read-file(y=1)'), klass.import.if(c=True), x.y-z(), get_weather(city='Paris')]{END}")
     parsed = parse_tool_calls(text)
     assert parsed.error is None
     named = [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in parsed.tool_calls]
-    assert named == [("import", {"path": "a.csv"}), ("db.del", {"key": 1}), ("while_", {"x": 1}), ("klass.import.if", {"c": True})]
+    assert named == [
+        ("import", {"path": "a.csv"}), ("db.del", {"key": 1}),
+        ("read-file", {"user-id": 7, "from": 1, "a.b": 2, "$ref": 3, "é": 4}),
+        ("007-agent", {"x": "read-file(y=1)"}), ("klass.import.if", {"c": True}), ("x.y-z", {}),
+        ("get_weather", {"city": "Paris"}),
+    ]
     again = parse_tool_calls(format_tool_calls(parsed.tool_calls))
     assert again.error is None and [c["function"] for c in again.tool_calls] == [c["function"] for c in parsed.tool_calls]
+    # An error names what the model wrote, not the parser's stand-in for a name.
+    broken = parse_tool_calls(f"{START}[read-file(path=open-file(x=1)), ok()]{END}")
+    assert [c["function"]["name"] for c in broken.tool_calls] == ["ok"]
+    assert "read-file: argument 'path': 'open-file(x=1)' is not a literal value" in broken.error
 
 
 def test_stray_end_markers_and_echoed_calls_are_not_content():

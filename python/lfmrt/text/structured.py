@@ -37,7 +37,6 @@ generated one.
 from __future__ import annotations
 
 import json
-import keyword
 import re
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -45,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 import numpy as np
 
 from ..errors import ConstraintError
-from .tool_calls import TOOL_CALL_END, TOOL_CALL_START, ToolDefinition, tool_schemas
+from .tool_calls import ARGUMENT_NAME, CALL_NAME, TOOL_CALL_END, TOOL_CALL_START, ToolDefinition, tool_schemas
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -62,7 +61,6 @@ _ARGUMENT_STYLE = {**_JSON_STYLE, "json_allowed_escapes": '"\\bfnrt'}
 _RESPONSE_FORMAT_KEYS = {"type", "json_schema"}
 _JSON_SCHEMA_KEYS = {"name", "description", "schema", "strict"}
 _SCHEMA_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Object-level keywords of a tool's parameters that per-argument constraints still honour.
 _PARAMETER_KEYWORDS = {"type", "properties", "required", "additionalProperties", "$defs", "definitions",
                        "description", "title", "$schema", "$id", "strict"}
@@ -365,15 +363,15 @@ def _checked_tools(tools: Optional[Sequence[ToolDefinition]], constrained: bool,
         raise ValueError(f"tool_choice={choice!r} needs tools")
     for index, schema in enumerate(schemas):
         where = f"tools[{index}] ({schema['name']})"
-        if not all(_IDENTIFIER.fullmatch(part) and not keyword.iskeyword(part) for part in schema["name"].split(".")):
-            raise ValueError(f"{where}: the name is not a Python identifier, which LFM2's call syntax needs")
+        if not CALL_NAME.fullmatch(schema["name"]):
+            raise ValueError(f"{where}: LFM2's call syntax cannot write this name (letters, digits, '_', '-' and dots)")
         parameters = schema.get("parameters") or {}
         unsupported = sorted(set(parameters) - _PARAMETER_KEYWORDS)
         if unsupported:
             raise ValueError(f"{where}: parameters keyword(s) {', '.join(unsupported)} cannot be enforced in a constrained call")
         for argument in list(parameters.get("properties") or {}) + list(parameters.get("required") or []):
-            if not isinstance(argument, str) or not _IDENTIFIER.fullmatch(argument):
-                raise ValueError(f"{where}: argument name {argument!r} is not an identifier, which LFM2's call syntax needs")
+            if not isinstance(argument, str) or not ARGUMENT_NAME.fullmatch(argument):
+                raise ValueError(f"{where}: LFM2's call syntax cannot write argument name {argument!r} (no spaces, quotes, brackets, ',', ':' or '=')")
     return schemas
 
 

@@ -201,12 +201,20 @@ def function_schema(function: Callable[..., Any]) -> Dict[str, Any]:
 
 Call = Tuple[str, Dict[str, Any]]
 
-# A Python keyword used as an argument name (``memory_get(from=1)``) or as a function name or a
-# part of one (``import(path="a")``, ``db.del(key=1)``) is renamed with this suffix so that
-# ``ast`` can parse the call, then renamed back.
-_KEYWORD_SUFFIX = "__lfmrt_keyword"
-_KEYWORD_ARGUMENT = re.compile(r"([(,]\s*)(" + "|".join(keyword.kwlist) + r")(\s*=)(?!=)")
-_KEYWORD_NAME = re.compile(r"(?<!\w)(" + "|".join(keyword.kwlist) + r")(?=\s*[(.])")
+# A tool's name and its arguments' names may be what Python cannot parse as a call, though a tool
+# list allows them and LFM2 writes them as listed: a keyword (``import(path="a")``,
+# ``memory_get(from=1)``), or a hyphen (``read-file(path="a")``, ``f(user-id=7)``, as OpenAI's
+# ``^[a-zA-Z0-9_-]+$`` and MCP tool names have). Such a name is written as an identifier made of
+# this prefix and its UTF-8 bytes in hex, so that ``ast`` reads the call, and read back from it.
+_NAME_PREFIX = "__lfmrt_name_"
+_ENCODED_NAME = re.compile(_NAME_PREFIX + r"((?:[0-9a-f]{2})+)")
+# A call's name: dotted parts of letters, digits, ``_`` and ``-``, each starting with no ``-``,
+# right before its ``(``.
+CALL_NAME = re.compile(r"\w[\w-]*(?:\.\w[\w-]*)*")
+_CALL_NAME_AT = re.compile(r"(?<![\w.-])(" + CALL_NAME.pattern + r")(?=\s*\()")
+# An argument's name: no space, quote, bracket, comma, colon or ``=``, right after ``(`` or ``,``.
+ARGUMENT_NAME = re.compile(r"[^\s=(),\[\]{}'\":]+")
+_ARGUMENT_NAME_AT = re.compile(r"([(,]\s*)(" + ARGUMENT_NAME.pattern + r")(\s*=)(?!=)")
 # A decimal integer with leading zeros (``month=07``), which Python refuses.
 _LEADING_ZEROS = re.compile(r"(?<![\w.])0+(\d+)(?![\w.])")
 _CONTROL_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x00": "\\x00"}
@@ -308,6 +316,42 @@ class ParsedToolCalls:
     error: Optional[str]
 
 
+def _identifier(name: str) -> bool:
+    """Whether Python's call syntax takes ``name`` as it is (ASCII: Python would read other
+    letters NFKC-normalized)."""
+    return name.isascii() and name.isidentifier() and not keyword.iskeyword(name)
+
+
+def _name_encoded(name: str, dotted: bool) -> str:
+    """``name`` (a call's, whose parts may be ``dotted``, or an argument's) if Python takes it,
+    else the identifier :data:`_NAME_PREFIX` writes it as."""
+    if all(map(_identifier, name.split(".") if dotted else [name])):
+        return name
+    return _NAME_PREFIX + name.encode().hex()
+
+
+def _names_decoded(text: str) -> str:
+    """``text`` with each name :func:`_name_encoded` wrote back as it was."""
+    return _ENCODED_NAME.sub(lambda match: bytes.fromhex(match.group(1)).decode(), text)
+
+
+def _source(node: ast.AST) -> str:
+    """A node as the model wrote it, near enough for an error message."""
+    return _names_decoded(ast.unparse(node))
+
+
+def _names_encoded(text: str) -> str:
+    """``text`` (outside strings) with each call's and argument's name that Python cannot take
+    written as an identifier (see :data:`_NAME_PREFIX`)."""
+    pieces = []
+    for inside, piece in _string_spans(text):
+        if not inside:
+            piece = _CALL_NAME_AT.sub(lambda match: _name_encoded(match.group(1), dotted=True), piece)
+            piece = _ARGUMENT_NAME_AT.sub(lambda m: m.group(1) + _name_encoded(m.group(2), dotted=False) + m.group(3), piece)
+        pieces.append(piece)
+    return "".join(pieces)
+
+
 def _literal(node: ast.AST) -> Any:
     """A Python/JSON literal's value; raises ToolCallError for anything else (names other than
     true/false/null, calls, operators, f-strings, ...). A number too large for a float is a
@@ -331,33 +375,25 @@ def _literal(node: ast.AST) -> Any:
                 raise ToolCallError("'**' inside a dict is not a literal")
             k = _literal(key)
             if not isinstance(k, (str, int, float, bool)) and k is not None:
-                raise ToolCallError(f"dict key {ast.unparse(key)!r} is not a literal")
+                raise ToolCallError(f"dict key {_source(key)!r} is not a literal")
             result[k] = _literal(value)
         return result
-    raise ToolCallError(f"{ast.unparse(node)!r} is not a literal value")
-
-
-def _without_keyword_suffix(name: str) -> str:
-    """An argument name or a part of a function name as written, undoing :func:`_repaired`'s
-    renaming of Python keywords."""
-    if name.endswith(_KEYWORD_SUFFIX) and keyword.iskeyword(name[: -len(_KEYWORD_SUFFIX)]):
-        return name[: -len(_KEYWORD_SUFFIX)]
-    return name
+    raise ToolCallError(f"{_source(node)!r} is not a literal value")
 
 
 def _call_name(node: ast.AST) -> str:
     """``f`` or a dotted ``a.b.f`` as text."""
     if isinstance(node, ast.Name):
-        return _without_keyword_suffix(node.id)
+        return _names_decoded(node.id)
     if isinstance(node, ast.Attribute):
-        return f"{_call_name(node.value)}.{_without_keyword_suffix(node.attr)}"
-    raise ToolCallError(f"{ast.unparse(node)!r} is not a function name")
+        return f"{_call_name(node.value)}.{node.attr}"
+    raise ToolCallError(f"{_source(node)!r} is not a function name")
 
 
 def _call(node: ast.AST) -> Call:
     """(name, arguments) of one call node; ToolCallError says why it is not a tool call."""
     if not isinstance(node, ast.Call):
-        raise ToolCallError(f"{ast.unparse(node)!r} is not a function call")
+        raise ToolCallError(f"{_source(node)!r} is not a function call")
     name = _call_name(node.func)
     if node.args:
         raise ToolCallError(f"{name}: positional arguments are not supported (name each argument)")
@@ -365,7 +401,7 @@ def _call(node: ast.AST) -> Call:
     for argument in node.keywords:
         if argument.arg is None:
             raise ToolCallError(f"{name}: '**' arguments are not supported")
-        key = _without_keyword_suffix(argument.arg)
+        key = _names_decoded(argument.arg)
         try:
             arguments[key] = _literal(argument.value)
         except ToolCallError as error:
@@ -440,16 +476,14 @@ def _string_spans(text: str) -> List[Tuple[bool, str]]:
 def _repaired(text: str, mark: str) -> str:
     """``text`` with what LFM2 writes but Python refuses made valid, the values unchanged: raw
     newlines, tabs and NULs inside strings escaped (multi-line shell commands), leading zeros
-    dropped from integers, Python keywords used as argument or function names renamed, and
-    integers too long for Python quoted with ``mark`` (see :func:`_huge_integers_quoted`)."""
+    dropped from integers, and integers too long for Python quoted with ``mark`` (see
+    :func:`_huge_integers_quoted`)."""
     pieces = []
     for inside, piece in _string_spans(text):
         if inside:
             pieces.append("".join(_CONTROL_ESCAPES.get(char, char) for char in piece))
         else:
             piece = _LEADING_ZEROS.sub(r"\1", piece)
-            piece = _KEYWORD_ARGUMENT.sub(rf"\1\2{_KEYWORD_SUFFIX}\3", piece)
-            piece = _KEYWORD_NAME.sub(rf"\1{_KEYWORD_SUFFIX}", piece)
             pieces.append(_huge_integers_quoted(piece, mark))
     return "".join(pieces)
 
@@ -459,6 +493,7 @@ def _parse(text: str) -> ast.expr:
     with warnings.catch_warnings():  # odd escapes in model output are not the user's concern
         warnings.simplefilter("ignore")
         mark = f"lfmrt-integer-{secrets.token_hex(8)}-"  # a model cannot have written it in a string
+        text = _names_encoded(text)
         try:
             return _with_big_numbers(ast.parse(text, mode="eval").body, text, mark)
         except (SyntaxError, ValueError):
