@@ -346,8 +346,9 @@ template <typename Load>
 }
 
 // Q4_K: 32-value block j of super-block panel `p` (d, dmin: the halves' fp16 scales, converted):
-// the low nibbles of block pair j / 2's words for even j, the high ones for odd j.
-template <size_t kR, size_t kT>
+// the low nibbles of block pair j / 2's words for even j, the high ones for odd j (kOdd, fixed at
+// compile time so that no word's unpacking tests it).
+template <size_t kR, size_t kT, bool kOdd>
 [[gnu::always_inline]] inline void q4_k_block(const PanelQ4_K& p, const __m256 (&d)[kR], const __m256 (&dmin)[kR],
                                               size_t h0, size_t j, const BlockQ8A* const* xb, __m256 (&acc)[kR][kT]) {
     const __m256i nibble = _mm256_set1_epi8(0x0F), ones16 = _mm256_set1_epi16(1);
@@ -359,7 +360,7 @@ template <size_t kR, size_t kT>
 #pragma GCC unroll 2
         for (size_t r = 0; r < kR; ++r) {
             const __m256i v = load32(p.qs[j / 2][g][8 * (h0 + r)]);
-            levels[r] = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, nibble);
+            levels[r] = _mm256_and_si256(kOdd ? _mm256_srli_epi16(v, 4) : v, nibble);
         }
         add_word<kR, kT>(levels, xb, g, sum);
     }
@@ -462,14 +463,22 @@ template <DType D, size_t kR, size_t kT, bool kPrefetch, bool kUnpacked = false,
             __m256 d[kR], dmin[kR];
             half_scales<kR>(p.d, h0, d);
             if constexpr (D == DType::Q4_K) half_scales<kR>(p.dmin, h0, dmin);
+            if constexpr (D == DType::Q4_K) {
+                // Blocks in pairs, the pair's words unpacked low then high.
 #pragma GCC unroll 1
-            for (size_t j = 0; j < kBlocks<D>; ++j) {
-                const size_t b = s * kBlocks<D> + j;
-                const BlockQ8A* xb[kT];
-                block_of(b, xb);
-                if constexpr (D == DType::Q4_K) {
-                    q4_k_block<kR, kT>(p, d, dmin, h0, j, xb, acc);
-                } else {
+                for (size_t j = 0; j < kBlocks<D>; j += 2) {
+                    const BlockQ8A* xb[kT];
+                    block_of(s * kBlocks<D> + j, xb);
+                    q4_k_block<kR, kT, false>(p, d, dmin, h0, j, xb, acc);
+                    block_of(s * kBlocks<D> + j + 1, xb);
+                    q4_k_block<kR, kT, true>(p, d, dmin, h0, j + 1, xb, acc);
+                }
+            } else {
+#pragma GCC unroll 1
+                for (size_t j = 0; j < kBlocks<D>; ++j) {
+                    const size_t b = s * kBlocks<D> + j;
+                    const BlockQ8A* xb[kT];
+                    block_of(b, xb);
                     q6_k_block<kR, kT, kUnpacked>(p, kUnpacked ? unpacked + b : nullptr, d, h0, j, xb,
                                                   corrections + 2 * b, stride, acc);
                 }
