@@ -221,7 +221,8 @@ def test_names_python_cannot_parse_as_written_are_read_and_survive_format_tool_c
     parses under its names as written, and format_tool_calls writes it back in a form that
     parses again; a name inside a string stays as it is."""
     text = (f"{START}[import(path='a.csv'), db.del (key=1), read-file(user-id=7, from=1, a.b=2, $ref=3, é=4), "
-            f"007-agent(x='read-file(y=1)'), klass.import.if(c=True), x.y-z(), get_weather(city='Paris')]{END}")
+            f"007-agent(x='read-file(y=1)'), klass.import.if(c=True), x.y-z(), get_weather(city='Paris'), "
+            f"__lfmrt_name_6162(__lfmrt_name_ff=1)]{END}")
     parsed = parse_tool_calls(text)
     assert parsed.error is None
     named = [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in parsed.tool_calls]
@@ -229,7 +230,7 @@ def test_names_python_cannot_parse_as_written_are_read_and_survive_format_tool_c
         ("import", {"path": "a.csv"}), ("db.del", {"key": 1}),
         ("read-file", {"user-id": 7, "from": 1, "a.b": 2, "$ref": 3, "é": 4}),
         ("007-agent", {"x": "read-file(y=1)"}), ("klass.import.if", {"c": True}), ("x.y-z", {}),
-        ("get_weather", {"city": "Paris"}),
+        ("get_weather", {"city": "Paris"}), ("__lfmrt_name_6162", {"__lfmrt_name_ff": 1}),  # the parser's stand-in form
     ]
     again = parse_tool_calls(format_tool_calls(parsed.tool_calls))
     assert again.error is None and [c["function"] for c in again.tool_calls] == [c["function"] for c in parsed.tool_calls]

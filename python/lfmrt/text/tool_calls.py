@@ -324,15 +324,24 @@ def _identifier(name: str) -> bool:
 
 def _name_encoded(name: str, dotted: bool) -> str:
     """``name`` (a call's, whose parts may be ``dotted``, or an argument's) if Python takes it,
-    else the identifier :data:`_NAME_PREFIX` writes it as."""
-    if all(map(_identifier, name.split(".") if dotted else [name])):
+    else the identifier :data:`_NAME_PREFIX` writes it as (also for a name holding the prefix, so
+    that every encoded name the parser meets is one it wrote)."""
+    if _NAME_PREFIX not in name and all(map(_identifier, name.split(".") if dotted else [name])):
         return name
     return _NAME_PREFIX + name.encode().hex()
 
 
 def _names_decoded(text: str) -> str:
-    """``text`` with each name :func:`_name_encoded` wrote back as it was."""
-    return _ENCODED_NAME.sub(lambda match: bytes.fromhex(match.group(1)).decode(), text)
+    """``text`` with each name :func:`_name_encoded` wrote back as it was (what only looks like
+    one, not being UTF-8, stays)."""
+
+    def decoded(match: "re.Match[str]") -> str:
+        try:
+            return bytes.fromhex(match.group(1)).decode()
+        except UnicodeDecodeError:
+            return match.group(0)
+
+    return _ENCODED_NAME.sub(decoded, text)
 
 
 def _source(node: ast.AST) -> str:
@@ -347,7 +356,9 @@ def _names_encoded(text: str) -> str:
     for inside, piece in _string_spans(text):
         if not inside:
             piece = _CALL_NAME_AT.sub(lambda match: _name_encoded(match.group(1), dotted=True), piece)
-            piece = _ARGUMENT_NAME_AT.sub(lambda m: m.group(1) + _name_encoded(m.group(2), dotted=False) + m.group(3), piece)
+            piece = _ARGUMENT_NAME_AT.sub(
+                lambda match: match.group(1) + _name_encoded(match.group(2), dotted=False) + match.group(3), piece
+            )
         pieces.append(piece)
     return "".join(pieces)
 
