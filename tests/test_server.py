@@ -228,6 +228,27 @@ def test_tool_choice_required_always_gives_valid_tool_calls(client):
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
 
+def test_forced_calls_of_tools_named_as_mcp_names_them(client):
+    """OpenAI's tool names may hold hyphens (``^[a-zA-Z0-9_-]{1,64}$``, as MCP's tools do) and
+    argument names may too; Python's call syntax cannot parse either, yet a forced call of such a
+    tool comes back under its names, its arguments valid, streamed or not."""
+    read_file = {"type": "function", "function": {"name": "read-file", "parameters": {
+        "type": "object", "properties": {"file-path": {"type": "string", "maxLength": 12},
+                                         "max-lines": {"type": "integer", "minimum": 1, "maximum": 50}},
+        "required": ["file-path", "max-lines"], "additionalProperties": False}}}
+    choice = {"type": "function", "function": {"name": "read-file"}}
+    for stream in (False, True):
+        response = client.chat.completions.create(model=NAME, messages=STORY, tools=[read_file], tool_choice=choice,
+                                                  max_tokens=96, temperature=1.0, seed=3, stream=stream)
+        if stream:
+            calls = [d for c in response for d in (c.choices[0].delta.tool_calls or [])]
+        else:
+            assert response.choices[0].finish_reason == "tool_calls"
+            calls = response.choices[0].message.tool_calls
+        assert [call.function.name for call in calls] == ["read-file"]
+        jsonschema.validate(json.loads(calls[0].function.arguments), read_file["function"]["parameters"])
+
+
 def test_response_format_json_schema_answers_validate(client):
     response_format = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}}
     messages = [{"role": "user", "content": "Describe a person."}]
