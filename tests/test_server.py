@@ -228,6 +228,20 @@ def test_tool_choice_required_always_gives_valid_tool_calls(client):
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
 
+def test_parallel_tool_calls_false_ends_a_forced_block_after_one_call(client, model):
+    """parallel_tool_calls=false: the forced block holds one call, so the answer ends with it
+    ("tool_calls") even when the model is pushed to go on with ","; with parallel calls allowed
+    the same push writes call after call until max_tokens."""
+    (comma,) = model.tokenize(",", add_special_tokens=False)
+    pushed = dict(model=NAME, messages=STORY, tools=TOOLS[:1], tool_choice="required", max_tokens=60, temperature=0,
+                  logit_bias={str(comma): 50})
+    many = client.chat.completions.create(**pushed)
+    assert many.choices[0].finish_reason == "length"
+    one = client.chat.completions.create(**pushed, parallel_tool_calls=False)
+    assert one.choices[0].finish_reason == "tool_calls"
+    assert _valid_calls(one.choices[0].message.tool_calls) == ["get_weather"]
+
+
 def test_forced_calls_of_tools_named_as_mcp_names_them(client):
     """OpenAI's tool names may hold hyphens (``^[a-zA-Z0-9_-]{1,64}$``, as MCP's tools do) and
     argument names may too; Python's call syntax cannot parse either, yet a forced call of such a

@@ -178,37 +178,61 @@ AWKWARD_TOOLS = [
 ]
 
 
-def test_random_walks_through_a_forced_call_always_parse_to_calls_that_satisfy_the_schemas(model):
-    """Guaranteed-valid tool calls, checked against the grammar engine itself: each walk takes a
-    uniformly random token the forced-call constraint allows until the constraint is finished
-    (strings of odd escapes and code points, numbers in every JSON form, names Python cannot
-    parse as written), and the parser must read every finished answer as calls with no error,
-    whose arguments jsonschema accepts."""
-    constraint = model.constraint(tools=AWKWARD_TOOLS, tool_choice="required")
-    schemas = {tool["function"]["name"]: tool["function"]["parameters"] for tool in AWKWARD_TOOLS}
+def _random_walks(model, constraint, walks=60, max_steps=160):
+    """The answers of ``walks`` walks through ``constraint``, each taking a uniformly random token
+    the constraint allows until it is finished (walks that do not finish within ``max_steps``
+    tokens, lost in a long string or number, are left out)."""
     rng = np.random.default_rng(0)
-    vocab = model.config.vocab_size
-    finished = 0
-    for _ in range(60):
+    answers = []
+    for _ in range(walks):
         state, tokens = constraint.start(), []
-        for _ in range(160):
+        for _ in range(max_steps):
             state.compute_mask()
-            allowed = np.flatnonzero(np.unpackbits(state.mask.view(np.uint8), bitorder="little")[:vocab])
+            allowed = np.flatnonzero(np.unpackbits(state.mask.view(np.uint8), bitorder="little")[: model.config.vocab_size])
             tokens.append(int(rng.choice(allowed)))
             state.advance(tokens[-1])
             if state.finished:
+                answers.append(model.detokenize(tokens))
                 break
-        if not state.finished:
-            continue  # a walk that wandered into a long string or number; no answer to check
-        finished += 1
-        text = model.detokenize(tokens)
+    return answers
+
+
+def test_random_walks_through_a_forced_call_always_parse_to_calls_that_satisfy_the_schemas(model):
+    """Guaranteed-valid tool calls, checked against the grammar engine itself: random walks through
+    the forced-call constraint (strings of odd escapes and code points, numbers in every JSON
+    form, names Python cannot parse as written) must each parse as calls with no error, whose
+    arguments jsonschema accepts."""
+    constraint = model.constraint(tools=AWKWARD_TOOLS, tool_choice="required")
+    schemas = {tool["function"]["name"]: tool["function"]["parameters"] for tool in AWKWARD_TOOLS}
+    answers = _random_walks(model, constraint)
+    assert len(answers) >= 40, f"only {len(answers)} of 60 walks finished"
+    counts = []
+    for text in answers:
         parsed = parse_tool_calls(text)
         assert parsed.error is None and parsed.tool_calls, (text, parsed.error)
         for call in parsed.tool_calls:
             arguments = json.loads(call["function"]["arguments"])
             jsonschema.validate(arguments, schemas[call["function"]["name"]])
             call["function"]["arguments"].encode()  # valid UTF-8: no lone surrogate
-    assert finished >= 40, f"only {finished} of 60 walks finished"
+        counts.append(len(parsed.tool_calls))
+    assert max(counts) > 1  # a block may hold several calls
+
+
+def test_parallel_tool_calls_false_forces_exactly_one_call(model):
+    """With parallel_tool_calls=False a forced block ends after its first call: every random walk
+    holds exactly one, and a chat's answer ends there even when the model is pushed to go on
+    with "," (without it, the pushed model writes call after call until max_tokens)."""
+    single = model.constraint(tools=AWKWARD_TOOLS, tool_choice="required", parallel_tool_calls=False)
+    answers = _random_walks(model, single)
+    assert len(answers) >= 40
+    assert all(len(parse_tool_calls(text).tool_calls) == 1 for text in answers), answers
+    (comma,) = model.tokenize(",", add_special_tokens=False)
+    pushed = dict(tools=[WEATHER], max_tokens=60, temperature=0, logit_bias={comma: 50.0})
+    many = model.chat(ASK, constraint=model.constraint(tools=[WEATHER], tool_choice="required"), **pushed)
+    assert many.finish_reason == "length"  # the push writes call after call
+    one = model.chat(ASK, constraint=model.constraint(tools=[WEATHER], tool_choice="required", parallel_tool_calls=False),
+                     **pushed)
+    assert one.finish_reason == "stop" and len(one.tool_calls) == 1, one.text
 
 
 def test_tool_choice_naming_a_function_calls_exactly_it(model):

@@ -390,6 +390,7 @@ class Model:
         regex: Optional[str] = None,
         tools: Optional[Sequence[ToolDefinition]] = None,
         tool_choice: Optional[ToolChoice] = None,
+        parallel_tool_calls: bool = True,
     ) -> Optional[Constraint]:
         """Builds (checks and compiles) an output constraint once, for any number of generations:
         pass it as ``constraint=`` to :meth:`generate`, :meth:`chat`, ``Scheduler.submit``, ...
@@ -399,7 +400,8 @@ class Model:
         ``response_format`` (OpenAI's ``json_object`` / ``json_schema`` / ``text``), ``grammar``
         (Lark or GBNF), ``regex``, and ``tools`` with ``tool_choice`` (``"auto"``, ``"none"``,
         ``"required"``, or one named function, forced in LFM2's call syntax with arguments
-        valid against the tool's schema). Needs ``pip install "lfmrt[structured]"`` for all but
+        valid against the tool's schema), and ``parallel_tool_calls`` (``False``: a forced
+        call block holds one call). Needs ``pip install "lfmrt[structured]"`` for all but
         ``tool_choice="none"``; the first constraint builds the grammar engine's token table
         (about a second on a 65k vocabulary).
 
@@ -414,7 +416,8 @@ class Model:
 
                 self._compiler = ConstraintCompiler(self.require_tokenizer, self.config.vocab_size, self.eos_token_ids)
         return self._compiler.compile(
-            response_format=response_format, grammar=grammar, regex=regex, tools=tools, tool_choice=tool_choice
+            response_format=response_format, grammar=grammar, regex=regex, tools=tools, tool_choice=tool_choice,
+            parallel_tool_calls=parallel_tool_calls,
         )
 
     def _generation(

@@ -191,6 +191,7 @@ def _constraint(model: Model, body: ChatCompletionRequest, tools: Optional[List[
     if tools and choice not in (None, "auto"):
         arguments["tools"] = tools
         arguments["tool_choice"] = choice
+        arguments["parallel_tool_calls"] = body.parallel_tool_calls is not False
     if not arguments:
         return None
     try:

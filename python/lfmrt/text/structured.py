@@ -197,6 +197,7 @@ class ConstraintCompiler:
         regex: Optional[str] = None,
         tools: Optional[Sequence[ToolDefinition]] = None,
         tool_choice: Optional[ToolChoice] = None,
+        parallel_tool_calls: bool = True,
     ) -> Optional[Constraint]:
         """The constraint these options ask for, checked and compiled; ``None`` when they ask
         for none (no options, ``response_format={"type": "text"}``, ``tool_choice="auto"``
@@ -221,6 +222,9 @@ class ConstraintCompiler:
                 answer format, the answer is either a tool call or an answer in that format.
                 With ``"required"`` or a named tool the answer is the call, and an answer
                 format has nothing left to apply to.
+            parallel_tool_calls: OpenAI's: whether a constrained call block may hold more than
+                one call (``"required"``, or ``"auto"`` with an answer format); with ``False``
+                the block ends after its first call.
 
         Raises:
             ValueError: a malformed option, an invalid or unsatisfiable schema, grammar or
@@ -247,7 +251,7 @@ class ConstraintCompiler:
             name = tool_choice["function"]["name"] if choice == "function" else None  # type: ignore[index]
             if name is not None and name not in {schema["name"] for schema in schemas}:
                 raise ValueError(f"tool_choice.function.name: no tool named {name!r} among the tools given")
-            grammars = [{"lark_grammar": self._tool_call_lark(schemas, name, top_level=True)}]
+            grammars = [{"lark_grammar": self._tool_call_lark(schemas, name, True, parallel_tool_calls)}]
             return self._compiled(grammars, f"tool call ({name or 'required'})", "tools")
         banned = []
         if choice == "none":
@@ -257,11 +261,11 @@ class ConstraintCompiler:
             return Constraint("no tool call", self.vocab_size, banned=banned) if banned else None
         grammars, description, field = answer
         if choice == "auto" and schemas:
-            self._compiled([{"lark_grammar": self._tool_call_lark(schemas, None, top_level=True)}], "", "tools")
+            self._compiled([{"lark_grammar": self._tool_call_lark(schemas, None, True, parallel_tool_calls)}], "", "tools")
             # Either a tool call or an answer in the format: the format's grammars, renamed, are
             # referenced from a top-level rule (llguidance's "@name" grammar references).
             grammars[0] = {**grammars[0], "name": "lfmrt_answer"}
-            top = self._tool_call_lark(schemas, None, top_level=False) + "\nstart: tool_call | @lfmrt_answer\n"
+            top = self._tool_call_lark(schemas, None, False, parallel_tool_calls) + "\nstart: tool_call | @lfmrt_answer\n"
             grammars = [{"lark_grammar": top}, *grammars]
             description = f"tool call or {description}"
         return self._compiled(grammars, description, field, banned)
@@ -273,10 +277,10 @@ class ConstraintCompiler:
             raise ValueError(f"{field}: {matcher.get_error()}")
         return Constraint(description, self.vocab_size, matcher, banned)
 
-    def _tool_call_lark(self, schemas: List[Dict[str, Any]], only: Optional[str], top_level: bool) -> str:
+    def _tool_call_lark(self, schemas: List[Dict[str, Any]], only: Optional[str], top_level: bool, parallel: bool) -> str:
         """Lark rules for a tool-call block in LFM2's syntax: rule ``tool_call`` (and ``start``
         when ``top_level``): ``<|tool_call_start|>[call, ...]<|tool_call_end|>`` with one call of
-        ``only``, or one or more of any tool."""
+        ``only``, or one call of any tool, or (``parallel``) one or more."""
         ids = [self._special_token_id(marker) for marker in (TOOL_CALL_START, TOOL_CALL_END)]
         if None in ids:
             raise ValueError(f"tool_choice: the tokenizer has no {TOOL_CALL_START} / {TOOL_CALL_END} tokens")
@@ -287,7 +291,10 @@ class ConstraintCompiler:
                 continue
             alternatives.append(f"tool{index}")
             rules += _call_rules(index, schema)
-        calls = alternatives[0] if only is not None else f"tool_call_item ({json.dumps(', ')} tool_call_item)*"
+        if only is not None:
+            calls = alternatives[0]
+        else:
+            calls = f"tool_call_item ({json.dumps(', ')} tool_call_item)*" if parallel else "tool_call_item"
         lines = [f"tool_call: <[{ids[0]}]> \"[\" {calls} \"]\" <[{ids[1]}]>"]
         if only is None:
             lines.append(f"tool_call_item: {' | '.join(alternatives)}")
