@@ -251,7 +251,7 @@ class ConstraintCompiler:
             name = tool_choice["function"]["name"] if choice == "function" else None  # type: ignore[index]
             if name is not None and name not in {schema["name"] for schema in schemas}:
                 raise ValueError(f"tool_choice.function.name: no tool named {name!r} among the tools given")
-            grammars = [{"lark_grammar": self._tool_call_lark(schemas, name, True, parallel_tool_calls)}]
+            grammars = [{"lark_grammar": self._tool_call_lark(schemas, name, top_level=True, parallel=parallel_tool_calls)}]
             return self._compiled(grammars, f"tool call ({name or 'required'})", "tools")
         banned = []
         if choice == "none":
@@ -261,11 +261,11 @@ class ConstraintCompiler:
             return Constraint("no tool call", self.vocab_size, banned=banned) if banned else None
         grammars, description, field = answer
         if choice == "auto" and schemas:
-            self._compiled([{"lark_grammar": self._tool_call_lark(schemas, None, True, parallel_tool_calls)}], "", "tools")
+            self._compiled([{"lark_grammar": self._tool_call_lark(schemas, None, top_level=True, parallel=parallel_tool_calls)}], "", "tools")
             # Either a tool call or an answer in the format: the format's grammars, renamed, are
             # referenced from a top-level rule (llguidance's "@name" grammar references).
             grammars[0] = {**grammars[0], "name": "lfmrt_answer"}
-            top = self._tool_call_lark(schemas, None, False, parallel_tool_calls) + "\nstart: tool_call | @lfmrt_answer\n"
+            top = self._tool_call_lark(schemas, None, top_level=False, parallel=parallel_tool_calls) + "\nstart: tool_call | @lfmrt_answer\n"
             grammars = [{"lark_grammar": top}, *grammars]
             description = f"tool call or {description}"
         return self._compiled(grammars, description, field, banned)
@@ -277,7 +277,7 @@ class ConstraintCompiler:
             raise ValueError(f"{field}: {matcher.get_error()}")
         return Constraint(description, self.vocab_size, matcher, banned)
 
-    def _tool_call_lark(self, schemas: List[Dict[str, Any]], only: Optional[str], top_level: bool, parallel: bool) -> str:
+    def _tool_call_lark(self, schemas: List[Dict[str, Any]], only: Optional[str], *, top_level: bool, parallel: bool) -> str:
         """Lark rules for a tool-call block in LFM2's syntax: rule ``tool_call`` (and ``start``
         when ``top_level``): ``<|tool_call_start|>[call, ...]<|tool_call_end|>`` with one call of
         ``only``, or one call of any tool, or (``parallel``) one or more."""
