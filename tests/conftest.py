@@ -15,7 +15,9 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -83,6 +85,16 @@ def pytest_generate_tests(metafunc):
     if "golden_name" in metafunc.fixturenames:
         names = golden_model_names()
         metafunc.parametrize("golden_name", names, ids=names)
+
+
+def run_in_threads(work: Callable[[int], None], count: int) -> None:
+    """Runs ``work(0)``, ..., ``work(count - 1)`` each on a thread of its own, all at once, and
+    waits for them all."""
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def kl_divergence(reference: np.ndarray, other: np.ndarray) -> float:

@@ -7,7 +7,6 @@ fixture in both files), so each model loads once per module.
 from __future__ import annotations
 
 import json
-import threading
 from typing import Callable
 
 import numpy as np
@@ -15,7 +14,7 @@ import numpy as np
 import lfmrt
 from lfmrt.cli.main import main as cli_main
 
-from conftest import MODELS_DIR, load_golden
+from conftest import MODELS_DIR, load_golden, run_in_threads
 
 BF16_MODEL = MODELS_DIR / "lfm2_350m_pattern_bf16"  # 6 conv + 2 attention layers, GQA 2
 GREEDY_TOKENS = 40
@@ -135,11 +134,7 @@ def check_sessions_from_several_threads(device: str, models: Models) -> None:
         except Exception as error:  # reported below, in the main thread
             errors.append(error)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(prompts))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(work, len(prompts))
     assert not errors, errors
     for got, want in zip(results, expected):
         assert max_diff(got, want) < TOLERANCE

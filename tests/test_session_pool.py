@@ -4,13 +4,13 @@ chat / chat_stream without ``session=`` drawing on it, so a conversation sent ag
 turn runs only the new tokens, with the same answers as a fresh session gives."""
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
 import lfmrt
 from lfmrt.generation.session_pool import SessionPool, common_prefix
+
+from conftest import run_in_threads
 
 
 @pytest.fixture(scope="module")
@@ -151,9 +151,5 @@ def test_threads_continuing_one_history_each_get_their_own_session(model):
     def answer(i: int) -> None:
         answers[i] = model.chat(follow_up, max_tokens=8, temperature=0).text
 
-    threads = [threading.Thread(target=answer, args=(i,)) for i in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(answer, 3)
     assert answers == [reference] * 3

@@ -1,6 +1,5 @@
 """Sessions: rewind, checkpoints, fork, snapshots, prefix reuse, batching, thread safety."""
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +7,8 @@ import pytest
 
 import lfmrt
 from lfmrt.text.chat_template import ChatTemplate
+
+from conftest import run_in_threads
 
 MODELS = Path(__file__).parent / "fixtures" / "models"
 MODEL_DIR = MODELS / "lfm2_350m_pattern_bf16"  # 6 conv + 2 attention layers, GQA 2
@@ -520,11 +521,7 @@ def test_sessions_from_many_threads_are_correct(model):
         except Exception as error:  # pragma: no cover - reported below
             errors.append(error)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(prompts))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(work, len(prompts))
     assert not errors
     for got, want in zip(results, expected):
         assert np.abs(got - want).max() < TOLERANCE
@@ -538,10 +535,6 @@ def test_one_session_shared_by_threads_stays_consistent(model):
         for token in tokens_of(15, seed=seed):
             session.append([token])
 
-    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(work, 4)
     assert session.n_tokens == 61
     assert np.abs(session.last_logits - fresh_logits(model, session.tokens)).max() < TOLERANCE
