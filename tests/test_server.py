@@ -112,6 +112,42 @@ def test_stream_concatenates_to_the_whole_answer(client, model):
     assert len({c.id for c in chunks}) == 1
 
 
+# OpenAI fields that ask nothing of the answer, as apps and SDKs send them.
+IGNORED_OPENAI_FIELDS = {"store": False, "metadata": {"app": "tests"}, "service_tier": "auto",
+                         "prompt_cache_key": "session-7", "safety_identifier": "user-7", "user": "user-7",
+                         "verbosity": "low", "modalities": ["text"]}
+
+
+def test_openai_fields_that_ask_nothing_of_the_answer_are_accepted_and_change_nothing(client):
+    plain = client.chat.completions.create(model=NAME, messages=HELLO, max_tokens=12, temperature=0)
+    whole = client.chat.completions.create(model=NAME, messages=HELLO, max_tokens=12, temperature=0,
+                                           extra_body=IGNORED_OPENAI_FIELDS)
+    streamed = _streamed_answer(client.chat.completions.create(
+        model=NAME, messages=HELLO, max_tokens=12, temperature=0, stream=True, extra_body=IGNORED_OPENAI_FIELDS,
+        stream_options={"include_usage": True, "include_obfuscation": False}))
+    assert whole.choices[0].message.content == streamed == plain.choices[0].message.content
+
+
+def _streamed_answer(chunks) -> str:
+    return "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+
+
+def test_reasoning_effort_and_chat_template_kwargs_reach_the_template(client, model, monkeypatch):
+    from lfmrt.text.chat_template import ChatTemplate
+
+    source = model.chat_template.source.replace(
+        "{{- bos_token -}}", "{{- bos_token -}}{{ reasoning_effort or '' }} {{ greeting or '' }}", 1)
+    assert source != model.chat_template.source, "the test's template edit found nothing to edit"
+    monkeypatch.setattr(model, "chat_template", ChatTemplate(source, model.chat_template.bos_token,
+                                                             model.chat_template.eos_token))
+    response = client.chat.completions.create(model=NAME, messages=HELLO, max_tokens=1, reasoning_effort="low",
+                                              extra_body={"chat_template_kwargs": {"greeting": "good morning"}})
+    rendered = model.apply_chat_template(HELLO, reasoning_effort="low", greeting="good morning")
+    assert "low good morning" in rendered
+    assert response.usage.prompt_tokens == len(model.tokenize(rendered, add_special_tokens=False))
+    assert response.usage.prompt_tokens > len(model.tokenize(model.apply_chat_template(HELLO), add_special_tokens=False))
+
+
 def test_completions_endpoint_equals_generate(client, model):
     prompt = "The json module"
     reference = model.generate(prompt, max_tokens=16, temperature=0)
@@ -345,6 +381,13 @@ def test_models(client, url):
     ({"messages": HELLO, "top_logprobs": 3}, 400, "top_logprobs"),
     ({"messages": HELLO, "tool_choice": "required"}, 400, "tool_choice"),
     ({"messages": HELLO, "frobnicate": True}, 400, "frobnicate"),
+    ({"messages": HELLO, "modalities": ["text", "audio"]}, 400, "modalities"),
+    ({"messages": HELLO, "verbosity": "loud"}, 400, "verbosity"),
+    ({"messages": HELLO, "metadata": {"a": 1}}, 400, "metadata.a"),
+    ({"messages": HELLO, "store": "yes please"}, 400, "store"),
+    ({"messages": HELLO, "chat_template_kwargs": {"tools": []}}, 400, "chat_template_kwargs"),
+    ({"messages": HELLO, "stream": True, "stream_options": {"include_usage": True, "frob": 1}}, 400,
+     "stream_options.frob"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, 400,
      "messages.0.content.0.type"),
     ({"messages": [{"role": "user"}]}, 400, "messages.0.content"),
@@ -361,6 +404,17 @@ def test_models(client, url):
 def test_bad_chat_requests_are_4xx_naming_the_field(url, body, status, param):
     response = httpx.post(url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"})
     assert _error(response, status)["param"] == param
+
+
+@pytest.mark.parametrize("field, value", [
+    ("audio", {"voice": "alloy", "format": "wav"}), ("prediction", {"type": "content", "content": "x"}),
+    ("web_search_options", {}), ("functions", [{"name": "f", "parameters": {}}]), ("function_call", "auto"),
+])
+def test_openai_fields_this_server_cannot_serve_are_a_400_saying_so(url, field, value):
+    response = httpx.post(url + "/v1/chat/completions", json={"messages": HELLO, field: value},
+                          headers={"Authorization": f"Bearer {KEY}"})
+    error = _error(response, 400)
+    assert error["param"] == field and error["code"] == "unsupported_parameter", error
 
 
 def test_bad_bodies_and_routes(url):

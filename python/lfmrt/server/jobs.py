@@ -24,9 +24,13 @@ from .protocol import (
     CompletionRequest,
     NamedToolChoice,
     ResponseFormatText,
+    UNSUPPORTED_CHAT_FIELDS,
     TextPart,
     _Sampling,
 )
+
+# Template variables the server sets itself, which chat_template_kwargs may not override.
+_RESERVED_TEMPLATE_VARIABLES = ("messages", "tools", "add_generation_prompt")
 
 _SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "frequency_penalty",
                     "presence_penalty", "seed")
@@ -166,6 +170,29 @@ def _template_messages(messages: Sequence[ChatMessage]) -> List[Dict[str, Any]]:
     return result
 
 
+def _check_chat_fields(body: ChatCompletionRequest) -> None:
+    """400 for the OpenAI fields this server knows but cannot serve."""
+    for name, why in UNSUPPORTED_CHAT_FIELDS.items():
+        if getattr(body, name) is not None:
+            raise APIError(400, f"{name}: {why}", param=name, code="unsupported_parameter")
+    if body.modalities is not None and any(modality != "text" for modality in body.modalities):
+        raise APIError(400, f"modalities: only text is supported, got {body.modalities}", param="modalities",
+                       code="unsupported_value")
+
+
+def _template_variables(body: ChatCompletionRequest) -> Dict[str, Any]:
+    """The chat template variables the request adds: ``chat_template_kwargs``, and
+    ``reasoning_effort`` as vLLM passes it."""
+    variables = dict(body.chat_template_kwargs or {})
+    clashes = [name for name in _RESERVED_TEMPLATE_VARIABLES if name in variables]
+    if clashes:
+        raise APIError(400, f"chat_template_kwargs: {', '.join(clashes)} is set from the request itself",
+                       param="chat_template_kwargs")
+    if body.reasoning_effort is not None:
+        variables["reasoning_effort"] = body.reasoning_effort
+    return variables
+
+
 def _tool_choice(body: ChatCompletionRequest) -> Any:
     choice = body.tool_choice
     if choice is None:
@@ -208,13 +235,15 @@ def chat_job(model: Model, config: ServerConfig, body: ChatCompletionRequest, ar
         APIError: a 4xx naming the field at fault.
     """
     _check_common(config, body)
+    _check_chat_fields(body)
     if body.top_logprobs is not None and not body.logprobs:
         raise APIError(400, "top_logprobs: needs logprobs=true", param="top_logprobs")
     messages = _template_messages(body.messages)
     tools = [tool.function.model_dump(exclude_none=True) for tool in body.tools] if body.tools else None
     choice = _tool_choice(body)
+    variables = _template_variables(body)
     try:
-        text = model.apply_chat_template(messages, tools=tools)
+        text = model.apply_chat_template(messages, tools=tools, **variables)
     except (ValueError, TypeError) as error:
         raise APIError(400, f"messages: {error}", param="messages") from None
     prompt = model.tokenize(text, add_special_tokens=False)

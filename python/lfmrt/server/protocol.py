@@ -4,8 +4,12 @@ They check types and ranges (a wrong one is a 400 naming the field) and are the 
 OpenAPI document. Unknown top-level fields are refused, as OpenAI refuses them, so a misspelt
 option is an error rather than silently ignored; messages keep the extra keys OpenAI's own
 response objects carry (``refusal``, ``annotations``, ...), since clients send those back.
-Beyond OpenAI's fields the sampling ones vLLM also takes are accepted: ``top_k``, ``min_p``,
-``repetition_penalty``.
+
+OpenAI's own fields are all known. Those that ask nothing of the answer (``store``,
+``metadata``, ``service_tier``, ...) are accepted and ignored, so apps that send them work; those
+asking for what this server cannot do (``audio``, ``prediction``, the legacy ``functions``) are
+a 400 that says so (:data:`UNSUPPORTED_CHAT_FIELDS`). Beyond OpenAI's fields, the ones vLLM also
+takes are accepted: ``top_k``, ``min_p``, ``repetition_penalty`` and ``chat_template_kwargs``.
 """
 
 from __future__ import annotations
@@ -106,6 +110,7 @@ ResponseFormat = Union[ResponseFormatText, ResponseFormatJSONObject, ResponseFor
 
 class StreamOptions(_Strict):
     include_usage: Optional[bool] = None
+    include_obfuscation: Optional[bool] = Field(default=None, description="accepted, ignored: nothing is padded")
 
 
 class _Sampling(_Strict):
@@ -140,6 +145,35 @@ class ChatCompletionRequest(_Sampling):
     response_format: Optional[ResponseFormat] = Field(default=None, discriminator="type")
     logprobs: Optional[bool] = False
     top_logprobs: Optional[int] = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    reasoning_effort: Optional[str] = Field(
+        default=None, description="passed to the chat template as the variable reasoning_effort, as vLLM does "
+        "(LFM2's template does not read it)")
+    chat_template_kwargs: Optional[Dict[str, Any]] = Field(
+        default=None, description="lfmrt/vLLM extension: further chat template variables (e.g. keep_past_thinking)")
+    modalities: Optional[List[str]] = Field(default=None, description='only ["text"]')
+    store: Optional[bool] = Field(default=None, description="accepted, ignored: nothing is stored")
+    metadata: Optional[Dict[str, str]] = Field(default=None, description="accepted, ignored")
+    service_tier: Optional[str] = Field(default=None, description="accepted, ignored")
+    prompt_cache_key: Optional[str] = Field(
+        default=None, description="accepted, ignored: every request reuses the longest prefix cached")
+    safety_identifier: Optional[str] = Field(default=None, description="accepted, ignored")
+    verbosity: Optional[Literal["low", "medium", "high"]] = Field(default=None, description="accepted, ignored")
+    audio: Optional[Dict[str, Any]] = Field(default=None, description="not supported (text only)")
+    prediction: Optional[Dict[str, Any]] = Field(default=None, description="not supported")
+    web_search_options: Optional[Dict[str, Any]] = Field(default=None, description="not supported")
+    functions: Optional[List[Dict[str, Any]]] = Field(default=None, description="deprecated by OpenAI: use tools")
+    function_call: Union[str, Dict[str, Any], None] = Field(default=None, description="deprecated by OpenAI: use tool_choice")
+
+
+# OpenAI chat fields this server knows but cannot serve, with what to do instead.
+UNSUPPORTED_CHAT_FIELDS = {
+    "audio": "audio output is not supported; this server answers in text",
+    "prediction": "predicted outputs are not supported",
+    "web_search_options": "web search is not supported",
+    "functions": "the legacy functions field is not supported; pass tools (OpenAI deprecated functions)",
+    "function_call": "the legacy function_call field is not supported; pass tool_choice (OpenAI deprecated "
+                     "function_call)",
+}
 
 
 class CompletionRequest(_Sampling):
