@@ -233,6 +233,9 @@ def test_parallel_tool_calls_false_forces_exactly_one_call(model):
     one = model.chat(ASK, constraint=model.constraint(tools=[WEATHER], tool_choice="required", parallel_tool_calls=False),
                      **pushed)
     assert one.finish_reason == "stop" and len(one.tool_calls) == 1, one.text
+    assert model.chat(ASK, tool_choice="required", parallel_tool_calls=False, **pushed).text == one.text
+    with pytest.raises(ValueError, match="leave out parallel_tool_calls"):
+        model.chat(ASK, constraint=single, parallel_tool_calls=False)
 
 
 def test_tool_choice_naming_a_function_calls_exactly_it(model):

@@ -419,6 +419,14 @@ def test_with_tool_calls_fills_the_completion():
     assert with_tool_calls(plain) is plain and plain.content == "Hello"
 
 
+def test_with_tool_calls_without_parallel_calls_keeps_the_first():
+    text = f"{START}[get_weather(city='Lima'), get_weather(city='Quito')]{END}"
+    assert [call["function"]["arguments"] for call in with_tool_calls(completion(text)).tool_calls] == [
+        '{"city": "Lima"}', '{"city": "Quito"}']
+    assert [call["function"]["arguments"] for call in with_tool_calls(completion(text), parallel=False).tool_calls] == [
+        '{"city": "Lima"}']
+
+
 def test_apply_chat_template_takes_python_functions_as_chat_does(tiny_model_dir):
     model = lfmrt.Model.load(tiny_model_dir)
     messages = [{"role": "user", "content": "Weather in Paris?"}]

@@ -636,6 +636,7 @@ class Model:
         template_args: Optional[Dict[str, Any]] = None,
         tools: Optional[Sequence[ToolDefinition]] = None,
         tool_choice: Optional[ToolChoice] = None,
+        parallel_tool_calls: bool = True,
         skip_special_tokens: bool = True,
         response_format: Optional[Mapping[str, Any]] = None,
         grammar: Union[str, Mapping[str, Any], None] = None,
@@ -668,18 +669,21 @@ class Model:
                 or ``{"type": "function", "function": {"name": ...}}`` (one call of that tool).
                 Forced calls follow LFM2's syntax with arguments valid against each tool's
                 schema, so ``Completion.tool_calls`` always parses (see :meth:`constraint`).
+            parallel_tool_calls: ``False``: at most one call. A forced call block then ends after
+                its first call (the grammar says so); with ``"auto"``, only the first call the
+                model writes is kept in ``Completion.tool_calls``, as the server does.
             response_format, grammar, regex, constraint: constrain the answer, as for
                 :meth:`generate` (with ``tool_choice="auto"`` and tools: a call or such an answer).
             **sampling: as for :meth:`generate`.
         """
         generation = self._chat_generation(
             messages, max_tokens, stop, session, context_policy, template_args, tools, tool_choice,
-            skip_special_tokens, response_format, grammar, regex, constraint, sampling,
+            parallel_tool_calls, skip_special_tokens, response_format, grammar, regex, constraint, sampling,
         )
         for _ in generation:
             pass
         assert generation.completion is not None
-        return with_tool_calls(generation.completion)
+        return with_tool_calls(generation.completion, parallel=parallel_tool_calls)
 
     def chat_stream(
         self,
@@ -692,6 +696,7 @@ class Model:
         template_args: Optional[Dict[str, Any]] = None,
         tools: Optional[Sequence[ToolDefinition]] = None,
         tool_choice: Optional[ToolChoice] = None,
+        parallel_tool_calls: bool = True,
         skip_special_tokens: bool = True,
         response_format: Optional[Mapping[str, Any]] = None,
         grammar: Union[str, Mapping[str, Any], None] = None,
@@ -707,11 +712,11 @@ class Model:
         """
         generation = self._chat_generation(
             messages, max_tokens, stop, session, context_policy, template_args, tools, tool_choice,
-            skip_special_tokens, response_format, grammar, regex, constraint, sampling,
+            parallel_tool_calls, skip_special_tokens, response_format, grammar, regex, constraint, sampling,
         )
         yield from generation
         assert generation.completion is not None
-        return with_tool_calls(generation.completion)
+        return with_tool_calls(generation.completion, parallel=parallel_tool_calls)
 
     def _chat_generation(
         self,
@@ -723,6 +728,7 @@ class Model:
         template_args: Optional[Dict[str, Any]],
         tools: Optional[Sequence[ToolDefinition]],
         tool_choice: Optional[ToolChoice],
+        parallel_tool_calls: bool,
         skip_special_tokens: bool,
         response_format: Optional[Mapping[str, Any]],
         grammar: Union[str, Mapping[str, Any], None],
@@ -733,7 +739,7 @@ class Model:
         """Checks everything (the constraint included) before the conversation runs."""
         constraint = request_constraint(
             self, constraint, response_format=response_format, grammar=grammar, regex=regex, tools=tools,
-            tool_choice=tool_choice,
+            tool_choice=tool_choice, parallel_tool_calls=parallel_tool_calls,
         )
         messages, args = self._chat_inputs(messages, template_args, tools)
         tokens = self._chat_tokens(messages, args, max_tokens, context_policy)

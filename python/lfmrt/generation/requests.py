@@ -51,6 +51,7 @@ class GenerationModel(Protocol):
         regex: Optional[str] = None,
         tools: Optional[Sequence[Any]] = None,
         tool_choice: Union[str, Mapping[str, Any], None] = None,
+        parallel_tool_calls: bool = True,
     ) -> Optional["Constraint"]:
         """The constraint these options ask for (see ``lfmrt.text.structured``), or None."""
 
@@ -119,6 +120,7 @@ def request_constraint(
     regex: Optional[str] = None,
     tools: Optional[Sequence[Any]] = None,
     tool_choice: Union[str, Mapping[str, Any], None] = None,
+    parallel_tool_calls: bool = True,
 ) -> Optional["Constraint"]:
     """The constraint of one request: ``constraint`` as given (built earlier with
     ``Model.constraint``), or the one the other options ask for, compiled now.
@@ -130,12 +132,15 @@ def request_constraint(
     """
     if constraint is None:
         return model.constraint(
-            response_format=response_format, grammar=grammar, regex=regex, tools=tools, tool_choice=tool_choice
+            response_format=response_format, grammar=grammar, regex=regex, tools=tools, tool_choice=tool_choice,
+            parallel_tool_calls=parallel_tool_calls,
         )
     from ..text.structured import Constraint
 
     given = [name for name, value in (("response_format", response_format), ("grammar", grammar), ("regex", regex),
                                       ("tool_choice", tool_choice)) if value is not None]
+    if not parallel_tool_calls:
+        given.append("parallel_tool_calls")
     if given:
         raise ValueError(f"constraint= already says what the answer must follow: leave out {', '.join(given)}")
     if not isinstance(constraint, Constraint):

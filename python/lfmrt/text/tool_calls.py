@@ -662,16 +662,16 @@ def parse_tool_calls(text: str) -> ParsedToolCalls:
     return ParsedToolCalls(content=content, tool_calls=tool_calls, error=error)
 
 
-def with_tool_calls(completion: Completion) -> Completion:
-    """``completion`` with its tool calls parsed into ``tool_calls``, its ``content`` the text
-    around them, and the reasons for any call that could not be parsed in ``tool_parse_error``;
-    unchanged when its text holds no tool-call marker."""
+def with_tool_calls(completion: Completion, *, parallel: bool = True) -> Completion:
+    """``completion`` with its tool calls parsed into ``tool_calls`` (only the first unless
+    ``parallel``), its ``content`` the text around them, and the reasons for any call that could
+    not be parsed in ``tool_parse_error``; unchanged when its text holds no tool-call marker."""
     parsed = parse_tool_calls(completion.text)
     if parsed.tool_calls is None and parsed.error is None and parsed.content == completion.text:
         return completion
     return dataclasses.replace(
         completion,
-        tool_calls=parsed.tool_calls,
+        tool_calls=parsed.tool_calls if parallel or parsed.tool_calls is None else parsed.tool_calls[:1],
         tool_parse_error=parsed.error,
         content=parsed.content,
     )
