@@ -23,12 +23,14 @@ MAX_TOP_LOGPROBS = 20
 MAX_COMPLETION_LOGPROBS = 5
 
 
+# strict=True: types are taken as JSON wrote them, as OpenAI takes them (``"max_tokens": true``
+# or ``1.5`` and ``"stream": "yes"`` are a 400, not 1 and True); an integer is still a number.
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class TextPart(_Lenient):
@@ -97,7 +99,7 @@ class JSONSchemaFormat(_Strict):
     schema_: Optional[Dict[str, Any]] = Field(default=None, alias="schema")
     strict: Optional[bool] = None
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
 
 class ResponseFormatJSONSchema(_Strict):
