@@ -148,6 +148,44 @@ def test_reasoning_effort_and_chat_template_kwargs_reach_the_template(client, mo
     assert response.usage.prompt_tokens > len(model.tokenize(model.apply_chat_template(HELLO), add_special_tokens=False))
 
 
+def test_n_choices_are_the_answers_of_seed_plus_index_with_usage_summed(client):
+    asked = dict(model=NAME, messages=HELLO, max_tokens=12, temperature=1.0)
+    response = client.chat.completions.create(n=3, seed=5, **asked)
+    singles = [client.chat.completions.create(seed=5 + index, **asked) for index in range(3)]
+    assert [choice.index for choice in response.choices] == [0, 1, 2]
+    assert [choice.message.content for choice in response.choices] == [
+        single.choices[0].message.content for single in singles]
+    assert len({choice.message.content for choice in response.choices}) > 1  # the seeds differ
+    assert response.usage.prompt_tokens == singles[0].usage.prompt_tokens  # counted once, as OpenAI does
+    assert response.usage.completion_tokens == sum(single.usage.completion_tokens for single in singles)
+
+
+def test_n_choices_stream_interleaved_each_equal_to_its_whole_answer(client):
+    """More choices than the server's 8 sequences: the last ones start as the first finish."""
+    asked = dict(model=NAME, messages=HELLO, max_tokens=10, temperature=1.0, n=10, seed=11)
+    whole = client.chat.completions.create(**asked)
+    chunks = list(client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **asked))
+    texts, finishes = [""] * 10, [None] * 10
+    for chunk in chunks[:-1]:
+        (choice,) = chunk.choices
+        texts[choice.index] += choice.delta.content or ""
+        finishes[choice.index] = choice.finish_reason or finishes[choice.index]
+    assert texts == [choice.message.content for choice in whole.choices]
+    assert finishes == [choice.finish_reason for choice in whole.choices]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+
+
+def test_n_forced_tool_calls_and_n_text_completions(client, model):
+    response = client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "Weather in Oslo?"}],
+                                              tools=TOOLS, tool_choice="required", n=2, seed=3, temperature=1.0,
+                                              max_tokens=80)
+    assert [choice.finish_reason for choice in response.choices] == ["tool_calls"] * 2
+    assert all(choice.message.tool_calls for choice in response.choices)
+    text = client.completions.create(model=NAME, prompt="The json module", max_tokens=8, n=2, seed=9, temperature=1.0)
+    assert [choice.text for choice in text.choices] == [
+        model.generate("The json module", max_tokens=8, temperature=1.0, seed=seed).text for seed in (9, 10)]
+
+
 def test_completions_endpoint_equals_generate(client, model):
     prompt = "The json module"
     reference = model.generate(prompt, max_tokens=16, temperature=0)
@@ -379,7 +417,7 @@ def test_models(client, url):
     ({"messages": HELLO, "temperature": True}, 400, "temperature"),
     ({"messages": HELLO, "max_tokens": 10**6}, 400, "max_tokens"),
     ({"messages": HELLO, "max_completion_tokens": 10**6}, 400, "max_completion_tokens"),
-    ({"messages": HELLO, "n": 2}, 400, "n"),
+    ({"messages": HELLO, "n": 1000}, 400, "n"),
     ({"messages": HELLO, "stop": ["a", "b", "c", "d", "e"]}, 400, "stop"),
     ({"messages": HELLO, "logit_bias": {"99999999": 5}}, 400, "logit_bias"),
     ({"messages": HELLO, "logit_bias": {"x": 5}}, 400, "logit_bias"),
@@ -464,6 +502,13 @@ def test_a_client_that_goes_away_frees_its_sequence(url, model):
         httpx.post(url + "/v1/chat/completions", json=long, headers=auth, timeout=httpx.Timeout(5, read=0.5))
     assert _wait_for(lambda: metric(url, "lfmrt_cancelled_requests_total") == cancelled + 2)
     assert _wait_for(lambda: metric(url, "lfmrt_running_sequences") == 0)
+    with httpx.stream("POST", url + "/v1/chat/completions", json={**long, "stream": True, "n": 3},
+                      headers=auth) as response:  # every choice's sequence is freed
+        lines = response.iter_lines()
+        next(lines)
+        assert _wait_for(lambda: metric(url, "lfmrt_running_sequences") == 3)
+    assert _wait_for(lambda: metric(url, "lfmrt_running_sequences") == 0)
+    assert _wait_for(lambda: metric(url, "lfmrt_cancelled_requests_total") == cancelled + 5)
 
 
 def test_turns_reuse_the_prefix_of_their_conversation(client, url, model):

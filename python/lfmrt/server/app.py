@@ -5,10 +5,11 @@ Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/model
 ``/v1/*`` route and ``/metrics`` need ``Authorization: Bearer <key>``; ``/health`` and the
 OpenAPI document (``/openapi.json``) stay open.
 
-A request is checked and tokenized in a worker thread, queued on the engine, and answered
-from its events: whole, or streamed as server-sent events. While it waits or runs, the
-handler watches the connection: a client that goes away cancels its sequence at the next
-engine step, freeing its slot and returning its session to the pool.
+A request is checked and tokenized in a worker thread, queued on the engine (one job per
+choice, ``n``), and answered from its events: whole, or streamed as server-sent events (the
+choices' chunks interleaved as they come). While it waits or runs, the handler watches the
+connection: a client that goes away cancels its sequences at the next engine step, freeing
+their slots and returning their sessions to the pool.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import asyncio
 import hmac
 import time
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Callable, Optional, Set, Union
+from typing import Any, AsyncIterator, Callable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -30,13 +31,45 @@ from .. import __version__
 from ..model import Model
 from . import jobs
 from .config import ServerConfig
-from .engine import Cancelled, Delta, Engine, Failed, Finished, Job, Started
+from ..generation.completion import Completion
+from .engine import Cancelled, Delta, Engine, Failed, Finished, Job, Started, Ticket
 from .errors import APIError, install_error_handlers, log
 from .metrics import CONTENT_TYPE, Metrics
 from .protocol import ChatCompletionRequest, CompletionRequest
-from .responses import SSE_DONE, ChatAnswer, TextAnswer, sse_error
+from .responses import SSE_DONE, ChatAnswer, ResponseWriter, TextAnswer, sse_error
 
 Answer = Union[ChatAnswer, TextAnswer]
+
+
+def _cancelled(event: Cancelled) -> APIError:
+    return APIError(503, f"the request was cancelled: {event.reason}", code="cancelled")
+
+
+def _raise_if_failed(event: Any) -> None:
+    """Raises the error of a Failed or Cancelled event."""
+    if isinstance(event, Failed):
+        raise event.error
+    if isinstance(event, Cancelled):
+        raise _cancelled(event)
+
+
+def _runs(events: Sequence[Tuple[int, Any]]) -> Iterator[Tuple[int, Any, List[Delta]]]:
+    """``(index, event, deltas)`` for a sequence of choices' events, consecutive deltas of one
+    choice joined into one run (``event`` is then the run's last, ``deltas`` the run)."""
+    run: List[Delta] = []
+    for position, (index, event) in enumerate(events):
+        if isinstance(event, Delta):
+            run.append(event)
+            following = events[position + 1] if position + 1 < len(events) else None
+            if following is None or following[0] != index or not isinstance(following[1], Delta):
+                yield index, event, run
+                run = []
+        else:
+            yield index, event, []
+
+
+def _include_usage(body: Union[ChatCompletionRequest, CompletionRequest]) -> bool:
+    return bool(body.stream and body.stream_options and body.stream_options.include_usage)
 
 
 class BodyLimit:
@@ -151,33 +184,57 @@ def create_app(model: Model, config: ServerConfig) -> FastAPI:
 
     guarded = [Depends(authorized)]
 
-    async def answer(request: Request, job: Job, writer: Answer, stream: bool) -> Response:
-        """Runs ``job`` on the engine and answers from its events (see the module docstring)."""
+    async def answer(request: Request, choices: Sequence[Job], response: ResponseWriter, writers: Sequence[Answer],
+                     stream: bool) -> Response:
+        """Runs the choices' jobs on the engine and answers from their events (see the module
+        docstring): a whole body once every choice has finished, or a stream of every choice's
+        chunks as they come."""
         loop = asyncio.get_running_loop()
-        events: asyncio.Queue = asyncio.Queue()
-        ticket = engine.submit(job, lambda event: loop.call_soon_threadsafe(events.put_nowait, event))
-        watcher = asyncio.ensure_future(_watch_disconnect(request, lambda: engine.cancel(ticket)))
+        events: asyncio.Queue = asyncio.Queue()  # (choice index, event)
+        tickets: List[Ticket] = []
+
+        def cancel_all() -> None:
+            for ticket in tickets:
+                engine.cancel(ticket)
+
+        def sink(index: int) -> Callable[[Any], None]:
+            return lambda event: loop.call_soon_threadsafe(events.put_nowait, (index, event))
+
         try:
-            first = await events.get()
-            if isinstance(first, Failed):
-                raise first.error
-            if isinstance(first, Cancelled):
-                raise APIError(503, f"the request was cancelled: {first.reason}", code="cancelled")
-            assert isinstance(first, Started)
+            for index, job in enumerate(choices):
+                tickets.append(engine.submit(job, sink(index)))
+        except APIError:
+            cancel_all()
+            raise
+        watcher = asyncio.ensure_future(_watch_disconnect(request, cancel_all))
+        completions: List[Optional[Completion]] = [None] * len(choices)
+        held: List[Tuple[int, Any]] = []  # events that came before every choice had started
+        try:
+            started: Set[int] = set()
+            while len(started) < len(choices):  # a choice that cannot start is an HTTP error, not a stream's
+                index, event = await events.get()
+                _raise_if_failed(event)
+                if isinstance(event, Started):
+                    started.add(index)
+                else:
+                    held.append((index, event))
             if not stream:
-                while True:
-                    event = await events.get()
+                for index, event in held:
                     if isinstance(event, Finished):
-                        body = writer.whole(event.completion)
-                        _note_parse_errors(writer)
-                        return JSONResponse(body)
-                    if isinstance(event, Failed):
-                        raise event.error
-                    if isinstance(event, Cancelled):
-                        raise APIError(503, f"the request was cancelled: {event.reason}", code="cancelled")
+                        completions[index] = event.completion
+                while any(completion is None for completion in completions):
+                    index, event = await events.get()
+                    _raise_if_failed(event)
+                    if isinstance(event, Finished):
+                        completions[index] = event.completion
+                done = [completion for completion in completions if completion is not None]
+                body = response.body([writer.choice(completion) for writer, completion in zip(writers, done)], done)
+                for writer in writers:
+                    _note_parse_errors(writer)
+                return JSONResponse(body)
         except BaseException:
             watcher.cancel()
-            engine.cancel(ticket)
+            cancel_all()
             raise
         finally:
             if not stream:
@@ -185,35 +242,41 @@ def create_app(model: Model, config: ServerConfig) -> FastAPI:
 
         async def chunks() -> AsyncIterator[bytes]:
             try:
-                first_chunk = writer.first_chunk()
-                if first_chunk is not None:
-                    yield first_chunk
+                for writer in writers:
+                    first_chunk = writer.first_chunk()
+                    if first_chunk is not None:
+                        yield first_chunk
+                pending = held
                 while True:
-                    event = await events.get()
-                    deltas = [event] if isinstance(event, Delta) else []
-                    while isinstance(event, Delta) and not events.empty():  # catch up on a slow reader
-                        event = events.get_nowait()
-                        if isinstance(event, Delta):
-                            deltas.append(event)
-                    if deltas:
-                        logprobs = [entry for delta in deltas for entry in delta.logprobs or ()]
-                        for chunk in writer.piece_chunks("".join(delta.text for delta in deltas), logprobs):
-                            yield chunk
-                    if isinstance(event, Finished):
-                        for chunk in writer.final_chunks(event.completion):
-                            yield chunk
-                        _note_parse_errors(writer)
+                    if not pending:
+                        pending = [await events.get()]
+                    while not events.empty():  # catch up on a slow reader
+                        pending.append(events.get_nowait())
+                    for index, event, deltas in _runs(pending):
+                        writer = writers[index]
+                        if deltas:
+                            logprobs = [entry for delta in deltas for entry in delta.logprobs or ()]
+                            for chunk in writer.piece_chunks("".join(delta.text for delta in deltas), logprobs):
+                                yield chunk
+                        elif isinstance(event, Finished):
+                            for chunk in writer.final_chunks(event.completion):
+                                yield chunk
+                            _note_parse_errors(writer)
+                            completions[index] = event.completion
+                        elif isinstance(event, (Failed, Cancelled)):
+                            error = event.error if isinstance(event, Failed) else _cancelled(event)
+                            yield sse_error(error)
+                            return
+                    pending = []
+                    if all(completion is not None for completion in completions):
+                        usage_chunk = response.usage_chunk([c for c in completions if c is not None])
+                        if usage_chunk is not None:
+                            yield usage_chunk
                         yield SSE_DONE
-                        return
-                    if isinstance(event, Failed):
-                        yield sse_error(event.error)
-                        return
-                    if isinstance(event, Cancelled):
-                        yield sse_error(APIError(503, f"the request was cancelled: {event.reason}", code="cancelled"))
                         return
             finally:
                 watcher.cancel()
-                engine.cancel(ticket)  # nothing happens when it has finished
+                cancel_all()  # nothing happens to those that have finished
 
         return StreamingResponse(chunks(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -228,19 +291,19 @@ def create_app(model: Model, config: ServerConfig) -> FastAPI:
         """Creates a model response for the given chat conversation (OpenAI's API)."""
         arrived = time.perf_counter()
         prepared = await run_in_threadpool(jobs.chat_job, model, config, body, arrived)
-        include_usage = bool(body.stream and body.stream_options and body.stream_options.include_usage)
-        writer = ChatAnswer(config.model_name, parse_tools=prepared.parse_tools,
-                            parallel_tool_calls=prepared.parallel_tool_calls, include_usage=include_usage)
-        return await answer(request, prepared.job, writer, bool(body.stream))
+        response = ResponseWriter(config.model_name, "chat", include_usage=_include_usage(body))
+        writers = [ChatAnswer(response, index, parse_tools=prepared.parse_tools,
+                              parallel_tool_calls=prepared.parallel_tool_calls) for index in range(len(prepared.jobs))]
+        return await answer(request, prepared.jobs, response, writers, bool(body.stream))
 
     @app.post("/v1/completions", dependencies=guarded, tags=["openai"])
     async def completions(body: CompletionRequest, request: Request) -> Response:
         """Continues a text prompt (OpenAI's legacy completions API)."""
         arrived = time.perf_counter()
         prepared = await run_in_threadpool(jobs.completion_job, model, config, body, arrived)
-        include_usage = bool(body.stream and body.stream_options and body.stream_options.include_usage)
-        writer = TextAnswer(config.model_name, echo=prepared.echo, include_usage=include_usage)
-        return await answer(request, prepared.job, writer, bool(body.stream))
+        response = ResponseWriter(config.model_name, "text", include_usage=_include_usage(body))
+        writers = [TextAnswer(response, index, echo=prepared.echo) for index in range(len(prepared.jobs))]
+        return await answer(request, prepared.jobs, response, writers, bool(body.stream))
 
     def model_card() -> dict:
         return {"id": config.model_name, "object": "model", "created": started, "owned_by": "lfmrt",

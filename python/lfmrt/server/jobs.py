@@ -1,16 +1,16 @@
 """OpenAI request bodies turned into engine :class:`~lfmrt.server.engine.Job` objects.
 
 Everything a client can get wrong is checked here, before the request queues, and answered
-as a 400 naming the field: the model name, ``n``, messages the template cannot render, a
-prompt longer than the limit, a ``max_tokens`` the context cannot hold, stop strings, logit
-bias token ids, and schemas or tool choices the grammar engine refuses. Rendering the chat
-template and tokenizing run here too, off the engine thread.
+as a 400 naming the field: the model name, an ``n`` beyond the queue, messages the template
+cannot render, a prompt longer than the limit, a ``max_tokens`` the context cannot hold, stop
+strings, logit bias token ids, and schemas or tool choices the grammar engine refuses.
+Rendering the chat template and tokenizing run here too, off the engine thread.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..model import Model
@@ -38,19 +38,29 @@ _SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalt
 
 @dataclass(frozen=True)
 class ChatJob:
-    """A chat request ready to run, with what formatting its answer needs."""
+    """A chat request ready to run (one job per choice), with what formatting its answer needs."""
 
-    job: Job
+    jobs: List[Job]
     parse_tools: bool
     parallel_tool_calls: bool
 
 
 @dataclass(frozen=True)
 class CompletionJob:
-    """A completions request ready to run."""
+    """A completions request ready to run (one job per choice)."""
 
-    job: Job
+    jobs: List[Job]
     echo: str
+
+
+def _choice_jobs(job: Job, n: int) -> List[Job]:
+    """``job`` once per choice. With a seed, choice i samples with seed + i (modulo 2**64), so the
+    choices differ, choice 0 is the answer of n=1 and a seeded request repeats; without one, each
+    choice draws its own."""
+    seed = job.sampling.get("seed")
+    if seed is None:
+        return [job] * n
+    return [replace(job, sampling={**job.sampling, "seed": (seed + index) % 2**64}) for index in range(n)]
 
 
 def check_model(config: ServerConfig, name: Optional[str]) -> None:
@@ -62,8 +72,9 @@ def check_model(config: ServerConfig, name: Optional[str]) -> None:
 
 def _check_common(config: ServerConfig, body: _Sampling) -> None:
     check_model(config, body.model)
-    if body.n not in (None, 1):
-        raise APIError(400, f"n: only n=1 is supported, got {body.n}", param="n", code="unsupported_value")
+    if body.n is not None and body.n > config.max_queue:
+        raise APIError(400, f"n: at most {config.max_queue} choices on this server (its queue), got {body.n}",
+                       param="n", code="invalid_value")
     if body.stream_options is not None and not body.stream:
         raise APIError(400, "stream_options: only allowed with stream=true", param="stream_options")
 
@@ -259,7 +270,7 @@ def chat_job(model: Model, config: ServerConfig, body: ChatCompletionRequest, ar
         top_logprobs=(body.top_logprobs or 0) if body.logprobs else None,
         arrived=arrived,
     )
-    return ChatJob(job=job, parse_tools=bool(tools) and choice != "none",
+    return ChatJob(jobs=_choice_jobs(job, body.n or 1), parse_tools=bool(tools) and choice != "none",
                    parallel_tool_calls=body.parallel_tool_calls is not False)
 
 
@@ -288,9 +299,9 @@ def completion_job(model: Model, config: ServerConfig, body: CompletionRequest, 
         APIError: a 4xx naming the field at fault.
     """
     _check_common(config, body)
-    if body.best_of not in (None, 1):
-        raise APIError(400, f"best_of: only best_of=1 is supported, got {body.best_of}", param="best_of",
-                       code="unsupported_value")
+    if body.best_of not in (None, body.n or 1):
+        raise APIError(400, f"best_of: only best_of=n is supported (no ranking of extra choices), got "
+                       f"{body.best_of}", param="best_of", code="unsupported_value")
     if body.suffix:
         raise APIError(400, "suffix: insertion after a suffix is not supported", param="suffix",
                        code="unsupported_value")
@@ -307,4 +318,4 @@ def completion_job(model: Model, config: ServerConfig, body: CompletionRequest, 
         top_logprobs=body.logprobs,
         arrived=arrived,
     )
-    return CompletionJob(job=job, echo=prompt_text if body.echo else "")
+    return CompletionJob(jobs=_choice_jobs(job, body.n or 1), echo=prompt_text if body.echo else "")

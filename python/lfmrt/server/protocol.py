@@ -131,7 +131,7 @@ class _Sampling(_Strict):
     logit_bias: Optional[Dict[str, float]] = Field(default=None, description="token id (as a string) -> bias in [-100, 100]")
     seed: Optional[int] = Field(default=None, ge=0, lt=2**64)
     stop: Union[str, List[str], None] = None
-    n: Optional[int] = Field(default=1, ge=1, le=128)
+    n: Optional[int] = Field(default=1, ge=1, le=128, description="choices; with a seed, choice i samples with seed + i")
     user: Optional[str] = None
 
 

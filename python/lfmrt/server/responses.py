@@ -28,16 +28,59 @@ def sse_error(error: APIError) -> bytes:
     return sse(error.body())
 
 
-def usage(completion: Completion) -> Dict[str, Any]:
-    """OpenAI's usage object; ``prompt_tokens_details.cached_tokens`` counts the prompt tokens a
-    pooled session already held (prefix reuse)."""
-    timings = completion.timings
+def usage(completions: Sequence[Completion]) -> Dict[str, Any]:
+    """OpenAI's usage object of a response's choices: the prompt counted once, as OpenAI does, and
+    every choice's answer; ``prompt_tokens_details.cached_tokens`` counts the prompt tokens the
+    first choice's pooled session already held (prefix reuse)."""
+    prompt_tokens = completions[0].timings.prompt_tokens
+    completion_tokens = sum(completion.timings.generated_tokens for completion in completions)
     return {
-        "prompt_tokens": timings.prompt_tokens,
-        "completion_tokens": timings.generated_tokens,
-        "total_tokens": timings.prompt_tokens + timings.generated_tokens,
-        "prompt_tokens_details": {"cached_tokens": cached_tokens(completion)},
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached_tokens(completions[0])},
     }
+
+
+class ResponseWriter:
+    """What the body and every chunk of one response share (id, creation time, model), and the
+    writing of the parts that span its choices.
+
+    Args:
+        model_name: the served model's id.
+        kind: ``"chat"`` (``chat.completion`` objects) or ``"text"`` (``text_completion``).
+        include_usage: streaming: every chunk carries ``"usage": null`` and the stream ends with
+            a chunk of the usage (``stream_options``).
+    """
+
+    def __init__(self, model_name: str, kind: str, *, include_usage: bool = False) -> None:
+        self.id = ("chatcmpl-" if kind == "chat" else "cmpl-") + secrets.token_hex(12)
+        self.created = int(time.time())
+        self.model_name = model_name
+        self.include_usage = include_usage
+        self._object, self._chunk_object = (("chat.completion", "chat.completion.chunk") if kind == "chat"
+                                            else ("text_completion", "text_completion"))
+
+    def _header(self, object_name: str) -> Dict[str, Any]:
+        return {"id": self.id, "object": object_name, "created": self.created, "model": self.model_name,
+                "system_fingerprint": SYSTEM_FINGERPRINT}
+
+    def body(self, choices: List[Dict[str, Any]], completions: Sequence[Completion]) -> Dict[str, Any]:
+        """The whole response object."""
+        return {**self._header(self._object), "choices": choices, "usage": usage(completions)}
+
+    def chunk(self, choice: Dict[str, Any]) -> bytes:
+        """One streamed chunk of one choice."""
+        chunk: Dict[str, Any] = {**self._header(self._chunk_object), "choices": [choice]}
+        if self.include_usage:
+            chunk["usage"] = None
+        return sse(chunk)
+
+    def usage_chunk(self, completions: Sequence[Completion]) -> Optional[bytes]:
+        """The chunk a stream ends with when it asked for usage, else None."""
+        if not self.include_usage:
+            return None
+        return sse({**self._header(self._chunk_object), "choices": [], "usage": usage(completions)})
 
 
 def _token_bytes(text: str) -> List[int]:
@@ -79,23 +122,21 @@ def text_logprobs(entries: Optional[Sequence[TokenLogprob]], offset: int) -> Opt
 
 
 class ChatAnswer:
-    """Writes one chat completion: whole, or as ``chat.completion.chunk`` events.
+    """Writes one choice of a chat completion: whole, or as ``chat.completion.chunk`` events.
 
     Args:
-        model_name: the served model's id.
+        response: the response the choice belongs to.
+        index: the choice's index.
         parse_tools: whether the answer's tool-call blocks become ``tool_calls``.
         parallel_tool_calls: False keeps only the first call.
-        include_usage: streaming: end with a chunk carrying usage (``stream_options``).
     """
 
-    def __init__(self, model_name: str, *, parse_tools: bool, parallel_tool_calls: bool = True,
-                 include_usage: bool = False) -> None:
-        self.id = "chatcmpl-" + secrets.token_hex(12)
-        self.created = int(time.time())
-        self.model_name = model_name
+    def __init__(self, response: ResponseWriter, index: int = 0, *, parse_tools: bool,
+                 parallel_tool_calls: bool = True) -> None:
+        self.response = response
+        self.index = index
         self._parse_tools = parse_tools
         self._parallel = parallel_tool_calls
-        self._include_usage = include_usage
         self._splitter = ToolCallSplitter(parse_tools)
         self._logprobs: List[TokenLogprob] = []  # streamed tokens' entries not yet written
         self.parse_errors: List[str] = []  # why tool-call blocks could not be parsed (once written)
@@ -108,8 +149,8 @@ class ChatAnswer:
     def _finish_reason(self, completion: Completion, made_calls: bool) -> str:
         return "tool_calls" if made_calls else completion.finish_reason
 
-    def whole(self, completion: Completion) -> Dict[str, Any]:
-        """The ``chat.completion`` object."""
+    def choice(self, completion: Completion) -> Dict[str, Any]:
+        """The choice in the ``chat.completion`` object."""
         content, calls, self.parse_errors = split_answer(completion.text, self._parse_tools)
         calls = self._calls(calls)
         message: Dict[str, Any] = {"role": "assistant", "content": content}
@@ -117,27 +158,16 @@ class ChatAnswer:
             message["tool_calls"] = calls
             if not content.strip():
                 message["content"] = None
-        return {
-            "id": self.id, "object": "chat.completion", "created": self.created, "model": self.model_name,
-            "system_fingerprint": SYSTEM_FINGERPRINT,
-            "choices": [{"index": 0, "message": message, "logprobs": chat_logprobs(completion.logprobs),
-                         "finish_reason": self._finish_reason(completion, bool(calls))}],
-            "usage": usage(completion),
-        }
+        return {"index": self.index, "message": message, "logprobs": chat_logprobs(completion.logprobs),
+                "finish_reason": self._finish_reason(completion, bool(calls))}
 
     def _chunk(self, delta: Dict[str, Any], finish_reason: Optional[str] = None) -> bytes:
         """A chunk; it carries the logprobs of the tokens streamed since the last one that did
         (a token whose text the tool-call splitter holds back is reported with the next chunk)."""
         logprobs = chat_logprobs(self._logprobs) if self._logprobs else None
         self._logprobs = []
-        chunk: Dict[str, Any] = {
-            "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model_name,
-            "system_fingerprint": SYSTEM_FINGERPRINT,
-            "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}],
-        }
-        if self._include_usage:
-            chunk["usage"] = None
-        return sse(chunk)
+        return self.response.chunk({"index": self.index, "delta": delta, "logprobs": logprobs,
+                                    "finish_reason": finish_reason})
 
     def first_chunk(self) -> Optional[bytes]:
         return self._chunk({"role": "assistant", "content": ""})
@@ -156,56 +186,40 @@ class ChatAnswer:
         return self._split_chunks(self._splitter.push(text))
 
     def final_chunks(self, completion: Completion) -> Iterator[bytes]:
-        """The rest of the answer, the chunk with the finish reason, and usage if asked."""
+        """The rest of the answer and the chunk with the finish reason."""
         yield from self._split_chunks(self._splitter.finish())
         self.parse_errors = self._splitter.errors
         yield self._chunk({}, self._finish_reason(completion, self._splitter.n_calls > 0))
-        if self._include_usage:
-            yield sse({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                       "model": self.model_name, "system_fingerprint": SYSTEM_FINGERPRINT, "choices": [],
-                       "usage": usage(completion)})
 
 
 class TextAnswer:
-    """Writes one ``text_completion``: whole, or as chunks.
+    """Writes one choice of a ``text_completion``: whole, or as chunks.
 
     Args:
-        model_name: the served model's id.
+        response: the response the choice belongs to.
+        index: the choice's index.
         echo: the prompt's text when the request asked for ``echo`` (it precedes the answer).
-        include_usage: streaming: end with a chunk carrying usage.
     """
 
-    def __init__(self, model_name: str, *, echo: str = "", include_usage: bool = False) -> None:
-        self.id = "cmpl-" + secrets.token_hex(12)
-        self.created = int(time.time())
-        self.model_name = model_name
+    def __init__(self, response: ResponseWriter, index: int = 0, *, echo: str = "") -> None:
+        self.response = response
+        self.index = index
         self._echo = echo
-        self._include_usage = include_usage
         self._offset = 0  # characters of the choice's text streamed so far (for text_offset)
         self.parse_errors: List[str] = []  # text completions parse no tool calls
 
-    def whole(self, completion: Completion) -> Dict[str, Any]:
-        return {
-            "id": self.id, "object": "text_completion", "created": self.created, "model": self.model_name,
-            "system_fingerprint": SYSTEM_FINGERPRINT,
-            "choices": [{"index": 0, "text": self._echo + completion.text,
-                         "logprobs": text_logprobs(completion.logprobs, len(self._echo)),
-                         "finish_reason": completion.finish_reason}],
-            "usage": usage(completion),
-        }
+    def choice(self, completion: Completion) -> Dict[str, Any]:
+        """The choice in the ``text_completion`` object."""
+        return {"index": self.index, "text": self._echo + completion.text,
+                "logprobs": text_logprobs(completion.logprobs, len(self._echo)),
+                "finish_reason": completion.finish_reason}
 
     def _chunk(self, text: str, finish_reason: Optional[str] = None,
                logprobs: Optional[Sequence[TokenLogprob]] = None) -> bytes:
-        chunk: Dict[str, Any] = {
-            "id": self.id, "object": "text_completion", "created": self.created, "model": self.model_name,
-            "system_fingerprint": SYSTEM_FINGERPRINT,
-            "choices": [{"index": 0, "text": text, "finish_reason": finish_reason,
-                         "logprobs": text_logprobs(logprobs, self._offset) if logprobs else None}],
-        }
+        chunk = self.response.chunk({"index": self.index, "text": text, "finish_reason": finish_reason,
+                                     "logprobs": text_logprobs(logprobs, self._offset) if logprobs else None})
         self._offset += len(text)
-        if self._include_usage:
-            chunk["usage"] = None
-        return sse(chunk)
+        return chunk
 
     def first_chunk(self) -> Optional[bytes]:
         return self._chunk(self._echo) if self._echo else None
@@ -215,6 +229,3 @@ class TextAnswer:
 
     def final_chunks(self, completion: Completion) -> Iterator[bytes]:
         yield self._chunk("", completion.finish_reason)
-        if self._include_usage:
-            yield sse({"id": self.id, "object": "text_completion", "created": self.created, "model": self.model_name,
-                       "system_fingerprint": SYSTEM_FINGERPRINT, "choices": [], "usage": usage(completion)})
