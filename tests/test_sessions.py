@@ -408,6 +408,46 @@ def test_scheduler_continues_a_session_prefilling_only_the_new_suffix(model):
     assert other.completion.tokens == model.generate(tokens_of(12, seed=13), max_tokens=6, temperature=0, ignore_eos=True).tokens
 
 
+def test_requests_sharing_a_prefill_continue_forks_of_it(model):
+    """Choices of one prompt: the first prefills it (in three 16-token steps), the others wait,
+    then continue forks of its session and run no prompt token of their own."""
+    prompt = tokens_of(40, seed=21)
+    lengths = (8, 5, 11)
+    alone = [model.generate(prompt, max_tokens=n, temperature=0, ignore_eos=True).tokens for n in lengths]
+    scheduler = lfmrt.Scheduler(model, max_batch=4, prefill_chunk=16)
+    first = scheduler.submit(prompt, max_tokens=lengths[0], temperature=0, ignore_eos=True)
+    others = [scheduler.submit(prompt, max_tokens=n, temperature=0, ignore_eos=True, prefill_from=first)
+              for n in lengths[1:]]
+    scheduler.step()
+    assert all(not request.session.tokens for request in others)  # waiting for the first's prefill
+    scheduler.run()
+    requests = [first, *others]
+    assert [r.completion.tokens for r in requests] == alone
+    assert [r.completion.timings.prefilled_tokens for r in requests] == [40, 0, 0]
+    assert [r.session.tokens for r in requests] == [prompt + tokens[:-1] for tokens in alone]
+
+
+def test_a_request_whose_prefill_source_ended_or_moved_on_prefills_its_own(model):
+    prompt = tokens_of(40, seed=22)
+    alone = model.generate(prompt, max_tokens=6, temperature=0, ignore_eos=True).tokens
+    scheduler = lfmrt.Scheduler(model, max_batch=4, prefill_chunk=16)
+    cancelled = scheduler.submit(prompt, max_tokens=6, temperature=0, ignore_eos=True)
+    orphan = scheduler.submit(prompt, max_tokens=6, temperature=0, ignore_eos=True, prefill_from=cancelled)
+    scheduler.step()
+    cancelled.cancel()  # a third of its prompt in
+    decoding = scheduler.submit(prompt, max_tokens=6, temperature=0, ignore_eos=True)
+    for _ in range(4):
+        scheduler.step()  # its prompt is in and it has decoded a token
+    late = scheduler.submit(prompt, max_tokens=6, temperature=0, ignore_eos=True, prefill_from=decoding)
+    scheduler.run()
+    assert [r.completion.tokens for r in (orphan, decoding, late)] == [alone] * 3
+    assert orphan.completion.timings.prefilled_tokens == 40 and late.completion.timings.prefilled_tokens == 40
+    with pytest.raises(ValueError, match="not both"):
+        scheduler.submit(prompt, max_tokens=2, session=model.session(), prefill_from=late)
+    with pytest.raises(ValueError, match="this scheduler"):
+        lfmrt.Scheduler(model).submit(prompt, max_tokens=2, prefill_from=late)
+
+
 def test_a_bad_prompt_is_refused_at_submit_and_the_others_run(model):
     scheduler = lfmrt.Scheduler(model)
     good = scheduler.submit(tokens_of(5), max_tokens=3, temperature=0, ignore_eos=True)

@@ -28,9 +28,11 @@ class Request:
         error: the :class:`~lfmrt.ConstraintError` that ended the request, or ``None``.
     """
 
-    def __init__(self, scheduler: "Scheduler", state: GenerationState, logprobs: bool) -> None:
+    def __init__(self, scheduler: "Scheduler", state: GenerationState, logprobs: bool,
+                 prefill_from: Optional["Request"] = None) -> None:
         self._scheduler = scheduler
         self._state = state
+        self._prefill_from = prefill_from  # until it has prefilled this prompt for us (or ended)
         self.text = ""
         self.logprobs: Optional[List[TokenLogprob]] = [] if logprobs else None
         self.completion: Optional[Completion] = None
@@ -39,6 +41,12 @@ class Request:
     @property
     def done(self) -> bool:
         return self.completion is not None
+
+    @property
+    def session(self) -> Session:
+        """The session the request runs on: the one it was submitted with, or a new one, or
+        (with ``prefill_from``) a fork of that request's once its prompt is prefilled."""
+        return self._state.session
 
     def cancel(self) -> None:
         """Ends the request now (from any thread; waits for a step under way to end): it is
@@ -118,6 +126,7 @@ class Scheduler:
         grammar: Union[str, Mapping[str, Any], None] = None,
         regex: Optional[str] = None,
         constraint: Optional["Constraint"] = None,
+        prefill_from: Optional[Request] = None,
         **sampling: Any,
     ) -> Request:
         """Queues a generation (same options as ``Model.generate``, a constraint included); it
@@ -126,9 +135,20 @@ class Scheduler:
         A ``session`` is continued as ``Model.generate`` does (only the prompt's tokens after
         the prefix it already holds are prefilled); no other active request may use it.
 
+        ``prefill_from`` is an earlier request of this scheduler for the same prompt (another
+        choice of one question, say): this one then waits until that one's prompt is prefilled
+        and continues a fork of its session (KV pages shared copy-on-write), so n choices
+        prefill their prompt once. If that request has moved past its prompt or ended first,
+        this one prefills its own.
+
         Raises:
-            ValueError: a bad option (prompt, sampling, constraint), or a session in use.
+            ValueError: a bad option (prompt, sampling, constraint), a session in use, or
+                ``prefill_from`` together with a session or from another scheduler.
         """
+        if prefill_from is not None and session is not None:
+            raise ValueError("give a session or prefill_from, not both: prefill_from's session is forked")
+        if prefill_from is not None and prefill_from._scheduler is not self:
+            raise ValueError("prefill_from must be a request of this scheduler")
         constraint = request_constraint(self._model, constraint, response_format=response_format, grammar=grammar, regex=regex)
         state = generation_state(
             self._model,
@@ -141,7 +161,7 @@ class Scheduler:
             skip_special_tokens=skip_special_tokens,
             constraint=constraint,
         )
-        request = Request(self, state, logprobs=bool(sampling.get("logprobs")))
+        request = Request(self, state, logprobs=bool(sampling.get("logprobs")), prefill_from=prefill_from)
         with self._queue_lock:
             if session is not None and any(
                 r._state.session is session and not r.done for r in (*self._running, *self._waiting)
@@ -179,6 +199,7 @@ class Scheduler:
                 self._prefill()
             finally:
                 self._masks.wait()
+            self._fork_prefilled()
             finished = self._decode()
             with self._queue_lock:
                 self._running = [r for r in self._running if not r.done]
@@ -190,13 +211,37 @@ class Scheduler:
             self.step()
 
     def _admit(self) -> None:
+        """Starts waiting requests, in order, while the batch has room; those waiting for their
+        prefill_from's prompt stay in the queue, in their places."""
         with self._queue_lock:
-            admitted = []
+            admitted, held = [], []
             while self._waiting and len(self._running) + len(admitted) < self.max_batch:
-                admitted.append(self._waiting.popleft())
+                request = self._waiting.popleft()
+                (held if request._prefill_from is not None else admitted).append(request)
+            self._waiting.extendleft(reversed(held))
             self._running = [*self._running, *admitted]
         for request in admitted:
             request._state.start_prefill()
+
+    def _fork_prefilled(self) -> None:
+        """Gives each waiting request whose prefill_from holds exactly its prompt now (prefilled,
+        no token decoded yet) a fork of that session, before the decode moves it on; a request
+        whose prefill_from has ended or moved on without it will prefill its own."""
+        with self._queue_lock:
+            followers = [request for request in self._waiting if request._prefill_from is not None]
+        for request in followers:
+            source = request._prefill_from
+            assert source is not None
+            if source.done or source not in self._running:
+                if source.done:
+                    request._prefill_from = None
+                continue  # still waiting itself
+            state = source._state
+            if state.prefilling:
+                continue
+            if state.session.n_tokens == len(state.prompt_tokens) and not request.done:
+                request._state.session = state.session.fork()
+            request._prefill_from = None
 
     def _prefill(self) -> None:
         """Runs up to prefill_chunk prompt tokens, earliest admitted first, in one batched

@@ -83,6 +83,11 @@ class GenerationState:
         return self.finish_reason is not None
 
     @property
+    def prompt_tokens(self) -> List[int]:
+        """The prompt's token ids."""
+        return self._prompt_tokens
+
+    @property
     def prefilling(self) -> bool:
         """Whether part of the prompt is still to run (after ``start_prefill``)."""
         return bool(self.prompt_to_run)

@@ -201,8 +201,8 @@ def create_app(model: Model, config: ServerConfig) -> FastAPI:
             return lambda event: loop.call_soon_threadsafe(events.put_nowait, (index, event))
 
         try:
-            for index, job in enumerate(choices):
-                tickets.append(engine.submit(job, sink(index)))
+            for index, job in enumerate(choices):  # the choices share the first one's prefill
+                tickets.append(engine.submit(job, sink(index), prefill_from=tickets[0] if tickets else None))
         except APIError:
             cancel_all()
             raise

@@ -97,11 +97,12 @@ Sink = Callable[[Event], None]
 class Ticket:
     """A submitted job: the handle to cancel it by, and its state on the engine thread."""
 
-    def __init__(self, job: Job, sink: Sink) -> None:
+    def __init__(self, job: Job, sink: Sink, prefill_from: Optional["Ticket"] = None) -> None:
         self.job = job
         self._sink = sink
+        self.prefill_from = prefill_from
         self.request: Optional[Request] = None
-        self.session: Optional[Session] = None
+        self.holds_session = False  # the request's session is to go back to the pool
         self.sent = 0  # characters of request.text already sent as deltas
         self.sent_logprobs = 0  # entries of request.logprobs already sent
         self.last_piece_time: Optional[float] = None
@@ -163,13 +164,16 @@ class Engine:
         self._thread = threading.Thread(target=self._run, name="lfmrt-engine", daemon=True)
         self._thread.start()
 
-    def submit(self, job: Job, sink: Sink) -> Ticket:
-        """Queues ``job``; its events go to ``sink`` (called on the engine thread).
+    def submit(self, job: Job, sink: Sink, prefill_from: Optional[Ticket] = None) -> Ticket:
+        """Queues ``job``; its events go to ``sink`` (called on the engine thread). With
+        ``prefill_from``, a ticket submitted earlier for the same prompt (another choice of the
+        request), the job continues a fork of that one's session once its prompt is prefilled
+        instead of prefilling it again (``Scheduler.submit``'s ``prefill_from``).
 
         Raises:
             APIError: 503 when the queue is full or the server is shutting down.
         """
-        ticket = Ticket(job, sink)
+        ticket = Ticket(job, sink, prefill_from)
         with self._wake:
             if not self._accepting:
                 raise APIError(503, "the server is shutting down", code="shutting_down")
@@ -265,8 +269,13 @@ class Engine:
             with self._wake:
                 self._queued -= 1
             job = ticket.job
-            session, _ = self._pool.acquire(job.prompt)
             extra: Dict[str, Any] = {}
+            source = ticket.prefill_from
+            session: Optional[Session] = None
+            if source is not None and source.request is not None and not source.request.done:
+                extra["prefill_from"] = source.request
+            else:
+                session, _ = self._pool.acquire(job.prompt)
             if job.constraint is not None:
                 extra["constraint"] = job.constraint
             if job.top_logprobs is not None:
@@ -276,10 +285,11 @@ class Engine:
                 request = self._scheduler.submit(job.prompt, max_tokens=job.max_tokens, stop=job.stop,
                                                  session=session, **extra, **job.sampling)
             except (ValueError, TypeError) as error:
-                self._pool.release(session)
+                if session is not None:
+                    self._pool.release(session)
                 ticket.emit(Failed(APIError(400, str(error))))
                 continue
-            ticket.request, ticket.session = request, session
+            ticket.request, ticket.holds_session = request, True
             self._running.append(ticket)
             ticket.emit(Started())
 
@@ -324,9 +334,7 @@ class Engine:
     def _finish(self, ticket: Ticket) -> None:
         """Returns a finished request's session to the pool and counts its tokens."""
         request = ticket.request
-        if ticket.session is not None:
-            self._pool.release(ticket.session)
-            ticket.session = None
+        self._release(ticket)
         if self._metrics is not None and request is not None and request.completion is not None:
             self._metrics.count_completion(request.completion)
 
@@ -341,12 +349,17 @@ class Engine:
             assert ticket.request is not None
             ticket.request.cancel()
             self._running.remove(ticket)
-            if ticket.session is not None:
-                self._pool.release(ticket.session)
-                ticket.session = None
+            self._release(ticket)
         if self._metrics is not None:
             self._metrics.cancelled.inc()
         ticket.emit(Cancelled(reason))
+
+    def _release(self, ticket: Ticket) -> None:
+        """Returns the session a ticket's request ran on (a fork, for one that shared another's
+        prefill) to the pool, once."""
+        if ticket.holds_session and ticket.request is not None:
+            self._pool.release(ticket.request.session)
+        ticket.holds_session = False
 
     def _update_gauges(self) -> None:
         self.running = len(self._running)
