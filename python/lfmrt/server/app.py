@@ -208,16 +208,14 @@ def create_app(model: Model, config: ServerConfig) -> FastAPI:
             raise
         watcher = asyncio.ensure_future(_watch_disconnect(request, cancel_all))
         completions: List[Optional[Completion]] = [None] * len(choices)
-        held: List[Tuple[int, Any]] = []  # events that came before every choice had started
+        held: List[Tuple[int, Any]] = []  # events that came before the first choice started
         try:
-            started: Set[int] = set()
-            while len(started) < len(choices):  # a choice that cannot start is an HTTP error, not a stream's
+            while True:  # until the first choice starts: one that cannot start is an HTTP error, not a stream's
                 index, event = await events.get()
                 _raise_if_failed(event)
-                if isinstance(event, Started):
-                    started.add(index)
-                else:
-                    held.append((index, event))
+                if isinstance(event, Started) and index == 0:
+                    break
+                held.append((index, event))
             if not stream:
                 for index, event in held:
                     if isinstance(event, Finished):
