@@ -412,6 +412,26 @@ def test_auth(url):
     assert httpx.get(url + "/health").json()["status"] == "ok"  # open, for probes
 
 
+def test_browser_pages_may_call_only_from_allowed_origins(url, model):
+    page = "https://app.example.com"
+    preflight = {"Origin": page, "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization, content-type, x-stainless-os"}
+    body = {"messages": HELLO, "max_tokens": 2}
+    auth = {"Authorization": f"Bearer {KEY}", "Origin": page}
+    assert "access-control-allow-origin" not in httpx.options(url + "/v1/chat/completions", headers=preflight).headers
+    assert "access-control-allow-origin" not in httpx.post(url + "/v1/chat/completions", json=body, headers=auth).headers
+    config = ServerConfig(model_name=NAME, api_key=KEY, allowed_origins=(page,))
+    with running_server(model, config) as allowed:
+        answer = httpx.options(allowed + "/v1/chat/completions", headers=preflight)  # no key: browsers send none
+        assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == page
+        assert "x-stainless-os" in answer.headers["access-control-allow-headers"].lower()
+        answer = httpx.post(allowed + "/v1/chat/completions", json=body, headers=auth)
+        assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == page
+        refused = httpx.options(allowed + "/v1/chat/completions", headers={**preflight, "Origin": "https://evil.example"})
+        assert refused.status_code == 400 and "access-control-allow-origin" not in refused.headers
+        assert _error(httpx.post(allowed + "/v1/chat/completions", json=body, headers={"Origin": page}), 401)
+
+
 def test_models(client, url):
     assert [m.id for m in client.models.list().data] == [NAME]
     assert client.models.retrieve(NAME).id == NAME

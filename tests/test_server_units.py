@@ -65,3 +65,8 @@ def test_parse_size():
         parse_size("lots")
     with pytest.raises(ValueError, match="max_sequences"):
         ServerConfig(model_name="m", max_sequences=0)
+    with pytest.raises(ValueError, match="allowed_origins: 'app.example.com' is not an origin"):
+        ServerConfig(model_name="m", allowed_origins=("app.example.com",))
+    with pytest.raises(ValueError, match="is not an origin"):
+        ServerConfig(model_name="m", allowed_origins=("https://app.example.com/chat",))
+    assert ServerConfig(model_name="m", allowed_origins=("*", "http://localhost:5173")).allowed_origins

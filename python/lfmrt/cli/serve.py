@@ -47,6 +47,9 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
                         help="largest max_tokens a request may ask for (default: the context)")
     parser.add_argument("--shutdown-timeout", type=float, default=30.0, metavar="S",
                         help="seconds in-flight requests get to finish on SIGTERM (default: 30)")
+    parser.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN", dest="allowed_origins",
+                        help="a web origin (https://app.example.com, or '*') whose pages may call the server from "
+                             "a browser (CORS); repeat for more (default: none)")
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     parser.set_defaults(func=run)
 
@@ -97,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
             max_prompt_tokens=args.max_prompt_tokens,
             max_tokens_limit=args.max_tokens_limit,
             shutdown_timeout=args.shutdown_timeout,
+            allowed_origins=tuple(args.allowed_origins),
         )
         model = common.load_model(args)
     except (LoadError, ValueError) as error:

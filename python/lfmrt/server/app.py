@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
@@ -331,6 +332,9 @@ def create_app(model: Model, config: ServerConfig) -> FastAPI:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
     route_paths = {route.path for route in app.routes}
+    if config.allowed_origins:  # answers preflight requests itself, before the key is checked
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.allowed_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["*"], max_age=600)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     app.add_middleware(RequestCounter, metrics=metrics, routes=lambda: route_paths)  # outermost: counts 413s too
     return app

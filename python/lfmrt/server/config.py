@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,
@@ -42,6 +42,9 @@ class ServerConfig:
         max_tokens_limit: the largest ``max_tokens`` a request may ask for (default: the context).
         shutdown_timeout: seconds in-flight requests get to finish on SIGTERM before they are
             cancelled.
+        allowed_origins: web page origins (``"https://app.example.com"``, or ``"*"`` for any)
+            whose scripts may call the server from a browser (CORS). None by default, so a page
+            the user happens to visit cannot use a server on their machine.
     """
 
     model_name: str
@@ -54,6 +57,7 @@ class ServerConfig:
     max_prompt_tokens: Optional[int] = None
     max_tokens_limit: Optional[int] = None
     shutdown_timeout: float = 30.0
+    allowed_origins: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("max_sequences", "max_queue", "max_body_bytes"):
@@ -68,5 +72,9 @@ class ServerConfig:
                 raise ValueError(f"{name} must be at least 1, got {value}")
         if self.shutdown_timeout < 0:
             raise ValueError(f"shutdown_timeout must be >= 0, got {self.shutdown_timeout}")
+        for origin in self.allowed_origins:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"allowed_origins: {origin!r} is not an origin (scheme://host[:port], no path) "
+                                 "or '*'")
         if self.api_key is not None and not self.api_key:
             raise ValueError("api_key must not be empty (leave it unset for no key)")
