@@ -29,10 +29,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
+from ..generation.completion import Completion
 from ..model import Model
 from . import jobs
 from .config import ServerConfig
-from ..generation.completion import Completion
 from .engine import Cancelled, Delta, Engine, Failed, Finished, Job, Started, Ticket
 from .errors import APIError, install_error_handlers, log
 from .metrics import CONTENT_TYPE, Metrics
