@@ -70,3 +70,13 @@ def test_parse_size():
     with pytest.raises(ValueError, match="is not an origin"):
         ServerConfig(model_name="m", allowed_origins=("https://app.example.com/chat",))
     assert ServerConfig(model_name="m", allowed_origins=("*", "http://localhost:5173")).allowed_origins
+
+
+def test_a_server_reachable_from_other_machines_without_a_key_is_warned_about():
+    from lfmrt.cli.serve import exposure_warning
+
+    for host in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
+        assert exposure_warning(host, api_key=False) is None
+    for host in ("0.0.0.0", "::", "192.168.1.20", "myhost.example"):
+        assert "anyone who can reach this port" in exposure_warning(host, api_key=False)
+        assert exposure_warning(host, api_key=True) is None

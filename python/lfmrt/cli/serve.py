@@ -4,7 +4,8 @@ Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /he
 GET /metrics (Prometheus). Concurrent requests are batched into shared forward steps, and
 finished conversations' sessions are kept so the next turn runs only its new tokens.
 
-It listens on 127.0.0.1 unless --host says otherwise. With --api-key (or $LFMRT_API_KEY) every
+It listens on 127.0.0.1 unless --host says otherwise (with no key, it warns about any other
+address). With --api-key (or $LFMRT_API_KEY) every
 /v1 route and /metrics needs `Authorization: Bearer <key>`. SIGTERM or Ctrl-C shuts down
 gracefully: requests in flight get --shutdown-timeout seconds to finish. Needs the server
 extra: pip install "lfmrt[server]".
@@ -13,8 +14,11 @@ extra: pip install "lfmrt[server]".
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
+import sys
 from pathlib import Path
+from typing import Optional
 
 from ..errors import LoadError
 from . import common
@@ -74,6 +78,19 @@ def _ready_message(url: str, name: str, api_key: bool) -> str:
     )
 
 
+def exposure_warning(host: str, api_key: bool) -> Optional[str]:
+    """The warning for a server other machines can reach with no key (None when it is not)."""
+    if api_key or host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:  # a host name: it may resolve to any address
+        pass
+    return (f"warning: listening on {host} with no --api-key (or $LFMRT_API_KEY): anyone who can reach this "
+            "port can use the model")
+
+
 def run(args: argparse.Namespace) -> int:
     """Serves until SIGTERM or Ctrl-C; returns the exit status."""
     prog = f"lfmrt {NAME}"
@@ -108,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
 
     def ready(url: str) -> None:
         print(_ready_message(url, config.model_name, config.api_key is not None), flush=True)
+        warning = exposure_warning(args.host, config.api_key is not None)
+        if warning is not None:
+            print(warning, file=sys.stderr, flush=True)
 
     try:
         serve(model, config, host=args.host, port=args.port, log_level=args.log_level, on_ready=ready)
